@@ -1,0 +1,123 @@
+"""The ``qmpdirty`` command line (shell): run, check-config, probe, demo.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration. The event
+loop is chosen here and only here (uvloop by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from qmpdirty import __version__, logs
+from qmpdirty.config import DEFAULT_PATH, Config, load_config
+from qmpdirty.errors import ConfigError, QmpDirtyError
+from qmpdirty.qmp.address import parse_qmp_address
+
+T = TypeVar("T")
+log = logging.getLogger("qmpdirty")
+
+
+def run_loop(coro: Coroutine[Any, Any, T], loop: str = "uvloop") -> T:
+    """Run ``coro`` on the chosen event loop (uvloop unless told otherwise)."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qmpdirty", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"qmpdirty {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"default {DEFAULT_PATH}")
+    run.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+
+    check = sub.add_parser("check-config", help="validate a config file; exit 2 on problems")
+    check.add_argument("path", type=Path, nargs="?", default=DEFAULT_PATH)
+
+    probe = sub.add_parser("probe", help="connect to one QEMU, gather, print")
+    probe.add_argument("--qmp", required=True, metavar="ADDR", help="unix:PATH or tcp:HOST:PORT")
+    probe.add_argument("--config", type=Path, help="use this config's [mqtt]/[host]/[qmp]")
+    probe.add_argument("--json", action="store_true", help="print the payloads as JSON")
+
+    demo = sub.add_parser("demo", help="boot two VMs, watch them, migrate one, clean up")
+    demo.add_argument("--workdir", type=Path, help="keep the demo's files here")
+    return p
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+    for key, message, hint in exc.problems:
+        print(f"  {key}: {message}\n    hint: {hint}", file=sys.stderr)
+
+
+def _check_config(path: Path) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    print(f"{path}: OK — MQTT {cfg.mqtt.url}, host {cfg.host.resolved_name!r}, "
+          f"{len(cfg.vm)} static VMs, {len(cfg.discovery.globs)} discovery globs, "
+          f"server socket {cfg.server.socket or 'off'}")
+    return 0
+
+
+def _run(path: Path, loop: str) -> int:
+    from qmpdirty.daemon.app import run_daemon
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    logs.configure(cfg.daemon.log_level)
+    return run_loop(run_daemon(cfg, path), loop)
+
+
+def _probe(address_text: str, config: Path | None, as_json: bool) -> int:
+    from qmpdirty.probe import human, probe
+
+    try:
+        address = parse_qmp_address(address_text)
+        cfg = load_config(config) if config else Config()
+    except ValueError as exc:
+        print(f"--qmp: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 2
+    logs.configure("warning")
+    try:
+        result = run_loop(probe(cfg, address, time.time()))
+    except QmpDirtyError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if as_json else human(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and dispatch; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.path)
+    if args.command == "run":
+        return _run(args.config, args.loop)
+    if args.command == "probe":
+        return _probe(args.qmp, args.config, args.json)
+    from qmpdirty.lab.demo import run_demo
+
+    logs.configure("warning")
+    return run_demo(args.workdir)

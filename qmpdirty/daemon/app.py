@@ -1,0 +1,189 @@
+"""The daemon's lifecycle: start, reload, watchdog, graceful stop (shell).
+
+Modelled on uvicorn: signals set events, the main coroutine owns every task in
+TaskGroups, and shutdown has a deadline. SIGTERM/SIGINT: stop every VM session
+(each publishes ``offline``), publish the daemon's ``offline``, flush the outbox,
+tell systemd ``STOPPING=1``, and return within ``[daemon] shutdown_deadline_s``.
+SIGHUP re-reads the config's VM list and discovery globs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from qmpdirty import __version__
+from qmpdirty.config import Config, load_config
+from qmpdirty.daemon.fleet import Fleet, serve
+from qmpdirty.daemon.vmstate import Context
+from qmpdirty.errors import ConfigError, QmpConnectError
+from qmpdirty.qmp.commands import CommandPolicy
+from qmpdirty.qmp.listener import QmpListener
+from qmpdirty.sdnotify import SystemdNotifier
+from qmpdirty.sinks.mqtt import MqttSink
+from qmpdirty.telemetry import render, schema
+from qmpdirty.telemetry.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def policy_from(cfg: Config) -> CommandPolicy:
+    """The command allow-list's switches, from config."""
+    return CommandPolicy(
+        enable_migration_events=cfg.qmp.enable_migration_events,
+        measure_dirty_rate=cfg.dirty_rate.enabled,
+    )
+
+
+class Daemon:
+    """One qmpdirty process: a sink, a fleet of VM supervisors, optionally a listener."""
+
+    def __init__(self, cfg: Config, config_path: Path | None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
+        client_id = cfg.mqtt.client_id or f"qmpdirty-{topics.host}"
+        self.sink = MqttSink(cfg.mqtt, topics, client_id)
+        self.ctx = Context(cfg, self.sink, topics, policy_from(cfg))
+        self.notifier = SystemdNotifier.from_env(os.environ)
+        self.started_ts = time.time()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._daemon_seq = 0
+        self._stats_due = asyncio.Event()
+        self.sink.on_drop(lambda _n: self._stats_due.set())
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``request_stop``), then stop within the deadline."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        listener = self._listener()
+        try:
+            async with asyncio.TaskGroup() as infra:
+                background = [
+                    infra.create_task(self.sink.run(), name="mqtt-sink"),
+                    infra.create_task(self._publish_stats(), name="daemon-stats"),
+                    infra.create_task(self._watchdog(), name="watchdog"),
+                ]
+                await self._serve_until_stopped(listener)
+                for task in background:
+                    task.cancel()
+        finally:
+            if listener is not None:
+                listener.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def _listener(self) -> QmpListener | None:
+        s = self.cfg.server
+        if s.socket is None:
+            return None
+        listener = QmpListener(s.socket, s.mode_bits, s.group)
+        listener.open()
+        log.info("server mode: QEMUs may dial %s", s.socket)
+        return listener
+
+    async def _serve_until_stopped(self, listener: QmpListener | None) -> None:
+        deadline_s = self.cfg.daemon.shutdown_deadline_s
+        async with asyncio.TaskGroup() as vms:
+            fleet = Fleet(self.ctx, vms)
+            fleet.reconcile(self.cfg)
+            server = vms.create_task(serve(self.ctx, listener), name="qmp-server") \
+                if listener is not None else None
+            self.notifier.ready(f"watching {len(fleet)} QMP addresses")
+            log.info("qmpdirty %s running: %d QMP addresses, MQTT %s", __version__, len(fleet),
+                     self.cfg.mqtt.url)
+            await self._reconcile_until_stopped(fleet)
+            started = time.monotonic()
+            self.notifier.stopping("publishing offline")
+            log.info("stopping: publishing offline for %d VMs", len(self.ctx.vms))
+            tasks = fleet.stop_all()
+            if server is not None:
+                server.cancel()
+                tasks.append(server)
+            await asyncio.wait(tasks, timeout=deadline_s / 2) if tasks else None
+        self.sink.publish(render.host_status(self.ctx.topics, online=False))
+        remaining = max(0.1, deadline_s - (time.monotonic() - started))
+        if not await self.sink.flush(remaining):
+            log.warning("stopping: broker unreachable; %d messages not delivered",
+                        len(self.sink.outbox))
+
+    async def _reconcile_until_stopped(self, fleet: Fleet) -> None:
+        interval = self.cfg.discovery.rescan_interval_s
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                reload = asyncio.ensure_future(self._reload.wait())
+                await asyncio.wait({stop, reload}, timeout=interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                reload.cancel()
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._reread_vm_list()
+                if not self._stop.is_set():
+                    fleet.reconcile(self.cfg)
+        finally:
+            stop.cancel()
+
+    def _reread_vm_list(self) -> None:
+        """SIGHUP: take the new ``[[vm]]`` list and discovery globs; keep the rest."""
+        if self.config_path is None:
+            return
+        try:
+            fresh = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: %s; keeping the running VM list", exc)
+            return
+        self.cfg = self.cfg.model_copy(update={"vm": fresh.vm, "discovery": fresh.discovery})
+        self.ctx.cfg = self.cfg
+        log.info("SIGHUP: %d static VMs, %d discovery globs", len(fresh.vm),
+                 len(fresh.discovery.globs))
+
+    async def _publish_stats(self) -> None:
+        """``<prefix>/<host>/daemon``: on start, on overflow (at most 1/s), every minute."""
+        while True:
+            self._daemon_seq += 1
+            out = self.sink.outbox
+            self.sink.publish(render.daemon_state(
+                self.ctx.topics, self._daemon_seq, time.time(), version=__version__,
+                started_ts=self.started_ts,
+                vms_online=sum(1 for vm in self.ctx.vms.values() if vm.online),
+                vms_known=len(self.ctx.vms),
+                outbox=schema.OutboxStats(capacity=out.capacity, queued=out.queued_records,
+                                          dropped_total=out.dropped_total),
+                mqtt_connects=self.sink.connects,
+            ))
+            self._stats_due.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stats_due.wait(), timeout=60)
+            await asyncio.sleep(1)
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval_s
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+
+async def run_daemon(cfg: Config, config_path: Path | None) -> int:
+    """Entry point of ``qmpdirty run`` inside the event loop; returns the exit code."""
+    try:
+        daemon = Daemon(cfg, config_path)
+        await daemon.run()
+    except QmpConnectError as exc:
+        log.error("%s", exc)
+        return 1
+    log.info("stopped")
+    return 0

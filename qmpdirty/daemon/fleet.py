@@ -1,0 +1,181 @@
+"""The fleet: one supervisor per QMP address, the server-mode acceptor, discovery (shell).
+
+Client mode: a supervisor connects to its address, runs a ``SessionWatch`` until
+QEMU hangs up, then reconnects with exponential backoff and jitter, forever, until
+cancelled (the address vanished from discovery or the daemon stops).
+Server mode: every accepted connection runs a ``SessionWatch`` of its own.
+Either way ``run_session`` is the firewall: nothing that goes wrong in one VM's
+session escapes it, so one VM never takes another down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import logging
+import random
+import socket
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from qmpdirty.config import Config
+from qmpdirty.daemon.session import SessionWatch
+from qmpdirty.daemon.vmstate import Context, VmState
+from qmpdirty.errors import QmpClosedError, QmpConnectError, QmpError
+from qmpdirty.qmp import queries
+from qmpdirty.qmp.address import QmpAddress
+from qmpdirty.qmp.listener import QmpListener
+from qmpdirty.qmp.session import QmpSession
+from qmpdirty.qmp.versions import is_supported
+from qmpdirty.telemetry.topics import sanitise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A QMP address to watch, with the name to use when QEMU has no ``-name``."""
+
+    address: QmpAddress
+    fallback_name: str
+    source: str  # "config" or "glob"
+
+
+def discover(cfg: Config) -> dict[str, Target]:
+    """Static ``[[vm]]`` entries plus every UNIX socket matching a discovery glob."""
+    found: dict[str, Target] = {}
+    for entry in cfg.vm:
+        addr = entry.address
+        found[str(addr)] = Target(addr, entry.name or addr.stem, "config")
+    for pattern in cfg.discovery.globs:
+        for match in sorted(glob.glob(pattern)):
+            path = Path(match)
+            if _is_socket(path):
+                addr = QmpAddress(kind="unix", path=path)
+                found.setdefault(str(addr), Target(addr, addr.stem, "glob"))
+    return found
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+async def open_session(ctx: Context, target: QmpAddress | socket.socket, label: str) -> QmpSession:
+    q = ctx.cfg.qmp
+    return await QmpSession.open(
+        target, policy=ctx.policy, command_timeout_s=q.command_timeout_s,
+        connect_timeout_s=q.connect_timeout_s, event_queue_size=q.event_queue_size, label=label,
+    )
+
+
+async def run_session(
+    ctx: Context, session: QmpSession, label: str, fallback_name: str, pid: int | None
+) -> None:
+    """Identify the VM and watch it until the session ends. Never raises (but cancel)."""
+    owner = object()
+    vm: VmState | None = None
+    watch: SessionWatch | None = None
+    try:
+        version = await queries.qemu_version(session)
+        if not is_supported(version):
+            log.warning("%s: QEMU %s is older than 8.0; replies may not match",
+                        label, ".".join(map(str, version)))
+        identity = await queries.identify(session, pid)
+        vm = ctx.claim(sanitise(identity.name or fallback_name), owner)
+        watch = SessionWatch(ctx, session, vm, version=version, identity=identity, qmp_label=label)
+        await watch.run()
+    except* QmpClosedError:
+        log.info("%s: QMP session closed", label)
+    except* QmpError as group:
+        log.warning("%s: %s", label, "; ".join(str(e) for e in group.exceptions))
+    except* Exception:
+        log.exception("%s: VM task failed; other VMs are unaffected", label)
+    finally:
+        if watch is not None:
+            watch.session_lost()
+            log.info("VM %s offline", watch.vm.name)
+        if vm is not None:
+            ctx.release(vm, owner)
+        await session.close()
+
+
+async def supervise(ctx: Context, target: Target) -> None:
+    """Client mode: connect, watch, reconnect with backoff + jitter, until cancelled."""
+    q = ctx.cfg.qmp
+    delay = q.reconnect_initial_s
+    label = str(target.address)
+    failures = 0
+    while True:
+        try:
+            session = await open_session(ctx, target.address, label)
+        except QmpConnectError as exc:
+            failures += 1
+            level = logging.WARNING if failures == 1 else logging.DEBUG
+            log.log(level, "%s: cannot connect: %s (retrying)", label, exc)
+        except Exception:
+            log.exception("%s: unexpected error while connecting (retrying)", label)
+        else:
+            failures = 0
+            delay = q.reconnect_initial_s
+            await run_session(ctx, session, label, target.fallback_name, None)
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        delay = min(delay * 2, q.reconnect_max_s)
+
+
+async def serve(ctx: Context, listener: QmpListener) -> None:
+    """Server mode: accept QEMUs dialling in; each runs its own session task."""
+    label = f"server:{listener.path}"
+    async with asyncio.TaskGroup() as tg:
+        while True:
+            conn, cred = await listener.accept()
+            tg.create_task(_accepted(ctx, conn, cred.pid, label),
+                           name=f"server-session-pid{cred.pid}")
+
+
+async def _accepted(ctx: Context, conn: socket.socket, pid: int, label: str) -> None:
+    where = f"{label} pid {pid}"
+    try:
+        session = await open_session(ctx, conn, where)
+    except QmpError as exc:
+        log.warning("%s: %s", where, exc)
+        conn.close()
+        return
+    await run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid)
+
+
+class Fleet:
+    """Keeps exactly one supervisor task per discovered target."""
+
+    def __init__(self, ctx: Context, tg: asyncio.TaskGroup) -> None:
+        self.ctx = ctx
+        self._tg = tg
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def reconcile(self, cfg: Config) -> None:
+        """Start supervisors for new targets, cancel those whose target went away."""
+        wanted = discover(cfg)
+        for key, task in list(self._tasks.items()):
+            if key not in wanted or task.done():
+                if key not in wanted:
+                    log.info("%s: no longer configured or present; stopping", key)
+                task.cancel()
+                del self._tasks[key]
+        for key, target in wanted.items():
+            if key not in self._tasks:
+                self._tasks[key] = self._tg.create_task(supervise(self.ctx, target),
+                                                        name=f"supervise:{key}")
+
+    def stop_all(self) -> list[asyncio.Task[None]]:
+        """Cancel every supervisor; return the tasks to await."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        self._tasks.clear()
+        return tasks
+
+    def __len__(self) -> int:
+        return len(self._tasks)

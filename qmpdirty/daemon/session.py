@@ -1,0 +1,234 @@
+"""Everything the daemon does on one live QMP session (shell).
+
+One ``TaskGroup`` per session: events (published verbatim and fed to the migration
+tracker), ``query-migrate`` polling while a migration runs, periodic dirty-rate
+measurement, and a watcher that ends the group the moment QEMU hangs up. The
+session's end is final for this object; the supervisor makes a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from qmpdirty.daemon.vmstate import Context, VmPublisher, VmState
+from qmpdirty.decisions import migration as mig
+from qmpdirty.decisions.dirtyrate import DirtyRatePlan, seconds_until_due
+from qmpdirty.errors import QmpClosedError, QmpCommandError, QmpError, QmpReplyError
+from qmpdirty.facts.model import MigrationSnapshot, VmIdentity, VmInfo
+from qmpdirty.qmp import queries, translate
+from qmpdirty.qmp.session import QmpSession
+from qmpdirty.telemetry import render
+
+log = logging.getLogger(__name__)
+
+#: Events after which the run state (and so ``info``) may have changed.
+RUN_STATE_EVENTS = frozenset({
+    "STOP", "RESUME", "SHUTDOWN", "RESET", "SUSPEND", "WAKEUP", "POWERDOWN", "GUEST_PANICKED",
+})
+#: How long an idle VM waits between ``query-migrate`` polls when events are off.
+IDLE_POLL_WITHOUT_EVENTS_S = 5.0
+
+
+class SessionWatch:
+    """Runs the telemetry pipeline for one VM over one live QMP session."""
+
+    def __init__(
+        self, ctx: Context, session: QmpSession, vm: VmState, *,
+        version: tuple[int, int, int], identity: VmIdentity, qmp_label: str,
+    ) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.vm = vm
+        self.version = version
+        self.identity = identity
+        self.qmp_label = qmp_label
+        self.out = VmPublisher(ctx, vm)
+        self.info: VmInfo | None = None
+        self.events_on = False
+        self._migrating = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._dropped_seen = 0
+
+    async def run(self) -> None:
+        """Publish ``online`` and state, then work until the session ends (raises)."""
+        self.events_on = await self._ensure_events()
+        await self._refresh_info()
+        self.out.status(online=True)
+        log.info("VM %s online (%s, QEMU %s)", self.vm.name, self.qmp_label, self.info.qemu_version
+                 if self.info else "?")
+        await self._poll_migration()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._hangup(), name=f"{self.vm.name}:hangup")
+            tg.create_task(self._events(), name=f"{self.vm.name}:events")
+            tg.create_task(self._migration_poller(), name=f"{self.vm.name}:migrate-poll")
+            if self.ctx.cfg.dirty_rate.enabled:
+                tg.create_task(self._dirty_rate(), name=f"{self.vm.name}:dirty-rate")
+
+    def session_lost(self) -> None:
+        """The session ended: a migration in flight is ``lost``; the VM is ``offline``."""
+        self._observe(mig.SessionLost())
+        self.out.status(online=False)
+
+    # --- setup -------------------------------------------------------------
+
+    async def _ensure_events(self) -> bool:
+        """Capability ``events`` on (policy permitting), so MIGRATION events arrive."""
+        on = await queries.migration_events_on(self.session)
+        if on or not self.ctx.cfg.qmp.enable_migration_events:
+            return on
+        try:
+            await queries.enable_migration_events(self.session)
+        except QmpCommandError as exc:
+            log.warning("VM %s: cannot enable migration events: %s", self.vm.name, exc.desc)
+            return False
+        return True
+
+    async def _refresh_info(self) -> None:
+        self.info = await queries.gather_info(self.session, self.version, self.identity,
+                                              self.events_on)
+        self.out.send(render.info(self.out.stamp(), self.info, self.qmp_label, self.identity.pid))
+
+    # --- tasks -------------------------------------------------------------
+
+    async def _hangup(self) -> None:
+        await self.session.wait_closed()
+        raise QmpClosedError(f"{self.qmp_label}: QEMU closed the QMP connection")
+
+    async def _events(self) -> None:
+        while True:
+            raw = await self.session.next_event()
+            self._note_dropped_events()
+            try:
+                event = translate.event_from(raw)
+            except QmpReplyError as exc:
+                log.warning("VM %s: ignoring malformed event: %s", self.vm.name, exc)
+                continue
+            self.out.send(render.event(self.out.stamp(), event, self._expiry()))
+            await self._react(event.name, event.data)
+
+    async def _react(self, name: str, data: dict[str, Any]) -> None:
+        """Feed migration events to the tracker; refresh ``info`` on run-state changes."""
+        if name == "MIGRATION":
+            status = data.get("status")
+            snap = await self._snapshot_or_none()
+            self._observe(mig.StatusSeen(status if isinstance(status, str) else None, snap))
+            if mig.PHASE_OF.get(status if isinstance(status, str) else None) is mig.Phase.TERMINAL:
+                await self._refresh_info()
+        elif name == "MIGRATION_PASS":
+            pass_no = data.get("pass")
+            if isinstance(pass_no, int):
+                self._observe(mig.PassSeen(pass_no, await self._snapshot_or_none()))
+        elif name in RUN_STATE_EVENTS:
+            await self._refresh_info()
+
+    async def _migration_poller(self) -> None:
+        mcfg = self.ctx.cfg.migration
+        while True:
+            interval = mig.poll_interval_s(self.vm.tracker, mcfg.poll_interval_s,
+                                           mcfg.poll_interval_fast_s)
+            if interval is None:
+                if self.events_on:
+                    await self._migrating.wait()
+                    continue
+                interval = IDLE_POLL_WITHOUT_EVENTS_S
+            await asyncio.sleep(interval)
+            await self._poll_migration()
+
+    async def _poll_migration(self) -> None:
+        snap = await self._snapshot_or_none()
+        if snap is not None:
+            self._observe(mig.StatusSeen(snap.status, snap, from_event=False))
+            rate = snap.dirty_bytes_per_s
+            if rate is not None and mig.is_active(self.vm.tracker):
+                self.out.send(render.dirty_rate_during_migration(
+                    self.out.stamp(), rate, None, self._dirty_rate_expiry()))
+
+    async def _snapshot_or_none(self) -> MigrationSnapshot | None:
+        try:
+            return await queries.migration_snapshot(self.session)
+        except QmpClosedError:
+            raise
+        except QmpError as exc:
+            log.warning("VM %s: query-migrate: %s", self.vm.name, exc)
+            return None
+
+    def _observe(self, seen: mig.Observation) -> None:
+        """Advance the tracker and publish what it says to publish."""
+        role: mig.Role = "destination" if self.info and self.info.run_state == "inmigrate" \
+            else "source"
+        self.vm.tracker, effects = mig.observe(self.vm.tracker, seen, self.ctx.clock(), role)
+        for effect in effects:
+            if isinstance(effect, mig.MigrationChanged):
+                self.out.send(render.migration(self.out.stamp(), effect.migration))
+            elif isinstance(effect, mig.PassCompleted):
+                self.out.send(render.pass_record(self.out.stamp(), effect.migration,
+                                                 effect.pass_no, self._expiry()))
+            else:
+                log.info("VM %s: migration %s %s", self.vm.name, effect.migration.id,
+                         effect.outcome)
+                self.out.send(render.summary(self.out.stamp(), effect.migration,
+                                             effect.outcome, effect.ended_ts))
+        if mig.is_active(self.vm.tracker):
+            self._idle.clear()
+            self._migrating.set()
+        else:
+            self._migrating.clear()
+            self._idle.set()
+
+    async def _dirty_rate(self) -> None:
+        dcfg = self.ctx.cfg.dirty_rate
+        plan = DirtyRatePlan(dcfg.mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
+        last_start: float | None = None
+        last_seen: tuple[float | None, float] | None = None
+        while True:
+            delay = seconds_until_due(plan, self.ctx.clock(), last_start,
+                                      mig.is_active(self.vm.tracker), measuring=False)
+            if delay is None:
+                await self._idle.wait()
+                continue
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            last_start = self.ctx.clock()
+            last_seen = await self._measure(plan, last_seen)
+
+    async def _measure(
+        self, plan: DirtyRatePlan, last_seen: tuple[float | None, float] | None
+    ) -> tuple[float | None, float] | None:
+        """One ``calc-dirty-rate``; publish it unless it is the previous result again."""
+        try:
+            await queries.start_dirty_rate(self.session, plan, self.version)
+        except QmpCommandError as exc:
+            # "the dirty rate is already being measured": someone else is; try later.
+            log.info("VM %s: calc-dirty-rate: %s", self.vm.name, exc.desc)
+            return last_seen
+        await asyncio.sleep(plan.window_s)
+        deadline = self.ctx.clock() + plan.window_s + self.ctx.cfg.qmp.command_timeout_s
+        while self.ctx.clock() < deadline:
+            found = await queries.read_dirty_rate(self.session, self.version)
+            if found is not None and (found.started_at_s, found.bytes_per_s) != last_seen:
+                self.out.send(render.dirty_rate_measured(self.out.stamp(), found,
+                                                         self._dirty_rate_expiry()))
+                return (found.started_at_s, found.bytes_per_s)
+            await asyncio.sleep(0.1)
+        log.warning("VM %s: dirty-rate measurement did not finish in time", self.vm.name)
+        return last_seen
+
+    # --- small things --------------------------------------------------------
+
+    def _expiry(self) -> int | None:
+        return self.ctx.cfg.mqtt.event_expiry_s or None
+
+    def _dirty_rate_expiry(self) -> int:
+        """A rate older than three intervals is stale: let the broker drop it."""
+        return max(60, round(3 * self.ctx.cfg.dirty_rate.interval_s))
+
+    def _note_dropped_events(self) -> None:
+        dropped = self.session.dropped_events
+        if dropped != self._dropped_seen:
+            log.warning("VM %s: event queue full, %d events dropped so far", self.vm.name,
+                        dropped)
+            self._dropped_seen = dropped

@@ -1,0 +1,80 @@
+"""The one exception tree of qmpdirty.
+
+Library errors are translated at the boundary (``raise ... from exc``) into one of
+these, so callers catch qmpdirty's errors and nothing else. Cancellation is never
+wrapped. Outcomes such as "VM blocked" are values, not exceptions.
+
+::
+
+    QmpDirtyError
+     +-- ConfigError                 bad or unreadable configuration (exit 2)
+     +-- QmpError                    anything on a QMP connection
+     |    +-- QmpConnectError        could not connect / greet / negotiate
+     |    +-- QmpClosedError         the session ended (QEMU gone, EOF)
+     |    +-- QmpTimeoutError        a command got no reply in time
+     |    +-- QmpCommandError        QEMU answered with an error (class, desc)
+     |    +-- QmpReplyError          a reply did not have the expected shape
+     |    +-- CommandNotAllowed      the allow-list refused to send a command
+     +-- SinkError                   publication could not proceed
+     +-- LabError                    the demo/test lab could not build or start something
+"""
+
+
+class QmpDirtyError(Exception):
+    """Root of every error qmpdirty raises on purpose."""
+
+
+class ConfigError(QmpDirtyError):
+    """The configuration is missing, unreadable or invalid.
+
+    ``problems`` holds one ``(key_path, message, hint)`` per problem so that
+    ``check-config`` can print them all at once.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        first = problems[0] if problems else ("", "invalid configuration", "")
+        super().__init__(f"{source}: {first[0] or '<file>'}: {first[1]}")
+
+
+class QmpError(QmpDirtyError):
+    """Something went wrong on a QMP connection."""
+
+
+class QmpConnectError(QmpError):
+    """Could not connect to, greet or negotiate with a QMP server."""
+
+
+class QmpClosedError(QmpError):
+    """The QMP session is closed (QEMU exited or hung up)."""
+
+
+class QmpTimeoutError(QmpError):
+    """A QMP command got no reply within its timeout (QEMU frozen or overloaded)."""
+
+
+class QmpCommandError(QmpError):
+    """QEMU replied to a command with an error."""
+
+    def __init__(self, command: str, error_class: str, desc: str) -> None:
+        self.command = command
+        self.error_class = error_class
+        self.desc = desc
+        super().__init__(f"{command}: {error_class}: {desc}")
+
+
+class QmpReplyError(QmpError):
+    """A QMP reply or event did not have the shape QEMU's schema promises."""
+
+
+class CommandNotAllowed(QmpError):
+    """The command allow-list refused to send this command to QEMU."""
+
+
+class SinkError(QmpDirtyError):
+    """A telemetry sink could not proceed (bad TLS files, unreadable password)."""
+
+
+class LabError(QmpDirtyError):
+    """The lab (demo and tests) could not build a guest or start a process."""

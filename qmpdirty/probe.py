@@ -1,0 +1,66 @@
+"""``qmpdirty probe``: connect once, gather, print, disconnect (shell).
+
+Read-only whatever the config says: the probe's policy allows queries only. With
+``--json`` it prints one object whose ``info``, ``tracking`` and ``blockers``
+members are exactly the payloads the daemon publishes on those topics.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qmpdirty.config import Config
+from qmpdirty.qmp import queries
+from qmpdirty.qmp.address import QmpAddress
+from qmpdirty.qmp.commands import CommandPolicy
+from qmpdirty.qmp.session import QmpSession
+from qmpdirty.telemetry import render
+from qmpdirty.telemetry.render import VmStamp
+from qmpdirty.telemetry.topics import Topics, sanitise
+
+READ_ONLY = CommandPolicy(enable_migration_events=False, measure_dirty_rate=False)
+
+
+async def probe(cfg: Config, address: QmpAddress, now: float) -> dict[str, Any]:
+    """Gather one VM's payloads: ``{"info": ..., "tracking": ..., "blockers": ...}``."""
+    session = await QmpSession.open(
+        address, policy=READ_ONLY, command_timeout_s=cfg.qmp.command_timeout_s,
+        connect_timeout_s=cfg.qmp.connect_timeout_s, event_queue_size=100, label=str(address),
+    )
+    try:
+        version = await queries.qemu_version(session)
+        identity = await queries.identify(session, None)
+        events = await queries.migration_events_on(session)
+        info = await queries.gather_info(session, version, identity, events)
+        snapshot = await queries.migration_snapshot(session)
+    finally:
+        await session.close()
+    topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
+    vm = sanitise(identity.name or address.stem)
+    messages = {
+        "info": render.info(VmStamp(topics, vm, 1, now), info, str(address), None),
+        "tracking": render.tracking_unknown(VmStamp(topics, vm, 2, now)),
+        "blockers": render.blockers_observed(VmStamp(topics, vm, 3, now),
+                                             snapshot.blocked_reasons),
+    }
+    result: dict[str, Any] = {k: json.loads(m.payload) for k, m in messages.items()}
+    result["migration_status"] = snapshot.status
+    return result
+
+
+def human(result: dict[str, Any]) -> str:
+    """A short text report of a probe result."""
+    info, blockers = result["info"], result["blockers"]
+    ram = info["ram_bytes"] or 0
+    lines = [
+        f"VM {info['vm']}  QEMU {info['qemu_version']}  machine {info['machine']}  "
+        f"accel {info['accel']}",
+        f"  {info['vcpus']} vCPUs, {ram / 2**20:.0f} MiB RAM, run state {info['run_state']}, "
+        f"migration events {'on' if info['migration_events'] else 'off'}",
+        f"  migration: {result['migration_status'] or 'none so far'}",
+        f"  migratable: {'yes' if blockers['migratable'] else 'no'}",
+    ]
+    lines += [f"    blocked: {reason}" for reason in blockers["observed"]]
+    lines.append("  VFIO tracking: not evaluated (engine not built yet)")
+    return "\n".join(lines)

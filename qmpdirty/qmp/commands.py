@@ -1,0 +1,62 @@
+"""The one allow-list of QMP commands the daemon may send (pure core).
+
+qmpdirty runs beside libvirt, which owns the VM: the daemon must never change a
+VM unless the operator's policy says so. ``CommandPolicy.check`` is consulted by
+``QmpSession.execute`` for every command, so there is exactly one place to audit.
+
+By default only queries are sent, plus:
+* ``migrate-set-capabilities`` with exactly ``events=true`` when
+  ``[qmp] enable_migration_events`` is true (and the capability is off), so that
+  MIGRATION / MIGRATION_PASS events are emitted (libvirt turns it on too);
+* ``calc-dirty-rate`` when ``[dirty_rate] enabled`` is true (a measurement, not a
+  state change, but it does take QEMU's single measurement slot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from qmpdirty.errors import CommandNotAllowed
+
+#: Commands that only read state. QEMU's own ``qmp_capabilities`` handshake is
+#: sent by the library before any of these and is not a command qmpdirty issues.
+READ_ONLY: frozenset[str] = frozenset({
+    "query-version", "query-name", "query-uuid", "query-status", "query-kvm",
+    "query-cpus-fast", "query-memory-size-summary", "query-migrate",
+    "query-migrate-capabilities", "query-migrate-parameters", "query-dirty-rate",
+    "query-commands", "query-qmp-schema", "query-pci", "query-memory-devices",
+    "query-memdev", "query-vcpu-dirty-limit", "qom-get", "qom-list", "qom-list-get",
+    "qom-list-properties", "device-list-properties",
+})
+
+EVENTS_ON = ({"capability": "events", "state": True},)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandPolicy:
+    """Which non-query commands this daemon may send (from config; both off = read-only)."""
+
+    enable_migration_events: bool = True
+    measure_dirty_rate: bool = True
+
+    def allows(self, command: str, arguments: Mapping[str, object] | None) -> bool:
+        """True when ``command`` with ``arguments`` may be sent."""
+        if command in READ_ONLY:
+            return True
+        if command == "migrate-set-capabilities":
+            caps = (arguments or {}).get("capabilities")
+            return self.enable_migration_events and isinstance(caps, list | tuple) and (
+                tuple(caps) == EVENTS_ON
+            )
+        if command == "calc-dirty-rate":
+            return self.measure_dirty_rate
+        return False
+
+    def check(self, command: str, arguments: Mapping[str, object] | None) -> None:
+        """Raise CommandNotAllowed unless ``allows``."""
+        if not self.allows(command, arguments):
+            raise CommandNotAllowed(
+                f"{command} is not on qmpdirty's allow-list (qmp/commands.py); "
+                "the daemon never changes a VM unless policy enables it"
+            )

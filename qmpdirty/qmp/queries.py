@@ -1,0 +1,87 @@
+"""The questions qmpdirty asks QEMU, as async functions returning facts (shell).
+
+Stage: shell (calls ``QmpSession.execute``), translation is delegated to the pure
+``translate`` module. Each function is one thing the daemon wants to know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from qmpdirty.decisions.dirtyrate import DirtyRatePlan, calc_dirty_rate_args, query_dirty_rate_args
+from qmpdirty.errors import QmpCommandError
+from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot, VmIdentity, VmInfo
+from qmpdirty.qmp import translate
+from qmpdirty.qmp.commands import EVENTS_ON
+from qmpdirty.qmp.session import QmpSession
+
+
+async def identify(session: QmpSession, pid: int | None) -> VmIdentity:
+    """Who is on the other end: ``query-name`` and ``query-uuid``."""
+    name, uuid = await asyncio.gather(session.execute("query-name"), session.execute("query-uuid"))
+    return translate.identity_from(name, uuid, pid)
+
+
+async def qemu_version(session: QmpSession) -> tuple[int, int, int]:
+    """``query-version``."""
+    return translate.version_from(await session.execute("query-version"))
+
+
+async def migration_events_on(session: QmpSession) -> bool:
+    """Whether capability ``events`` is on."""
+    return translate.migration_events_from(await session.execute("query-migrate-capabilities"))
+
+
+async def enable_migration_events(session: QmpSession) -> None:
+    """Turn capability ``events`` on (allowed only by policy; see ``qmp.commands``).
+
+    QEMU refuses capability changes while a migration runs; the caller retries later.
+    """
+    await session.execute("migrate-set-capabilities", {"capabilities": list(EVENTS_ON)})
+
+
+async def gather_info(
+    session: QmpSession, version: tuple[int, int, int], identity: VmIdentity,
+    migration_events: bool | None,
+) -> VmInfo:
+    """Everything ``vm/<vm>/info`` publishes, asked concurrently."""
+    kvm, status, cpus, memory = await asyncio.gather(
+        session.execute("query-kvm"), session.execute("query-status"),
+        session.execute("query-cpus-fast"), session.execute("query-memory-size-summary"),
+    )
+    try:
+        machine = translate.machine_from(
+            await session.execute("qom-get", {"path": "/machine", "property": "type"})
+        )
+    except QmpCommandError:
+        machine = None
+    return translate.info_from(
+        version=version, identity=identity, machine=machine, kvm_reply=kvm,
+        status_reply=status, cpus_reply=cpus, memory_reply=memory,
+        migration_events=migration_events,
+    )
+
+
+async def run_state(session: QmpSession) -> str:
+    """``query-status`` -> run state."""
+    return translate.run_state_from(await session.execute("query-status"))
+
+
+async def migration_snapshot(session: QmpSession) -> MigrationSnapshot:
+    """``query-migrate``."""
+    return translate.migration_snapshot_from(await session.execute("query-migrate"))
+
+
+async def start_dirty_rate(
+    session: QmpSession, plan: DirtyRatePlan, version: tuple[int, int, int]
+) -> None:
+    """``calc-dirty-rate``; raises QmpCommandError if one is already being measured."""
+    await session.execute("calc-dirty-rate", calc_dirty_rate_args(plan, version))
+
+
+async def read_dirty_rate(
+    session: QmpSession, version: tuple[int, int, int]
+) -> DirtyRateMeasurement | None:
+    """``query-dirty-rate``: the measurement, or None while QEMU is still measuring."""
+    reply = await session.execute("query-dirty-rate", query_dirty_rate_args(version))
+    return translate.dirty_rate_from(reply)

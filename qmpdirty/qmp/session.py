@@ -1,0 +1,149 @@
+"""One QMP session with a timeout on every command and a bounded event queue (shell).
+
+Stage: shell; the only module that imports ``qemu.qmp``. Wraps ``QMPClient``:
+* library errors become qmpdirty's (``errors.py``) at this boundary;
+* every command passes the allow-list (``commands.CommandPolicy``) and a timeout
+  (a SIGSTOPped QEMU never answers);
+* events go to one bounded queue. ``QMPClient``'s default listener keeps every
+  event forever and cannot be removed, so ``_BoundedClient`` replaces the event
+  fan-out itself (the ``Events._event_dispatch`` hook of qemu.qmp 0.0.6, pinned);
+* ``wait_closed`` returns when QEMU hangs up, so the supervisor notices at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Mapping
+
+from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
+from qemu.qmp.message import Message
+
+from qmpdirty.errors import (
+    QmpClosedError,
+    QmpCommandError,
+    QmpConnectError,
+    QmpTimeoutError,
+)
+from qmpdirty.qmp.address import QmpAddress
+from qmpdirty.qmp.commands import CommandPolicy
+
+log = logging.getLogger(__name__)
+
+#: Largest QMP message accepted (``query-qmp-schema`` is ~200 KiB; 10 MiB is ample).
+READ_LIMIT = 10 * 1024 * 1024
+
+
+class _BoundedClient(QMPClient):
+    """A QMPClient whose events go to one bounded queue; overflow drops the oldest."""
+
+    def __init__(self, name: str, queue_size: int) -> None:
+        super().__init__(name, readbuflen=READ_LIMIT)
+        self.event_queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+        self.dropped_events = 0
+
+    async def _event_dispatch(self, msg: Message) -> None:
+        if self.event_queue.full():
+            self.event_queue.get_nowait()
+            self.dropped_events += 1
+        self.event_queue.put_nowait(msg)
+
+
+class QmpSession:
+    """A live, negotiated QMP connection to one QEMU."""
+
+    def __init__(self, client: _BoundedClient, policy: CommandPolicy, timeout_s: float) -> None:
+        self._client = client
+        self._policy = policy
+        self._timeout_s = timeout_s
+
+    @classmethod
+    async def open(
+        cls,
+        target: QmpAddress | socket.socket,
+        *,
+        policy: CommandPolicy,
+        command_timeout_s: float,
+        connect_timeout_s: float,
+        event_queue_size: int,
+        label: str,
+    ) -> QmpSession:
+        """Connect (or adopt an accepted socket), await the greeting and negotiate."""
+        client = _BoundedClient(label, event_queue_size)
+        where: str | tuple[str, int] | socket.socket
+        if isinstance(target, socket.socket):
+            where = target
+        elif target.kind == "unix":
+            where = str(target.path)
+        else:
+            where = (target.host, target.port)
+        try:
+            async with asyncio.timeout(connect_timeout_s):
+                await client.connect(where)
+        except TimeoutError as exc:
+            await _quietly_disconnect(client)
+            raise QmpConnectError(
+                f"{label}: no QMP greeting within {connect_timeout_s:g}s; QEMU may be frozen "
+                "or another client holds this monitor (QEMU serves one client per monitor)"
+            ) from exc
+        except QMPError as exc:
+            raise QmpConnectError(f"{label}: {_reason(exc)}") from exc
+        except OSError as exc:
+            raise QmpConnectError(f"{label}: {exc.strerror or exc}") from exc
+        return cls(client, policy, command_timeout_s)
+
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped because the queue was full (counted, logged by the caller)."""
+        return self._client.dropped_events
+
+    @property
+    def is_open(self) -> bool:
+        return self._client.runstate == Runstate.RUNNING
+
+    async def execute(
+        self, command: str, arguments: Mapping[str, object] | None = None,
+        timeout_s: float | None = None,
+    ) -> object:
+        """Run one allowed command; its reply is unvalidated (see ``translate``)."""
+        self._policy.check(command, arguments)
+        limit = self._timeout_s if timeout_s is None else timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await self._client.execute(command, arguments)
+        except TimeoutError as exc:
+            raise QmpTimeoutError(f"{command}: no reply within {limit:g}s") from exc
+        except ExecuteError as exc:
+            raise QmpCommandError(command, exc.error_class, str(exc)) from exc
+        except QMPError as exc:
+            raise QmpClosedError(f"{command}: session closed ({_reason(exc)})") from exc
+
+    async def next_event(self) -> Message:
+        """The next event, in arrival order (raw; translate before use)."""
+        return await self._client.event_queue.get()
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is no longer running (QEMU exited or hung up)."""
+        while self._client.runstate == Runstate.RUNNING:
+            await self._client.runstate_changed()
+
+    async def close(self) -> None:
+        """Disconnect; transport errors from an already-dead peer are expected."""
+        await _quietly_disconnect(self._client)
+
+
+def _reason(exc: BaseException) -> str:
+    inner = exc.__cause__ or getattr(exc, "exc", None)
+    text = str(exc)
+    if inner is not None and str(inner) and str(inner) not in text:
+        text = f"{text}: {inner}"
+    return text or type(exc).__name__
+
+
+async def _quietly_disconnect(client: QMPClient) -> None:
+    try:
+        await client.disconnect()
+    except (QMPError, OSError, EOFError) as exc:
+        log.debug("%s: disconnect after error: %s", client.name, _reason(exc))
+

@@ -1,0 +1,165 @@
+"""Validated QMP replies -> facts (pure core).
+
+Stage: translate. Takes the ``object`` that ``qemu.qmp`` returns, validates it with a
+``wire`` model and converts it to a ``facts`` value in qmpdirty's units. A reply of
+the wrong shape becomes ``QmpReplyError`` naming the command; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from qmpdirty.errors import QmpReplyError
+from qmpdirty.facts.model import (
+    DirtyRateMeasurement,
+    MigrationSnapshot,
+    QmpEvent,
+    VmIdentity,
+    VmInfo,
+)
+from qmpdirty.qmp import wire
+
+_M = TypeVar("_M", bound=BaseModel)
+_MIB = 1024 * 1024
+_NULL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def parse_reply(model: type[_M], command: str, reply: object) -> _M:
+    """Validate one reply; a mismatch names the command and the first bad field."""
+    try:
+        return model.model_validate(reply)
+    except ValidationError as exc:
+        raise QmpReplyError(f"{command}: unexpected reply: {_first_error(exc)}") from exc
+
+
+def parse_reply_list(model: type[_M], command: str, reply: object) -> list[_M]:
+    """Validate a reply that is a JSON array of ``model``."""
+    try:
+        return TypeAdapter(list[model]).validate_python(reply)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise QmpReplyError(f"{command}: unexpected reply: {_first_error(exc)}") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "<reply>"
+    return f"{where}: {err['msg']}"
+
+
+def identity_from(name_reply: object, uuid_reply: object, pid: int | None) -> VmIdentity:
+    """``query-name`` + ``query-uuid`` -> identity; the all-zero UUID means none was set."""
+    name = parse_reply(wire.NameInfo, "query-name", name_reply).name or None
+    uuid = parse_reply(wire.UuidInfo, "query-uuid", uuid_reply).uuid
+    return VmIdentity(name=name, uuid=None if uuid == _NULL_UUID else uuid, pid=pid)
+
+
+def version_from(reply: object) -> tuple[int, int, int]:
+    """``query-version`` -> (major, minor, micro)."""
+    q = parse_reply(wire.VersionInfo, "query-version", reply).qemu
+    return (q.major, q.minor, q.micro)
+
+
+def machine_from(qom_type: object) -> str | None:
+    """``qom-get /machine type`` (``pc-q35-10.0-machine``) -> ``pc-q35-10.0``."""
+    if not isinstance(qom_type, str) or not qom_type:
+        return None
+    return qom_type.removesuffix("-machine")
+
+
+def migration_events_from(reply: object) -> bool:
+    """``query-migrate-capabilities`` -> whether capability ``events`` is on."""
+    caps = parse_reply_list(wire.MigrationCapabilityStatus, "query-migrate-capabilities", reply)
+    return any(c.capability == "events" and c.state for c in caps)
+
+
+def info_from(
+    *,
+    version: tuple[int, int, int],
+    identity: VmIdentity,
+    machine: str | None,
+    kvm_reply: object,
+    status_reply: object,
+    cpus_reply: object,
+    memory_reply: object,
+    migration_events: bool | None,
+) -> VmInfo:
+    """Assemble the ``info`` facts from the individual query replies.
+
+    ``accel`` comes from ``query-kvm``: ``kvm`` when enabled, else ``tcg`` (x86 QEMU
+    has no other accelerator on Linux; ``query-accelerators`` is not in 10.0).
+    """
+    kvm = parse_reply(wire.KvmInfo, "query-kvm", kvm_reply)
+    status = parse_reply(wire.StatusInfo, "query-status", status_reply)
+    cpus = parse_reply_list(wire.CpuInfoFast, "query-cpus-fast", cpus_reply)
+    mem = parse_reply(wire.MemorySizeSummary, "query-memory-size-summary", memory_reply)
+    return VmInfo(
+        qemu_version=".".join(str(p) for p in version),
+        qemu_version_tuple=version,
+        uuid=identity.uuid,
+        machine=machine,
+        accel="kvm" if kvm.enabled else "tcg",
+        ram_bytes=mem.base_memory + (mem.plugged_memory or 0),
+        vcpus=len(cpus),
+        run_state=status.status,
+        migration_events=migration_events,
+    )
+
+
+def run_state_from(reply: object) -> str:
+    """``query-status`` -> the run state string (``running``, ``paused``, ``inmigrate``...)."""
+    return parse_reply(wire.StatusInfo, "query-status", reply).status
+
+
+def migration_snapshot_from(reply: object) -> MigrationSnapshot:
+    """``query-migrate`` -> snapshot. ``ram.mbps`` is megabits/s: x 1e6 / 8 for bytes/s."""
+    info = parse_reply(wire.MigrationInfo, "query-migrate", reply)
+    ram = info.ram
+    return MigrationSnapshot(
+        status=info.status,
+        total_time_ms=info.total_time,
+        setup_time_ms=info.setup_time,
+        downtime_ms=info.downtime,
+        expected_downtime_ms=info.expected_downtime,
+        transferred_bytes=ram.transferred if ram else None,
+        remaining_bytes=ram.remaining if ram else None,
+        total_bytes=ram.total if ram else None,
+        bandwidth_bytes_per_s=ram.mbps * 1e6 / 8 if ram else None,
+        dirty_pages_rate=ram.dirty_pages_rate if ram else None,
+        page_size=ram.page_size if ram else None,
+        dirty_sync_count=ram.dirty_sync_count if ram else None,
+        vfio_transferred_bytes=info.vfio.transferred if info.vfio else None,
+        throttle_percent=info.cpu_throttle_percentage,
+        error_desc=info.error_desc,
+        blocked_reasons=tuple(info.blocked_reasons),
+    )
+
+
+def dirty_rate_from(reply: object) -> DirtyRateMeasurement | None:
+    """``query-dirty-rate`` -> measurement, or None while not yet ``measured``.
+
+    ``dirty-rate`` is MiB/s; ``calc-time`` is in ``calc-time-unit`` (QEMU >= 8.2,
+    seconds before that).
+    """
+    info = parse_reply(wire.DirtyRateInfo, "query-dirty-rate", reply)
+    if info.status != "measured" or info.dirty_rate is None:
+        return None
+    scale = 0.001 if info.calc_time_unit == "millisecond" else 1.0
+    vcpus = tuple((v.id, float(v.dirty_rate * _MIB)) for v in info.vcpu_dirty_rate or ())
+    return DirtyRateMeasurement(
+        bytes_per_s=float(info.dirty_rate * _MIB),
+        mode=info.mode,
+        window_s=(info.calc_time or 0) * scale,
+        sample_pages=info.sample_pages if info.mode == "page-sampling" else None,
+        started_at_s=float(info.start_time) if info.start_time is not None else None,
+        vcpu_bytes_per_s=vcpus,
+    )
+
+
+def event_from(message: object) -> QmpEvent:
+    """A raw event message -> ``QmpEvent`` with QEMU's timestamp as epoch seconds."""
+    msg = parse_reply(wire.EventMessage, "event", message)
+    ts = msg.timestamp
+    qemu_ts = ts.seconds + ts.microseconds / 1e6 if ts and ts.seconds >= 0 else None
+    return QmpEvent(name=msg.event, data=dict(msg.data), qemu_ts=qemu_ts)

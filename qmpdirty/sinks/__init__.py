@@ -1,0 +1,1 @@
+"""Sinks: where telemetry goes (MQTT). Shell modules, except the outbox structure."""

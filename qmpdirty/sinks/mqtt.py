@@ -1,0 +1,175 @@
+"""The MQTT sink: one broker connection, reconnected forever, fed from the outbox (shell).
+
+Stage: shell; the only module that imports ``aiomqtt`` / ``paho``. Behaviour
+(Home Assistant's MQTT conventions, design.md § MQTT contract):
+* birth ``online`` / last will ``offline`` on ``<prefix>/<host>/status`` (retained);
+* after every (re)connect all retained state is published again;
+* while the broker is away messages wait in the bounded ``Outbox``;
+* a publish that fails goes back to the front of the outbox (at-least-once;
+  receivers de-duplicate by ``seq``);
+* MQTT v5 (content type, message expiry) unless the broker only speaks 3.1.1.
+Producers call ``publish`` — synchronous, never blocks, never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Callable
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from qmpdirty.config import MqttConfig, read_secret
+from qmpdirty.errors import SinkError
+from qmpdirty.sinks.outbox import Outbox
+from qmpdirty.telemetry import render
+from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.topics import Topics
+
+log = logging.getLogger(__name__)
+
+#: CONNACK codes meaning "I do not speak MQTT v5" (3.1.1 rc 1, v5 reason 132).
+_UNSUPPORTED_PROTOCOL = (1, 132)
+
+
+class MqttSink:
+    """Publishes ``Outgoing`` messages to one broker with birth, will and an outbox."""
+
+    def __init__(self, cfg: MqttConfig, topics: Topics, client_id: str) -> None:
+        self._cfg = cfg
+        self._topics = topics
+        self._client_id = client_id
+        self.outbox = Outbox(cfg.outbox_size)
+        self.connects = 0
+        self.connected = False
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._v5 = cfg.protocol != "3.1.1"
+        self._closing = False
+        self._on_drop: Callable[[int], None] | None = None
+
+    def on_drop(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(n)`` when overflow drops ``n`` records (to publish the counter)."""
+        self._on_drop = callback
+
+    def publish(self, msg: Outgoing) -> None:
+        """Queue one message for the broker; overflow is counted, never silent."""
+        dropped = self.outbox.put(msg)
+        if dropped:
+            total = self.outbox.dropped_total
+            if total == dropped or total % 1000 < dropped:
+                log.warning("MQTT outbox full (%d): dropped %d oldest records so far",
+                            self.outbox.capacity, total)
+            if self._on_drop is not None:
+                self._on_drop(dropped)
+        self._drained.clear()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect with backoff and jitter, until cancelled."""
+        delay = 0.2
+        while True:
+            try:
+                await self._session()
+                delay = 0.2
+            except aiomqtt.MqttCodeError as exc:
+                if self._v5 and self._cfg.protocol == "auto" and exc.rc in _UNSUPPORTED_PROTOCOL:
+                    log.info("broker does not speak MQTT v5; using 3.1.1")
+                    self._v5 = False
+                    continue
+                log.warning("MQTT %s: %s; retrying in %.1fs", self._cfg.url, exc, delay)
+            except (aiomqtt.MqttError, OSError, SinkError) as exc:
+                log.warning("MQTT %s: %s; retrying in %.1fs", self._cfg.url, exc, delay)
+            finally:
+                self.connected = False
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self._cfg.reconnect_max_s)
+
+    async def _session(self) -> None:
+        """One broker connection: birth, every retained topic, then the outbox."""
+        async with self._client() as client:
+            self.connected = True
+            self.connects += 1
+            log.info("MQTT connected to %s (v%s)", self._cfg.url, "5" if self._v5 else "3.1.1")
+            self.outbox.mark_all_retained()
+            await self._send(client, render.host_status(self._topics, online=True))
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(client), name="mqtt-watch")
+                tg.create_task(self._drain(client), name="mqtt-drain")
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Raise MqttError as soon as the connection drops (iteration ends then)."""
+        async for _ in client.messages:
+            pass
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            msg = self.outbox.take()
+            if msg is None:
+                self._drained.set()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            try:
+                await self._send(client, msg)
+            except BaseException:
+                self.outbox.give_back(msg)
+                raise
+
+    async def _send(self, client: aiomqtt.Client, msg: Outgoing) -> None:
+        await client.publish(
+            msg.topic, msg.payload, qos=msg.qos, retain=msg.retain,
+            properties=self._properties(msg), timeout=10,
+        )
+
+    def _properties(self, msg: Outgoing) -> Properties | None:
+        if not self._v5:
+            return None
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ContentType = "application/json" if msg.is_json else "text/plain"
+        if msg.expiry_s:
+            props.MessageExpiryInterval = msg.expiry_s
+        return props
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self._cfg
+        password = None
+        if cfg.password_file is not None:
+            try:
+                password = read_secret(cfg.password_file)
+            except OSError as exc:
+                raise SinkError(f"mqtt.password_file: cannot read: {exc.strerror}") from exc
+        will = render.host_status(self._topics, online=False)
+        tls = None
+        if cfg.tls:
+            try:
+                tls = ssl.create_default_context(
+                    cafile=str(cfg.ca_file) if cfg.ca_file else None
+                )
+                if cfg.cert_file and cfg.key_file:
+                    tls.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise SinkError(f"mqtt TLS files: {exc}") from exc
+        return aiomqtt.Client(
+            hostname=cfg.host, port=cfg.port, username=cfg.username, password=password,
+            identifier=self._client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
+            keepalive=cfg.keepalive_s, tls_context=tls, timeout=10,
+        )
+
+    async def flush(self, deadline_s: float) -> bool:
+        """Wait until the outbox is empty and connected, at most ``deadline_s``."""
+        try:
+            async with asyncio.timeout(deadline_s):
+                while len(self.outbox) or not self.connected:
+                    self._drained.clear()
+                    self._wakeup.set()
+                    await self._drained.wait()
+            return True
+        except TimeoutError:
+            return False

@@ -1,0 +1,1 @@
+"""Telemetry: MQTT topics, payload models and rendering facts into messages (pure core)."""

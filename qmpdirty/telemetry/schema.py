@@ -1,0 +1,194 @@
+"""Payload models of MQTT contract version 1 (pure core).
+
+Stage: telemetry. One pydantic model per JSON payload; ``docs/schema/*.json`` is
+generated from these (``scripts/gen-schema``) and a test fails when it is stale.
+Every JSON payload carries ``schema``, ``ts`` (epoch seconds), ``host``, ``seq``
+and, for VM topics, ``vm``. Units are in key names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class Payload(BaseModel):
+    """Fields every JSON payload has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_: Literal[1] = Field(default=1, alias="schema", description="contract version")
+    ts: float = Field(description="when qmpdirty produced this payload, epoch seconds")
+    host: str = Field(description="host name as used in the topic")
+    seq: int = Field(ge=0, description="per-VM (host: per-daemon) counter, increasing per run")
+
+
+class VmPayload(Payload):
+    vm: str = Field(description="VM name as used in the topic")
+
+
+class OutboxStats(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capacity: int = Field(description="non-retained messages the outbox holds at most")
+    queued: int = Field(description="non-retained messages waiting for the broker now")
+    dropped_total: int = Field(description="non-retained messages dropped on overflow, ever")
+
+
+class DaemonPayload(Payload):
+    """``<prefix>/<host>/daemon``: the daemon's own state (outbox overflow is counted here)."""
+
+    version: str
+    started_ts: float
+    vms_online: int
+    vms_known: int
+    outbox: OutboxStats
+    mqtt_connects: int = Field(description="successful broker connections since start")
+
+
+class InfoPayload(VmPayload):
+    """``vm/<vm>/info``."""
+
+    qemu_version: str
+    uuid: str | None
+    machine: str | None
+    accel: str | None
+    ram_bytes: int | None
+    vcpus: int | None
+    run_state: str | None
+    qmp: str = Field(description="how the daemon reaches this VM (unix:/tcp:/server:)")
+    pid: int | None = Field(default=None, description="QEMU pid (server mode, SO_PEERCRED)")
+    migration_events: bool | None = Field(description="capability `events` is on")
+
+
+DirtyRateSource = Literal["calc-dirty-rate", "migration", "estimate"]
+
+
+class VcpuDirtyRate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int
+    bytes_per_s: float
+
+
+class DirtyRatePayload(VmPayload):
+    """``vm/<vm>/dirty_rate``."""
+
+    bytes_per_s: float
+    mode: str = Field(description="page-sampling, dirty-bitmap, dirty-ring or migration")
+    source: DirtyRateSource
+    window_s: float | None
+    sample_pages: int | None = None
+    vcpus: list[VcpuDirtyRate] | None = None
+
+
+class MigrationPayload(VmPayload):
+    """``vm/<vm>/migration`` (retained): the migration in progress or the last one."""
+
+    id: str
+    role: Literal["source", "destination"]
+    status: str = Field(description="QEMU MigrationStatus")
+    statuses: list[str] = Field(description="every status seen so far, in order")
+    pass_: int = Field(alias="pass", description="dirty-memory passes completed")
+    started_ts: float
+    elapsed_s: float
+    transferred_bytes: int | None
+    remaining_bytes: int | None
+    total_bytes: int | None
+    bandwidth_bytes_per_s: float | None
+    dirty_bytes_per_s: float | None = Field(
+        description="ram.dirty-pages-rate x page-size; null until QEMU has one"
+    )
+    vfio_transferred_bytes: int | None
+    expected_downtime_ms: int | None
+    throttle_percent: int | None
+    error: str | None
+
+
+class PassPayload(VmPayload):
+    """``vm/<vm>/migration/pass`` (not retained): one record per MIGRATION_PASS."""
+
+    id: str
+    pass_: int = Field(alias="pass")
+    elapsed_s: float
+    transferred_bytes: int | None
+    remaining_bytes: int | None
+    total_bytes: int | None
+    bandwidth_bytes_per_s: float | None
+    dirty_bytes_per_s: float | None
+    dirty_sync_count: int | None
+    throttle_percent: int | None
+    vfio_transferred_bytes: int | None
+
+
+class SummaryPayload(VmPayload):
+    """``vm/<vm>/migration/summary`` (retained): how a migration ended."""
+
+    id: str
+    role: Literal["source", "destination"]
+    outcome: Literal["completed", "failed", "cancelled", "lost"]
+    statuses: list[str]
+    started_ts: float
+    ended_ts: float
+    total_time_ms: int | None = Field(description="QEMU's total-time, else measured here")
+    setup_time_ms: int | None
+    downtime_ms: int | None
+    transferred_bytes: int | None
+    total_bytes: int | None
+    vfio_transferred_bytes: int | None
+    passes: int
+    peak_dirty_bytes_per_s: float | None
+    error: str | None = Field(description="QEMU's error-desc")
+
+
+class EventPayload(VmPayload):
+    """``vm/<vm>/event/<EVENT>`` (not retained): every QMP event, as QEMU sent it."""
+
+    event: str
+    data: dict[str, Any]
+    qemu_ts: float | None
+
+
+#: Topic suffix -> payload model: the source of docs/schema/*.json.
+PAYLOADS: dict[str, type[Payload]] = {
+    "daemon": DaemonPayload,
+    "info": InfoPayload,
+    "dirty_rate": DirtyRatePayload,
+    "migration": MigrationPayload,
+    "migration.pass": PassPayload,
+    "migration.summary": SummaryPayload,
+    "event": EventPayload,
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every payload, keyed by file stem (as in docs/schema/)."""
+    return {name: model.model_json_schema(by_alias=True) for name, model in PAYLOADS.items()}
+
+
+class TrackingPayload(VmPayload):
+    """``vm/<vm>/tracking``: VFIO dirty tracking per device and container.
+
+    Until the VFIO engine is built (issue 3) the daemon does not publish this topic;
+    ``probe --json`` prints it with what is known: ``complete`` false.
+    """
+
+    devices: list[dict[str, Any]]
+    containers: list[dict[str, Any]]
+    complete: bool = Field(description="false while the VFIO engine is not evaluating")
+
+
+class BlockersPayload(VmPayload):
+    """``vm/<vm>/blockers``: can the VM migrate now, predicted and observed reasons."""
+
+    migratable: bool = Field(description="QEMU reports no migration blocker")
+    predicted: list[dict[str, Any]]
+    observed: list[str] = Field(description="query-migrate blocked-reasons, verbatim")
+    agree: bool | None = Field(description="predicted set == observed set; null: no prediction")
+
+
+PAYLOADS["tracking"] = TrackingPayload
+PAYLOADS["blockers"] = BlockersPayload
