@@ -27,7 +27,7 @@ from qmpdirty.qmp.listener import QmpListener
 from qmpdirty.sdnotify import SystemdNotifier
 from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.telemetry import render, schema
-from qmpdirty.telemetry.topics import Topics
+from qmpdirty.telemetry.topics import Topics, sanitise
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ def policy_from(cfg: Config) -> CommandPolicy:
     )
 
 
+def default_client_id(host: str, config_path: Path | None) -> str:
+    """``qmpdirty-<host>``, plus the config's stem for template instances
+    (``qmpdirty@a`` reads ``a.toml``): two clients with one id knock each other off."""
+    stem = config_path.stem if config_path is not None else "qmpdirty"
+    return f"qmpdirty-{host}" if stem == "qmpdirty" else f"qmpdirty-{host}-{sanitise(stem)}"
+
+
 class Daemon:
     """One qmpdirty process: a sink, a fleet of VM supervisors, optionally a listener."""
 
@@ -47,7 +54,7 @@ class Daemon:
         self.cfg = cfg
         self.config_path = config_path
         topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
-        client_id = cfg.mqtt.client_id or f"qmpdirty-{topics.host}"
+        client_id = cfg.mqtt.client_id or default_client_id(topics.host, config_path)
         self.sink = MqttSink(cfg.mqtt, topics, client_id)
         self.ctx = Context(cfg, self.sink, topics, policy_from(cfg))
         self.notifier = SystemdNotifier.from_env(os.environ)
@@ -100,7 +107,8 @@ class Daemon:
             fleet.reconcile(self.cfg)
             server = vms.create_task(serve(self.ctx, listener), name="qmp-server") \
                 if listener is not None else None
-            self.notifier.ready(f"watching {len(fleet)} QMP addresses")
+            if not self.notifier.ready(f"watching {len(fleet)} QMP addresses"):
+                log.warning("could not notify systemd (NOTIFY_SOCKET); continuing")
             log.info("qmpdirty %s running: %d QMP addresses, MQTT %s", __version__, len(fleet),
                      self.cfg.mqtt.url)
             await self._reconcile_until_stopped(fleet)
@@ -172,8 +180,11 @@ class Daemon:
         interval = self.notifier.watchdog_interval_s
         if interval is None:
             return
+        warned = False
         while True:
-            self.notifier.watchdog()
+            if not self.notifier.watchdog() and not warned:
+                log.warning("watchdog ping to systemd failed; systemd may restart the daemon")
+                warned = True
             await asyncio.sleep(interval)
 
 

@@ -7,7 +7,9 @@ Stage: sink data structure (no I/O). Two kinds of message wait here:
   the current state whatever was lost in between;
 * non-retained records (``event/*``, ``migration/pass``): kept in arrival order up
   to ``capacity``; overflow drops the oldest and counts it in ``dropped_total``.
-``take`` returns whichever waited longest, so state and records keep their order.
+``take`` returns whichever was queued first; a retained topic updated while pending
+moves to its latest update's place, so what reaches the broker follows ``seq``
+(intermediate states of one topic may be skipped, never reordered).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class Outbox:
         self._order += 1
         if msg.retain:
             self.retained[msg.topic] = msg
-            self._pending.setdefault(msg.topic, self._order)
+            self._pending.pop(msg.topic, None)
+            self._pending[msg.topic] = self._order  # dict order stays ascending
             return 0
         dropped = 0
         while len(self._records) >= self.capacity:

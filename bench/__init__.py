@@ -1,0 +1,1 @@
+"""qmpdirty's benchmarks (``make bench``): each prints figures; none is a timed unit test."""
