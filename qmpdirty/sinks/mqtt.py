@@ -97,9 +97,12 @@ class MqttSink:
             log.info("MQTT connected to %s (v%s)", self._cfg.url, "5" if self._v5 else "3.1.1")
             self.outbox.mark_all_retained()
             await self._send(client, render.host_status(self._topics, online=True))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._watch(client), name="mqtt-watch")
-                tg.create_task(self._drain(client), name="mqtt-drain")
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._watch(client), name="mqtt-watch")
+                    tg.create_task(self._drain(client), name="mqtt-drain")
+            except ExceptionGroup as group:  # the connection's end, reported once
+                raise group.exceptions[0] from None
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Raise MqttError as soon as the connection drops (iteration ends then)."""

@@ -23,6 +23,8 @@ class Received:
     payload: bytes
     retain: bool
     at: float  # time.time() on receipt
+    content_type: str | None = None
+    expiry_s: int | None = None
 
     @property
     def text(self) -> str:
@@ -58,9 +60,12 @@ class Recorder:
         client.subscribe(self._filter, qos=1)
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        props = msg.properties
+        content_type = getattr(props, "ContentType", None)
+        expiry = getattr(props, "MessageExpiryInterval", None)
         with self._lock:
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain),
-                                          time.time()))
+                                          time.time(), content_type, expiry))
 
     def snapshot(self) -> list[Received]:
         with self._lock:
@@ -87,6 +92,18 @@ class Recorder:
                 raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; "
                                      f"topics seen: {topics}")
             time.sleep(0.02)
+
+    async def until(self, predicate: Callable[[list[Received]], Any], timeout_s: float = 30.0,
+                    what: str = "condition") -> Any:
+        """``wait_for`` for async tests: sleeps without blocking the event loop."""
+        import asyncio
+
+        deadline = time.monotonic() + timeout_s
+        while not (value := predicate(self.snapshot())):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+            await asyncio.sleep(0.02)
+        return value
 
     def wait_text(self, suffix: str, text: str, timeout_s: float = 30.0,
                   after: float = 0.0) -> Received:
