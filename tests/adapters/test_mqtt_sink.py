@@ -33,8 +33,8 @@ def state(value: str) -> Outgoing:
 
 async def until(check: Callable[[], object], timeout_s: float = 10.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not check():
-            await asyncio.sleep(0.02)  # noqa: ASYNC110 - polling real state, no event to await
+        while not check():  # noqa: ASYNC110 - polls the sink's real state; no event exists
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
