@@ -16,11 +16,11 @@ import socket
 import subprocess
 from pathlib import Path
 
+from qmpdirty.errors import LabError
+
+__all__ = ["LabError", "end_child", "free_port", "log_tail", "track_child"]
+
 _LIVE_CHILDREN: set[subprocess.Popen[bytes]] = set()
-
-
-class LabError(Exception):
-    """A lab component could not be built, started or driven."""
 
 
 def free_port() -> int:
