@@ -1,6 +1,6 @@
-# The two commands of the README's quick start, plus the benchmarks.
+# The two commands of the README's quick start (demo, test), plus helpers.
 # Each target bootstraps what it needs (apt packages, .venv) first.
-.PHONY: demo test bench bootstrap schema
+.PHONY: demo test bootstrap schema
 
 bootstrap:
 	scripts/bootstrap
@@ -10,9 +10,6 @@ demo: bootstrap
 
 test: bootstrap
 	scripts/check
-
-bench: bootstrap
-	.venv/bin/python -m bench
 
 schema: bootstrap
 	.venv/bin/python scripts/gen-schema

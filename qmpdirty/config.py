@@ -23,6 +23,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from qmpdirty.errors import ConfigError
@@ -56,15 +57,16 @@ class MqttConfig(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        # Never echo the URL: it may hold a password.
         parts = urlsplit(value)
+        if "@" in parts.netloc:
+            raise ValueError("put credentials in username / password_file, not in the URL")
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
         try:
             _ = parts.port
-        except ValueError as exc:
-            raise ValueError(f"bad port in {value!r}") from exc
-        if parts.username or parts.password:
-            raise ValueError("put credentials in username / password_file, not in the URL")
+        except ValueError:
+            raise ValueError("bad port: use a number from 1 to 65535") from None
         return value
 
     @model_validator(mode="after")
@@ -265,6 +267,9 @@ def read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise ConfigError(str(path), [("<file>", "no such file",
                           "create it (see README § Configuration) or pass --config PATH")]) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(str(path), [("<file>", "cannot read: it is a directory",
+                          "pass the TOML file itself")]) from exc
     except OSError as exc:
         raise ConfigError(str(path), [("<file>", f"cannot read: {exc.strerror}",
                           "check the path and the daemon's permissions")]) from exc
@@ -283,8 +288,11 @@ def _check_files(cfg: Config) -> list[tuple[str, str, str]]:
         "mqtt.cert_file": cfg.mqtt.cert_file, "mqtt.key_file": cfg.mqtt.key_file,
     }
     for key, path in named.items():
-        if path is not None and not os.access(path, os.R_OK):
-            why = "does not exist" if not path.exists() else "is not readable"
+        if path is None:
+            continue
+        why = ("does not exist" if not path.exists() else "is not a file" if not path.is_file()
+               else "is not readable" if not os.access(path, os.R_OK) else "")
+        if why:
             out.append((key, f"{path} {why}", "check the path and the daemon's permissions"))
     if cfg.mqtt.username is not None and cfg.mqtt.password_file is None:
         out.append(("mqtt.password_file", "username is set but no password_file",
@@ -292,15 +300,37 @@ def _check_files(cfg: Config) -> list[tuple[str, str, str]]:
     return out
 
 
+def _unknown_env_sections() -> list[tuple[str, str, str]]:
+    """``QMPDIRTY_<SECTION>__KEY`` with a section that does not exist (a typo)."""
+    out = []
+    for name in os.environ:
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            section = name[len(ENV_PREFIX):].split("__", 1)[0].lower()
+            if section not in Config.model_fields:
+                close = difflib.get_close_matches(section, list(Config.model_fields), n=1)
+                out.append((name, f"unknown section {section!r} in an environment variable",
+                            f"did you mean {ENV_PREFIX}{close[0].upper()}__...?" if close
+                            else f"sections: {', '.join(Config.model_fields)}"))
+    return out
+
+
 def load_config(path: Path) -> Config:
     """Load and validate (``QMPDIRTY_*`` variables override the file); raise
     ConfigError listing every problem found."""
     table = read_toml(path)
+    problems = _unknown_env_sections()
     try:
         cfg = Config(**table)
-    except ValidationError as exc:
-        raise ConfigError(str(path), problems_from(exc)) from exc
-    problems = _check_files(cfg)
+    except ValidationError as exc:  # `from None`: pydantic's text quotes inputs (secrets)
+        raise ConfigError(str(path), problems + problems_from(exc)) from None
+    except SettingsError as exc:
+        field = re.search(r'field "(\w+)"', str(exc))
+        key = field.group(1) if field else "<environment>"
+        raise ConfigError(str(path), [*problems, (
+            key, f"{ENV_PREFIX}{key.upper()} is not valid JSON",
+            "tables and lists from the environment are JSON, e.g. '[{\"qmp\": \"unix:/x\"}]'",
+        )]) from None
+    problems += _check_files(cfg)
     if problems:
         raise ConfigError(str(path), problems)
     return cfg

@@ -140,7 +140,7 @@ class SessionWatch:
     async def _poll_migration(self) -> None:
         snap = await self._snapshot_or_none()
         if snap is not None:
-            self._observe(mig.StatusSeen(snap.status, snap, from_event=False))
+            self._observe(mig.from_poll(self.vm.tracker, snap, self.events_on))
             rate = snap.dirty_bytes_per_s
             if rate is not None and mig.is_active(self.vm.tracker):
                 self.out.send(render.dirty_rate_during_migration(

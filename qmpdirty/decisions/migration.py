@@ -69,13 +69,20 @@ class Migration:
     passes: int = 0
     snapshot: MigrationSnapshot | None = None
     peak_dirty_bytes_per_s: float | None = None
+    terminal_polls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class TrackerState:
-    """The tracker's whole state: the migration in progress, if any."""
+    """The migration in progress, if any, and the one that ended last.
+
+    ``ended`` exists for one race: the poller's ``query-migrate`` can report the end
+    before the MIGRATION event for the same end is read; that event must not
+    start and end a second, phantom migration.
+    """
 
     current: Migration | None = None
+    ended: Migration | None = None
 
 
 # --- what the shell observed -------------------------------------------------
@@ -99,11 +106,28 @@ class PassSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressSeen:
+    """A ``query-migrate`` poll while MIGRATION events drive the status: figures only.
+
+    The poller and the event reader run concurrently, so a poll can be ahead of
+    events not yet read; letting it move the status would reorder statuses or, after
+    an early ``completed``, start a phantom migration from the late events. A
+    terminal status seen on ``TERMINAL_POLLS`` polls with no event still ends the
+    migration (the event may have been dropped by a full queue).
+    """
+
+    snapshot: MigrationSnapshot
+
+
+@dataclass(frozen=True, slots=True)
 class SessionLost:
     """The QMP session ended: a running migration's fate is unknown (``lost``)."""
 
 
-Observation = StatusSeen | PassSeen | SessionLost
+Observation = StatusSeen | PassSeen | ProgressSeen | SessionLost
+
+#: Polls in a row that must show the end before it is taken without its event.
+TERMINAL_POLLS = 3
 
 
 # --- what to publish ---------------------------------------------------------
@@ -172,42 +196,48 @@ def _outcome(status: str | None) -> Outcome:
 
 # --- the transition table ----------------------------------------------------
 
-_Handler = Callable[[Migration | None, StatusSeen, float, Role], Step]
+_Handler = Callable[[TrackerState, StatusSeen, float, Role], Step]
 
 
-def _ignore(m: Migration | None, seen: StatusSeen, now: float, role: Role) -> Step:
-    return TrackerState(m), ()
+def _ignore(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
+    return state, ()
 
 
-def _begin(m: Migration | None, seen: StatusSeen, now: float, role: Role) -> Step:
+def _begin(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
     started = _start(seen.status or "active", seen.snapshot, now, role)
-    return TrackerState(started), (MigrationChanged(started),)
+    return TrackerState(started, state.ended), (MigrationChanged(started),)
 
 
-def _update(m: Migration | None, seen: StatusSeen, now: float, role: Role) -> Step:
-    assert m is not None
-    updated = _absorb(m, seen.status, seen.snapshot)
-    return TrackerState(updated), (MigrationChanged(updated),)
+def _update(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
+    assert state.current is not None
+    updated = _absorb(state.current, seen.status, seen.snapshot)
+    return TrackerState(updated, state.ended), (MigrationChanged(updated),)
 
 
-def _finish(m: Migration | None, seen: StatusSeen, now: float, role: Role) -> Step:
-    assert m is not None
-    done = _absorb(m, seen.status, seen.snapshot)
+def _finish(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
+    assert state.current is not None
+    done = _absorb(state.current, seen.status, seen.snapshot)
     ended = MigrationEnded(done, _outcome(seen.status), now)
-    return TrackerState(None), (MigrationChanged(done), ended)
+    return TrackerState(None, done), (MigrationChanged(done), ended)
 
 
-def _flash(m: Migration | None, seen: StatusSeen, now: float, role: Role) -> Step:
-    """A terminal event with nothing tracked (events turned on late): begin and end."""
-    if not seen.from_event:  # a poll showing a past migration is history, not news
-        return TrackerState(None), ()
-    return _finish(_start(seen.status or "none", None, now, role), seen, now, role)
+def _flash(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
+    """A terminal event with nothing tracked (events turned on late): begin and end.
+
+    Not news: a poll showing a past migration, or the event for an end that a poll
+    already reported (the migration that ended last has this status).
+    """
+    last = state.ended
+    if not seen.from_event or (last is not None and last.status == seen.status):
+        return state, ()
+    flash = TrackerState(_start(seen.status or "none", None, now, role), last)
+    return _finish(flash, seen, now, role)
 
 
-def _vanished(m: Migration | None, seen: StatusSeen, now: float, role: Role) -> Step:
+def _vanished(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
     """QEMU reports no migration although one was running: it restarted. ``lost``."""
-    assert m is not None
-    return TrackerState(None), (MigrationEnded(m, "lost", now),)
+    assert state.current is not None
+    return TrackerState(None, state.current), (MigrationEnded(state.current, "lost", now),)
 
 
 TRANSITIONS: dict[tuple[Phase, Phase], _Handler] = {
@@ -226,12 +256,14 @@ def observe(state: TrackerState, seen: Observation, now: float, role: Role = "so
     if isinstance(seen, SessionLost):
         if current is None:
             return state, ()
-        return TrackerState(None), (MigrationEnded(current, "lost", now),)
+        return TrackerState(None, current), (MigrationEnded(current, "lost", now),)
     if isinstance(seen, PassSeen):
         return _on_pass(state, seen, now, role)
+    if isinstance(seen, ProgressSeen):
+        return _on_progress(state, seen.snapshot, now, role)
     before = Phase.IDLE if current is None else Phase.RUNNING
     after = PHASE_OF.get(seen.status, Phase.RUNNING)
-    return TRANSITIONS[(before, after)](current, seen, now, role)
+    return TRANSITIONS[(before, after)](state, seen, now, role)
 
 
 def _on_pass(state: TrackerState, seen: PassSeen, now: float, role: Role) -> Step:
@@ -240,12 +272,32 @@ def _on_pass(state: TrackerState, seen: PassSeen, now: float, role: Role) -> Ste
     effects: tuple[Effect, ...] = ()
     current = state.current
     if current is None:
-        state, effects = _begin(None, StatusSeen(status or "active", None), now, role)
+        state, effects = _begin(state, StatusSeen(status or "active", None), now, role)
         current = state.current
         assert current is not None
     absorbed = _absorb(current, None, seen.snapshot)
     counted = replace(absorbed, passes=max(current.passes, seen.pass_no))
-    return TrackerState(counted), (*effects, PassCompleted(counted, seen.pass_no))
+    return TrackerState(counted, state.ended), (*effects, PassCompleted(counted, seen.pass_no))
+
+
+def _on_progress(state: TrackerState, snap: MigrationSnapshot, now: float, role: Role) -> Step:
+    """Figures from a poll; a persistent terminal status ends the migration."""
+    current = state.current
+    if current is None:  # idle: only an event (or an event-less poll) begins one
+        return state, ()
+    terminal = PHASE_OF.get(snap.status, Phase.RUNNING) is Phase.TERMINAL
+    m = replace(_absorb(current, None, snap),
+                terminal_polls=current.terminal_polls + 1 if terminal else 0)
+    if m.terminal_polls >= TERMINAL_POLLS:
+        return _finish(TrackerState(m, state.ended), StatusSeen(snap.status, snap), now, role)
+    return TrackerState(m, state.ended), (MigrationChanged(m),)
+
+
+def from_poll(state: TrackerState, snap: MigrationSnapshot, events_on: bool) -> Observation:
+    """What a poll means: with events on and a migration running, figures only."""
+    if events_on and state.current is not None:
+        return ProgressSeen(snap)
+    return StatusSeen(snap.status, snap, from_event=False)
 
 
 def is_active(state: TrackerState) -> bool:

@@ -151,61 +151,78 @@ log_level = "info"
     return path
 
 
+def _start_daemon(work: Path, broker: Mosquitto, sockets: list[Path]) -> subprocess.Popen[bytes]:
+    """The real CLI, ``qmpdirty run``, logging to ``work/daemon.log``."""
+    config = _daemon_config(work, broker, sockets)
+    with (work / "daemon.log").open("wb") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "qmpdirty", "run", "--config",
+                                   str(config)], stdout=log, stderr=log)
+    track_child(daemon)
+    return daemon
+
+
+def _migrate(screen: Screen, sock: dict[str, Path]) -> dict[str, Any]:
+    """alpha -> beta over loopback, capped so that the passes can be watched."""
+    with QmpControl(sock["alpha-ctl"]) as src, QmpControl(sock["beta-ctl"]) as dst:
+        uri = f"tcp:127.0.0.1:{free_port()}"
+        migrate_incoming(dst, uri)
+        set_max_bandwidth(src, BANDWIDTH_MIB * MIB)
+        screen.say("alpha", f"migrating to beta over {uri}, capped at {BANDWIDTH_MIB} MiB/s")
+        migrate(src, uri)
+        return wait_for_migration(src, 90)
+
+
+def _report(summary: dict[str, Any]) -> None:
+    keys = ("outcome", "statuses", "total_time_ms", "setup_time_ms", "downtime_ms", "passes",
+            "transferred_bytes", "peak_dirty_bytes_per_s", "error")
+    print(f"\nsummary of migration {summary['id']}:\n"
+          + json.dumps({k: summary[k] for k in keys}, indent=2), flush=True)
+
+
+def _story(work: Path, screen: Screen, broker: Mosquitto, vms: list[QemuVm],
+           children: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+    """Everything the demo shows, in order; returns QEMU's final ``query-migrate``."""
+    guest = ensure_guest(_cache_dir())
+    broker.start()
+    print(f"mosquitto on {broker.url}; files in {work}", flush=True)
+    children.append(_subscribe(broker, screen))
+    sock = {n: Path(tempfile.mkdtemp(prefix="qd-", dir="/tmp")) / f"{n}.sock"
+            for n in ("alpha", "alpha-ctl", "beta", "beta-ctl")}
+    alpha = QemuVm(QemuSpec("alpha", rate_mib=RATE_MIB,
+                            qmp_servers=(sock["alpha"], sock["alpha-ctl"])), guest, work)
+    beta = QemuVm(QemuSpec("beta", incoming="defer",
+                           qmp_servers=(sock["beta"], sock["beta-ctl"])), guest, work)
+    vms += [alpha.start(), beta.start()]
+    alpha.wait_qmp()
+    beta.wait_qmp()
+    daemon = _start_daemon(work, broker, [sock["alpha"], sock["beta"]])
+    children.append(daemon)
+    for name in ("alpha", "beta"):
+        screen.wait(f"{name}/status", match={"text": "online"})
+    screen.say("alpha", f"guest up, dirtying {RATE_MIB} MiB/s ({alpha.wait_ready():.1f}s to boot)")
+    screen.wait("alpha/dirty_rate", count=2)
+    final = _migrate(screen, sock)
+    summary = screen.wait("alpha/migration/summary", timeout_s=10)
+    screen.wait("beta/migration/summary", timeout_s=10)
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(15)
+    screen.wait("alpha/status", match={"text": "offline"}, timeout_s=5)
+    _report(summary)
+    return final
+
+
 def run_demo(workdir: Path | None) -> int:
-    """Run the demo; 0 when the migration completed, 1 otherwise."""
+    """Run the demo; 0 when the migration completed, 1 otherwise. Cleans up always."""
     work = workdir or Path(tempfile.mkdtemp(prefix="qmpdirty-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    screen = Screen(started)
     children: list[subprocess.Popen[bytes]] = []
     vms: list[QemuVm] = []
     broker = Mosquitto()
+    print("qmpdirty demo: building the guest (cached after the first run)...", flush=True)
     try:
-        print("qmpdirty demo: building the guest (cached after the first run)...", flush=True)
-        guest = ensure_guest(_cache_dir())
-        broker.start()
-        print(f"mosquitto on {broker.url}; files in {work}", flush=True)
-        children.append(_subscribe(broker, screen))
-        sock = {n: Path(tempfile.mkdtemp(prefix="qd-", dir="/tmp")) / f"{n}.sock"
-                for n in ("alpha", "alpha-ctl", "beta", "beta-ctl")}
-        alpha = QemuVm(QemuSpec("alpha", rate_mib=RATE_MIB,
-                                qmp_servers=(sock["alpha"], sock["alpha-ctl"])), guest, work)
-        beta = QemuVm(QemuSpec("beta", incoming="defer",
-                               qmp_servers=(sock["beta"], sock["beta-ctl"])), guest, work)
-        vms += [alpha.start(), beta.start()]
-        alpha.wait_qmp()
-        beta.wait_qmp()
-        config = _daemon_config(work, broker, [sock["alpha"], sock["beta"]])
-        with (work / "daemon.log").open("wb") as log:
-            daemon = subprocess.Popen([sys.executable, "-m", "qmpdirty", "run", "--config",
-                                       str(config)], stdout=log, stderr=log)
-        track_child(daemon)
-        children.append(daemon)
-        for vm in ("alpha", "beta"):
-            screen.wait(f"{vm}/status", match={"text": "online"})
-        screen.say("alpha", f"guest up, dirtying {RATE_MIB} MiB/s "
-                            f"({alpha.wait_ready():.1f}s to boot)")
-        screen.wait("alpha/dirty_rate", count=2)
-        with QmpControl(sock["alpha-ctl"]) as src, QmpControl(sock["beta-ctl"]) as dst:
-            uri = f"tcp:127.0.0.1:{free_port()}"
-            migrate_incoming(dst, uri)
-            set_max_bandwidth(src, BANDWIDTH_MIB * MIB)
-            screen.say("alpha", f"migrating to beta over {uri}, capped at {BANDWIDTH_MIB} MiB/s")
-            migrate(src, uri)
-            final = wait_for_migration(src, 90)
-        summary = screen.wait("alpha/migration/summary", timeout_s=10)
-        screen.wait("beta/migration/summary", timeout_s=10)
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(15)
-        screen.wait("alpha/status", match={"text": "offline"}, timeout_s=5)
-        print(f"\nsummary of migration {summary['id']}:\n"
-              + json.dumps({k: summary[k] for k in (
-                  "outcome", "statuses", "total_time_ms", "setup_time_ms", "downtime_ms",
-                  "passes", "transferred_bytes", "peak_dirty_bytes_per_s", "error")}, indent=2),
-              flush=True)
-        print(f"\ndone in {time.monotonic() - started:.0f}s; daemon log: {work / 'daemon.log'}")
-        return 0 if final.get("status") == "completed" else 1
-    except LabError as exc:
+        final = _story(work, Screen(started), broker, vms, children)
+    except (LabError, subprocess.TimeoutExpired) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -214,5 +231,8 @@ def run_demo(workdir: Path | None) -> int:
         for child in children:
             end_child(child)
         broker.close()
-        if workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+    print(f"\ndone in {time.monotonic() - started:.0f}s"
+          + (f"; files in {work}" if workdir else ""))
+    if workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if final.get("status") == "completed" else 1

@@ -119,9 +119,9 @@ class QmpSession:
         except QMPError as exc:
             raise QmpClosedError(f"{command}: session closed ({_reason(exc)})") from exc
 
-    async def next_event(self) -> Message:
-        """The next event, in arrival order (raw; translate before use)."""
-        return await self._client.event_queue.get()
+    async def next_event(self) -> dict[str, object]:
+        """The next event, in arrival order, as a plain dict (translate before use)."""
+        return dict(await self._client.event_queue.get())
 
     async def wait_closed(self) -> None:
         """Return once the connection is no longer running (QEMU exited or hung up)."""

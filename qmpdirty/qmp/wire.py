@@ -7,19 +7,24 @@ reply as ``object``: nothing from QEMU is used before it passed one of these mod
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: QAPI's integers are at most 64 bits; anything larger is a broken peer, and would
+#: overflow later float arithmetic.
+Int = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
+
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    # strict: QMP is JSON with exact types; `true` is no number, "3" no integer
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True)
 
 
 class VersionTriple(_Wire):
-    major: int
-    minor: int
-    micro: int
+    major: Int
+    minor: Int
+    micro: Int
 
 
 class VersionInfo(_Wire):
@@ -58,14 +63,14 @@ class KvmInfo(_Wire):
 class CpuInfoFast(_Wire):
     """One entry of ``query-cpus-fast``."""
 
-    cpu_index: int = Field(alias="cpu-index")
+    cpu_index: Int = Field(alias="cpu-index")
 
 
 class MemorySizeSummary(_Wire):
     """``query-memory-size-summary``."""
 
-    base_memory: int = Field(alias="base-memory")
-    plugged_memory: int | None = Field(default=None, alias="plugged-memory")
+    base_memory: Int = Field(alias="base-memory")
+    plugged_memory: Int | None = Field(default=None, alias="plugged-memory")
 
 
 class MigrationCapabilityStatus(_Wire):
@@ -78,19 +83,19 @@ class MigrationCapabilityStatus(_Wire):
 class RamStats(_Wire):
     """``MigrationInfo.ram`` (``mbps`` is megabits/s, ``dirty-pages-rate`` pages/s)."""
 
-    transferred: int = 0
-    remaining: int = 0
-    total: int = 0
+    transferred: Int = 0
+    remaining: Int = 0
+    total: Int = 0
     mbps: float = 0.0
-    dirty_pages_rate: int = Field(default=0, alias="dirty-pages-rate")
-    page_size: int | None = Field(default=None, alias="page-size")
-    dirty_sync_count: int | None = Field(default=None, alias="dirty-sync-count")
+    dirty_pages_rate: Int = Field(default=0, alias="dirty-pages-rate")
+    page_size: Int | None = Field(default=None, alias="page-size")
+    dirty_sync_count: Int | None = Field(default=None, alias="dirty-sync-count")
 
 
 class VfioStats(_Wire):
     """``MigrationInfo.vfio`` (QEMU >= 5.2)."""
 
-    transferred: int = 0
+    transferred: Int = 0
 
 
 class MigrationInfo(_Wire):
@@ -99,36 +104,36 @@ class MigrationInfo(_Wire):
     status: str | None = None
     ram: RamStats | None = None
     vfio: VfioStats | None = None
-    total_time: int | None = Field(default=None, alias="total-time")
-    setup_time: int | None = Field(default=None, alias="setup-time")
-    downtime: int | None = None
-    expected_downtime: int | None = Field(default=None, alias="expected-downtime")
-    cpu_throttle_percentage: int | None = Field(default=None, alias="cpu-throttle-percentage")
+    total_time: Int | None = Field(default=None, alias="total-time")
+    setup_time: Int | None = Field(default=None, alias="setup-time")
+    downtime: Int | None = None
+    expected_downtime: Int | None = Field(default=None, alias="expected-downtime")
+    cpu_throttle_percentage: Int | None = Field(default=None, alias="cpu-throttle-percentage")
     error_desc: str | None = Field(default=None, alias="error-desc")
     blocked_reasons: list[str] = Field(default_factory=list, alias="blocked-reasons")
 
 
 class DirtyRateVcpu(_Wire):
-    id: int
-    dirty_rate: int = Field(alias="dirty-rate")
+    id: Int
+    dirty_rate: Int = Field(alias="dirty-rate")
 
 
 class DirtyRateInfo(_Wire):
     """``query-dirty-rate``: ``dirty-rate`` (MiB/s) only once ``status`` is ``measured``."""
 
     status: str
-    dirty_rate: int | None = Field(default=None, alias="dirty-rate")
-    start_time: int | None = Field(default=None, alias="start-time")
-    calc_time: int | None = Field(default=None, alias="calc-time")
+    dirty_rate: Int | None = Field(default=None, alias="dirty-rate")
+    start_time: Int | None = Field(default=None, alias="start-time")
+    calc_time: Int | None = Field(default=None, alias="calc-time")
     calc_time_unit: str = Field(default="second", alias="calc-time-unit")
-    sample_pages: int | None = Field(default=None, alias="sample-pages")
+    sample_pages: Int | None = Field(default=None, alias="sample-pages")
     mode: str = "page-sampling"
     vcpu_dirty_rate: list[DirtyRateVcpu] | None = Field(default=None, alias="vcpu-dirty-rate")
 
 
 class EventTimestamp(_Wire):
-    seconds: int
-    microseconds: int
+    seconds: Int
+    microseconds: Int
 
 
 class EventMessage(_Wire):

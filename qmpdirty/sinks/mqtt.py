@@ -58,7 +58,11 @@ class MqttSink:
 
     def publish(self, msg: Outgoing) -> None:
         """Queue one message for the broker; overflow is counted, never silent."""
-        dropped = self.outbox.put(msg)
+        self._dropped(self.outbox.put(msg))
+        self._drained.clear()
+        self._wakeup.set()
+
+    def _dropped(self, dropped: int) -> None:
         if dropped:
             total = self.outbox.dropped_total
             if total == dropped or total % 1000 < dropped:
@@ -66,8 +70,6 @@ class MqttSink:
                             self.outbox.capacity, total)
             if self._on_drop is not None:
                 self._on_drop(dropped)
-        self._drained.clear()
-        self._wakeup.set()
 
     async def run(self) -> None:
         """Connect, publish, reconnect with backoff and jitter, until cancelled."""
@@ -120,7 +122,7 @@ class MqttSink:
             try:
                 await self._send(client, msg)
             except BaseException:
-                self.outbox.give_back(msg)
+                self._dropped(self.outbox.give_back(msg))
                 raise
 
     async def _send(self, client: aiomqtt.Client, msg: Outgoing) -> None:

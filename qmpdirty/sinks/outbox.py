@@ -18,6 +18,11 @@ from collections import deque
 
 from qmpdirty.telemetry.render import Outgoing
 
+# Queue positions below every normal one: state re-sent after a reconnect goes first,
+# then whatever a failed publish gave back, then the queue in arrival order.
+_RECONNECTED = -2
+_GIVEN_BACK = -1
+
 
 class Outbox:
     """Bounded FIFO of non-retained messages plus the latest value of each retained topic."""
@@ -66,14 +71,21 @@ class Outbox:
             return self._records.popleft()[1]
         return None
 
-    def give_back(self, msg: Outgoing) -> None:
-        """Return a message whose publish failed to the front (at-least-once)."""
+    def give_back(self, msg: Outgoing) -> int:
+        """Return a message whose publish failed to the front (at-least-once).
+
+        A full outbox drops the oldest record, which is this one: returns 1 then.
+        """
         if msg.retain:
-            self._pending = {msg.topic: -1, **self._pending}
-        else:
-            self._records.appendleft((-1, msg))
+            rest = {t: o for t, o in self._pending.items() if t != msg.topic}
+            self._pending = {msg.topic: _GIVEN_BACK, **rest}
+            return 0
+        if len(self._records) >= self.capacity:
+            self.dropped_total += 1
+            return 1
+        self._records.appendleft((_GIVEN_BACK, msg))
+        return 0
 
     def mark_all_retained(self) -> None:
         """After a reconnect: every retained topic goes out again, before any record."""
-        rest = {t: o for t, o in self._pending.items() if t not in self.retained}
-        self._pending = {**dict.fromkeys(self.retained, -1), **rest}
+        self._pending = dict.fromkeys(self.retained, _RECONNECTED)

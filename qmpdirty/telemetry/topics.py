@@ -32,35 +32,40 @@ def sanitise(name: str) -> str:
 
 
 class TopicKind(Enum):
-    """A topic kind: its path suffix, retain flag and QoS (design.md contract v1)."""
+    """A topic kind: scope, path suffix, retain flag and QoS (design.md contract v1)."""
 
-    HOST_STATUS = ("status", True, 1)
-    DAEMON = ("daemon", True, 1)
-    VM_STATUS = ("status", True, 1)
-    INFO = ("info", True, 1)
-    TRACKING = ("tracking", True, 1)
-    BLOCKERS = ("blockers", True, 1)
-    DIRTY_RATE = ("dirty_rate", True, 0)
-    MIGRATION = ("migration", True, 1)
-    FORECAST = ("forecast", True, 1)
-    PASS = ("migration/pass", False, 1)
-    SUMMARY = ("migration/summary", True, 1)
-    EVENT = ("event", False, 1)
+    HOST_STATUS = ("host", "status", True, 1)
+    DAEMON = ("host", "daemon", True, 1)
+    VM_STATUS = ("vm", "status", True, 1)
+    INFO = ("vm", "info", True, 1)
+    TRACKING = ("vm", "tracking", True, 1)
+    BLOCKERS = ("vm", "blockers", True, 1)
+    DIRTY_RATE = ("vm", "dirty_rate", True, 0)
+    MIGRATION = ("vm", "migration", True, 1)
+    FORECAST = ("vm", "forecast", True, 1)
+    PASS = ("vm", "migration/pass", False, 1)
+    SUMMARY = ("vm", "migration/summary", True, 1)
+    EVENT = ("vm", "event", False, 1)
 
     @property
-    def suffix(self) -> str:
+    def scope(self) -> str:
+        """``host`` (``<prefix>/<host>/...``) or ``vm`` (``.../vm/<vm>/...``)."""
         return str(self.value[0])
 
     @property
+    def suffix(self) -> str:
+        return str(self.value[1])
+
+    @property
     def retain(self) -> bool:
-        return bool(self.value[1])
+        return bool(self.value[2])
 
     @property
     def qos(self) -> int:
-        return int(self.value[2])
+        return int(self.value[3])
 
 
-HOST_KINDS = frozenset({TopicKind.HOST_STATUS, TopicKind.DAEMON})
+HOST_KINDS = frozenset(k for k in TopicKind if k.scope == "host")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from qmpdirty.errors import (
     QmpConnectError,
     QmpTimeoutError,
 )
+from qmpdirty.qmp import translate
 from qmpdirty.qmp.address import QmpAddress
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.session import QmpSession
@@ -96,6 +97,8 @@ async def test_event_queue_is_bounded_and_counts_drops(server: ScriptedQmp) -> N
         assert session.dropped_events == 900
         first = await session.next_event()
         assert first["data"] == {"pass": 900}  # the oldest were dropped
+        # what the session hands on passes the strict wire models (a plain dict)
+        assert translate.event_from(first).data == {"pass": 900}
     finally:
         await session.close()
 

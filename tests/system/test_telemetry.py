@@ -38,7 +38,8 @@ def test_dirty_rate_matches_the_guest_within_30_percent(
         daemon.stop()
         daemon.close()
     assert all(r["source"] == "calc-dirty-rate" and r["mode"] == "page-sampling" for r in rates)
-    assert all(r["window_s"] == 1.0 and r["sample_pages"] == 16384 for r in rates)
+    # QEMU reports the window it actually measured (1000 or 1001 ms)
+    assert all(abs(r["window_s"] - 1.0) < 0.05 and r["sample_pages"] == 16384 for r in rates)
     measured = statistics.median(r["bytes_per_s"] for r in rates) / MIB
     assert abs(measured - rate_mib) <= 0.3 * rate_mib, f"measured {measured} MiB/s"
 

@@ -1,0 +1,300 @@
+"""Rendering facts and tracker records into MQTT messages (telemetry/render.py + schema.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from qmpdirty.decisions.migration import Migration, migration_id
+from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
+from qmpdirty.qmp.translate import event_from, migration_snapshot_from
+from qmpdirty.telemetry import render, schema
+from qmpdirty.telemetry.render import Outgoing, VmStamp
+from qmpdirty.telemetry.topics import TopicKind, Topics
+
+RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"
+TOPICS = Topics.create("qmpdirty", "kvm01")
+STARTED = 1_795_271_512.0
+TS = STARTED + 3.5
+STAMP = VmStamp(TOPICS, "web1", 7, TS)
+VM = "qmpdirty/kvm01/vm/web1"
+
+
+def load(name: str) -> Any:
+    return json.loads((RECORDED / name).read_text())
+
+
+ACTIVE = migration_snapshot_from(load("query-migrate.active-4.json"))
+COMPLETED = migration_snapshot_from(load("query-migrate.completed.json"))
+FAILED = migration_snapshot_from(load("query-migrate.failed.json"))
+
+MIGRATION = Migration(
+    id=migration_id(STARTED), role="source", started_ts=STARTED, status="active",
+    statuses=("setup", "active"), passes=2, snapshot=ACTIVE,
+    peak_dirty_bytes_per_s=ACTIVE.dirty_bytes_per_s,
+)
+INFO = VmInfo(
+    qemu_version="10.0.2", qemu_version_tuple=(10, 0, 2), uuid=None, machine="pc-i440fx-10.0",
+    accel="tcg", ram_bytes=128 << 20, vcpus=1, run_state="running", migration_events=True,
+)
+MEASURED = DirtyRateMeasurement(bytes_per_s=60.0 * 2**20, mode="page-sampling", window_s=0.5,
+                                sample_pages=512, started_at_s=STARTED, vcpu_bytes_per_s=())
+EVENT = event_from(next(json.loads(p.read_text()) for p in sorted(RECORDED.glob("event.*.json"))
+                        if "MIGRATION_PASS" in p.name))
+
+
+def body(msg: Outgoing) -> dict[str, Any]:
+    assert msg.is_json
+    data: dict[str, Any] = json.loads(msg.payload)
+    return data
+
+
+# (id, render call, topic, kind, payload model)
+JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.Payload]]] = [
+    ("info", lambda: render.info(STAMP, INFO, "unix:/run/q.sock", 4242), f"{VM}/info",
+     TopicKind.INFO, schema.InfoPayload),
+    ("dirty_rate_measured", lambda: render.dirty_rate_measured(STAMP, MEASURED, 120),
+     f"{VM}/dirty_rate", TopicKind.DIRTY_RATE, schema.DirtyRatePayload),
+    ("dirty_rate_during_migration",
+     lambda: render.dirty_rate_during_migration(STAMP, 1e6, None, 60), f"{VM}/dirty_rate",
+     TopicKind.DIRTY_RATE, schema.DirtyRatePayload),
+    ("migration", lambda: render.migration(STAMP, MIGRATION), f"{VM}/migration",
+     TopicKind.MIGRATION, schema.MigrationPayload),
+    ("pass_record", lambda: render.pass_record(STAMP, MIGRATION, 2, 3600),
+     f"{VM}/migration/pass", TopicKind.PASS, schema.PassPayload),
+    ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS),
+     f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
+    ("event", lambda: render.event(STAMP, EVENT, 3600), f"{VM}/event/MIGRATION_PASS",
+     TopicKind.EVENT, schema.EventPayload),
+    ("tracking_unknown", lambda: render.tracking_unknown(STAMP), f"{VM}/tracking",
+     TopicKind.TRACKING, schema.TrackingPayload),
+    ("blockers_observed", lambda: render.blockers_observed(STAMP, ()), f"{VM}/blockers",
+     TopicKind.BLOCKERS, schema.BlockersPayload),
+]
+
+
+@pytest.mark.parametrize(("make", "topic", "kind", "model"), [c[1:] for c in JSON_CASES],
+                         ids=[c[0] for c in JSON_CASES])
+def test_vm_payloads_validate_and_carry_the_common_fields(
+    make: Callable[[], Outgoing], topic: str, kind: TopicKind, model: type[schema.Payload]
+) -> None:
+    msg = make()
+    assert msg.topic == topic
+    assert (msg.retain, msg.qos) == (kind.retain, kind.qos)
+    assert msg.is_json
+    data = body(msg)
+    assert data["schema"] == schema.SCHEMA_VERSION == 1
+    assert data["ts"] == TS and isinstance(data["ts"], float)
+    assert data["host"] == "kvm01"
+    assert data["vm"] == "web1"
+    assert data["seq"] == 7
+    parsed = model.model_validate_json(msg.payload)
+    assert json.loads(parsed.model_dump_json(by_alias=True)) == data
+    assert not any(k.endswith("_") for k in data), "pydantic field names leaked (pass_/schema_)"
+
+
+def test_the_payload_models_are_the_published_ones() -> None:
+    published = {m for _, _, _, _, m in JSON_CASES} | {schema.DaemonPayload}
+    assert published == set(schema.PAYLOADS.values())
+
+
+def test_json_schemas_use_the_wire_names() -> None:
+    schemas = schema.json_schemas()
+    assert "pass" in schemas["migration"]["properties"]
+    assert "schema" in schemas["migration.summary"]["properties"]
+    assert "pass_" not in schemas["migration.pass"]["properties"]
+
+
+# --- per payload ---------------------------------------------------------------------------
+
+
+def test_info_payload() -> None:
+    data = body(render.info(STAMP, INFO, "unix:/run/q.sock", 4242))
+    assert {k: data[k] for k in ("qemu_version", "uuid", "machine", "accel", "ram_bytes",
+                                 "vcpus", "run_state", "qmp", "pid", "migration_events")} == {
+        "qemu_version": "10.0.2", "uuid": None, "machine": "pc-i440fx-10.0", "accel": "tcg",
+        "ram_bytes": 134217728, "vcpus": 1, "run_state": "running", "qmp": "unix:/run/q.sock",
+        "pid": 4242, "migration_events": True,
+    }
+
+
+def test_dirty_rate_measured_payload() -> None:
+    msg = render.dirty_rate_measured(STAMP, MEASURED, 120)
+    data = body(msg)
+    assert data["bytes_per_s"] == 60.0 * 2**20
+    assert (data["mode"], data["source"], data["window_s"], data["sample_pages"]) == (
+        "page-sampling", "calc-dirty-rate", 0.5, 512)
+    assert data["vcpus"] is None
+    assert msg.expiry_s == 120
+
+
+def test_dirty_rate_measured_per_vcpu() -> None:
+    m = DirtyRateMeasurement(bytes_per_s=5.0, mode="dirty-ring", window_s=1.0, sample_pages=None,
+                             started_at_s=None, vcpu_bytes_per_s=((0, 2.0), (1, 3.0)))
+    data = body(render.dirty_rate_measured(STAMP, m, None))
+    assert data["vcpus"] == [{"id": 0, "bytes_per_s": 2.0}, {"id": 1, "bytes_per_s": 3.0}]
+    assert data["sample_pages"] is None
+
+
+def test_dirty_rate_during_migration_payload() -> None:
+    msg = render.dirty_rate_during_migration(STAMP, 1.5e6, 2.0, None)
+    data = body(msg)
+    assert (data["bytes_per_s"], data["mode"], data["source"], data["window_s"]) == (
+        1.5e6, "migration", "migration", 2.0)
+    assert msg.expiry_s is None
+
+
+def test_migration_payload_from_a_recorded_snapshot() -> None:
+    data = body(render.migration(STAMP, MIGRATION))
+    raw = load("query-migrate.active-4.json")
+    assert data["id"] == MIGRATION.id
+    assert data["role"] == "source"
+    assert data["status"] == "active"
+    assert data["statuses"] == ["setup", "active"]
+    assert data["pass"] == 2
+    assert data["started_ts"] == STARTED
+    assert data["elapsed_s"] == 3.5
+    assert data["transferred_bytes"] == raw["ram"]["transferred"]
+    assert data["remaining_bytes"] == raw["ram"]["remaining"]
+    assert data["total_bytes"] == raw["ram"]["total"]
+    assert data["bandwidth_bytes_per_s"] == pytest.approx(raw["ram"]["mbps"] * 125_000)
+    assert data["dirty_bytes_per_s"] == raw["ram"]["dirty-pages-rate"] * 4096
+    assert data["expected_downtime_ms"] == raw["expected-downtime"]
+    assert data["vfio_transferred_bytes"] is None
+    assert data["error"] is None
+
+
+def test_migration_payload_without_a_snapshot_and_a_clock_behind() -> None:
+    m = Migration(id="x", role="destination", started_ts=TS + 10, status="setup",
+                  statuses=("setup",))
+    data = body(render.migration(STAMP, m))
+    assert data["elapsed_s"] == 0.0
+    assert data["transferred_bytes"] is None
+    assert data["dirty_bytes_per_s"] is None
+    assert data["expected_downtime_ms"] is None
+    assert data["role"] == "destination"
+
+
+def test_pass_record_payload() -> None:
+    msg = render.pass_record(STAMP, MIGRATION, 2, 3600)
+    data = body(msg)
+    assert data["pass"] == 2
+    assert data["id"] == MIGRATION.id
+    assert data["dirty_sync_count"] == ACTIVE.dirty_sync_count
+    assert data["elapsed_s"] == 3.5
+    assert msg.expiry_s == 3600
+    assert not msg.retain
+
+
+def test_summary_uses_qemus_total_time() -> None:
+    done = Migration(id="m", role="source", started_ts=STARTED, status="completed",
+                     statuses=("setup", "active", "device", "completed"), passes=4,
+                     snapshot=COMPLETED, peak_dirty_bytes_per_s=16e6)
+    data = body(render.summary(STAMP, done, "completed", STARTED + 10))
+    raw = load("query-migrate.completed.json")
+    assert data["total_time_ms"] == raw["total-time"]
+    assert data["downtime_ms"] == raw["downtime"]
+    assert data["setup_time_ms"] == raw["setup-time"]
+    assert data["transferred_bytes"] == raw["ram"]["transferred"]
+    assert data["total_bytes"] == raw["ram"]["total"]
+    assert data["outcome"] == "completed"
+    assert data["passes"] == 4
+    assert data["peak_dirty_bytes_per_s"] == 16e6
+    assert data["statuses"] == ["setup", "active", "device", "completed"]
+    assert (data["started_ts"], data["ended_ts"]) == (STARTED, STARTED + 10)
+    assert data["error"] is None
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "outcome"),
+    [(None, "lost"), (FAILED, "failed"), (MigrationSnapshot(status="cancelled"), "cancelled")],
+)
+def test_summary_falls_back_to_the_measured_total_time(
+    snapshot: MigrationSnapshot | None, outcome: str
+) -> None:
+    m = Migration(id="m", role="source", started_ts=STARTED, status="active",
+                  statuses=("setup", "active"), snapshot=snapshot)
+    msg = render.summary(STAMP, m, outcome, STARTED + 2.3456)  # type: ignore[arg-type]
+    data = body(msg)
+    assert data["total_time_ms"] == 2346
+    assert data["outcome"] == outcome
+    assert data["peak_dirty_bytes_per_s"] is None
+    assert data["error"] == (FAILED.error_desc if snapshot is FAILED else None)
+    assert msg.topic == f"{VM}/migration/summary" and msg.retain
+
+
+def test_event_payload() -> None:
+    msg = render.event(STAMP, QmpEvent("STOP", {}, 1795271515.833952), 3600)
+    data = body(msg)
+    assert msg.topic == f"{VM}/event/STOP"
+    assert (data["event"], data["data"], data["qemu_ts"]) == ("STOP", {}, 1795271515.833952)
+    assert msg.expiry_s == 3600
+    data = body(render.event(STAMP, EVENT, None))
+    assert data["data"] == {"pass": EVENT.data["pass"]}
+
+
+def test_event_name_is_sanitised_in_the_topic() -> None:
+    msg = render.event(STAMP, QmpEvent("A/B#", {"x": [1, "y"]}, None), None)
+    assert msg.topic == f"{VM}/event/A_B_"
+    assert body(msg)["event"] == "A/B#"
+    assert body(msg)["data"] == {"x": [1, "y"]}
+
+
+def test_tracking_unknown_payload() -> None:
+    data = body(render.tracking_unknown(STAMP))
+    assert (data["devices"], data["containers"], data["complete"]) == ([], [], False)
+
+
+@pytest.mark.parametrize(
+    ("observed", "migratable"),
+    [((), True), (("VFIO device doesn't support migration",), False), (("a", "b"), False)],
+)
+def test_blockers_observed_payload(observed: tuple[str, ...], migratable: bool) -> None:
+    data = body(render.blockers_observed(STAMP, observed))
+    assert data["migratable"] is migratable
+    assert data["observed"] == list(observed)
+    assert data["predicted"] == []
+    assert data["agree"] is None
+
+
+def test_daemon_state_is_a_host_topic_without_vm() -> None:
+    stats = schema.OutboxStats(capacity=10, queued=2, dropped_total=5)
+    msg = render.daemon_state(TOPICS, 3, TS, version="0.1.0", started_ts=STARTED, vms_online=1,
+                              vms_known=2, outbox=stats, mqtt_connects=4)
+    assert msg.topic == "qmpdirty/kvm01/daemon"
+    assert (msg.retain, msg.qos, msg.is_json) == (True, 1, True)
+    data = body(msg)
+    assert "vm" not in data
+    assert (data["schema"], data["ts"], data["host"], data["seq"]) == (1, TS, "kvm01", 3)
+    assert data["outbox"] == {"capacity": 10, "queued": 2, "dropped_total": 5}
+    assert (data["version"], data["vms_online"], data["vms_known"], data["mqtt_connects"]) == (
+        "0.1.0", 1, 2, 4)
+    schema.DaemonPayload.model_validate_json(msg.payload)
+
+
+@pytest.mark.parametrize("online", [True, False])
+def test_statuses_are_plain_text(online: bool) -> None:
+    word = b"online" if online else b"offline"
+    host = render.host_status(TOPICS, online)
+    vm = render.vm_status(TOPICS, "web1", online)
+    assert (host.topic, host.payload) == ("qmpdirty/kvm01/status", word)
+    assert (vm.topic, vm.payload) == (f"{VM}/status", word)
+    for msg in (host, vm):
+        assert (msg.retain, msg.qos, msg.is_json, msg.expiry_s) == (True, 1, False, None)
+
+
+def test_negative_seq_is_rejected_by_the_schema() -> None:
+    with pytest.raises(ValidationError):
+        render.tracking_unknown(VmStamp(TOPICS, "web1", -1, TS))
+
+
+def test_unknown_role_is_rejected_by_the_schema() -> None:
+    m = Migration(id="m", role="sideways", started_ts=STARTED, status="active",  # type: ignore[arg-type]
+                  statuses=("active",))
+    with pytest.raises(ValidationError):
+        render.migration(STAMP, m)
