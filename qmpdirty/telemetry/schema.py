@@ -18,7 +18,8 @@ SCHEMA_VERSION = 1
 class Payload(BaseModel):
     """Fields every JSON payload has."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              json_schema_serialization_defaults_required=True)
 
     schema_: Literal[1] = Field(default=1, alias="schema", description="contract version")
     ts: float = Field(description="when qmpdirty produced this payload, epoch seconds")
@@ -165,8 +166,10 @@ PAYLOADS: dict[str, type[Payload]] = {
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of every payload, keyed by file stem (as in docs/schema/)."""
-    return {name: model.model_json_schema(by_alias=True) for name, model in PAYLOADS.items()}
+    """The JSON Schema of every payload as consumers receive it (serialization mode:
+    every field is present), keyed by file stem (as in docs/schema/)."""
+    return {name: model.model_json_schema(by_alias=True, mode="serialization")
+            for name, model in PAYLOADS.items()}
 
 
 class TrackingPayload(VmPayload):

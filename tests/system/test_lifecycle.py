@@ -162,3 +162,67 @@ def test_crash_in_one_vm_does_not_stop_others(
     assert code == 0
     assert f"unix:{bad}" in daemon.log()
     json.dumps(table)
+
+
+def test_tcp_client_mode_and_every_vm_offline_on_sigterm(
+    broker: Mosquitto, recorder: Recorder, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    from qmpdirty.lab.qemu import free_port
+
+    port = free_port()
+    lab_vm(QemuSpec(name="tcpvm", qmp_tcp_port=port, rate_mib=2)).wait_qmp()
+    unix = sock(tmp_path, "unixvm")
+    lab_vm(QemuSpec(name="unixvm", qmp_servers=(unix,), rate_mib=2)).wait_qmp()
+    table = base_config(broker, vm=[{"qmp": f"tcp:127.0.0.1:{port}"}, {"qmp": f"unix:{unix}"}])
+    daemon = DaemonProcess(tmp_path, table).start()
+    try:
+        recorder.wait_text(vm_topic("tcpvm", "status"), "online", 20)
+        recorder.wait_text(vm_topic("unixvm", "status"), "online", 20)
+        info = recorder.last(vm_topic("tcpvm", "info"))
+        assert info is not None and info.json["qmp"] == f"tcp:127.0.0.1:{port}"
+        stopped_at = time.time()
+        code, _ = daemon.stop()
+    finally:
+        daemon.close()
+    assert code == 0
+    for vm in ("tcpvm", "unixvm"):  # SIGTERM: offline for every VM, then the daemon
+        recorder.wait_text(vm_topic(vm, "status"), "offline", 5, after=stopped_at)
+    assert recorder.last(f"{PREFIX}/status").text == "offline"  # type: ignore[union-attr]
+
+
+def test_broker_away_overflow_is_counted_and_published(
+    lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    """Outbox of 3 records, broker absent at start, 10 events: 7 dropped, and said so."""
+    from qmpdirty.lab.qemu import QmpControl, free_port
+
+    port = free_port()
+    qmp, ctl = sock(tmp_path, "ovf"), sock(tmp_path, "ovfctl")
+    lab_vm(QemuSpec(name="ovf", qmp_servers=(qmp, ctl), rate_mib=2)).wait_qmp()
+    absent = Mosquitto(port=port)  # not started yet: the daemon finds no broker
+    table = base_config(absent, vm=[{"qmp": f"unix:{qmp}"}])
+    table["mqtt"]["outbox_size"] = 3
+    daemon = DaemonProcess(tmp_path, table).start()
+    try:
+        deadline = time.monotonic() + 20
+        while "VM ovf online" not in daemon.log():
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+        with QmpControl(ctl) as control:
+            for _ in range(5):  # STOP + RESUME: two records each
+                control.cmd("stop")
+                control.cmd("cont")
+        time.sleep(1.5)  # the daemon topic is published at most once a second
+        with absent:
+            rec = Recorder(port)
+            try:
+                stats = rec.wait_for(lambda ms: [m.json for m in ms if m.topic.endswith(
+                    "/daemon") and m.json["outbox"]["dropped_total"] >= 7], 20, "drop count")
+                assert stats[-1]["outbox"]["capacity"] == 3
+                rec.wait_text(vm_topic("ovf", "status"), "online", 10)  # state flushed
+            finally:
+                rec.close()
+            daemon.stop()
+    finally:
+        daemon.close()
+    assert "MQTT outbox full (3): dropped" in daemon.log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,3 +125,17 @@ def test_cancelled_migration(pair: Pair, recorder: Recorder) -> None:
                                             if m.topic == vm_topic("src", "migration/summary")], 10)
     assert summary[-1]["outcome"] == "cancelled"
     assert summary[-1]["statuses"][-2:] == ["cancelling", "cancelled"]
+
+
+def test_source_killed_mid_migration_is_lost(pair: Pair, recorder: Recorder) -> None:
+    set_max_bandwidth(pair.src_ctl, 1 * MIB)
+    migrate(pair.src_ctl, pair.uri)
+    recorder.wait_for(lambda ms: "active" in _statuses(ms, "src"), 20, "MIGRATION active")
+    killed_at = time.time()
+    pair.src.kill()
+    lost = recorder.wait_for(lambda ms: [m for m in ms
+                                         if m.topic == vm_topic("src", "migration/summary")], 5)
+    assert lost[-1].json["outcome"] == "lost" and lost[-1].at - killed_at <= 2.0
+    assert lost[-1].json["statuses"][:2] == ["setup", "active"]
+    offline = recorder.wait_text(vm_topic("src", "status"), "offline", 5, after=killed_at)
+    assert offline.at - killed_at <= 2.0
