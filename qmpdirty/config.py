@@ -174,6 +174,34 @@ class MigrationConfig(_Section):
     poll_interval_fast_s: float = Field(default=0.25, gt=0)
 
 
+class DeviceCapsConfig(_Section):
+    """``[[device_caps]]``: what the host cannot show about a device, stated by the
+    operator, matched by ``bdf`` or by bound ``driver`` (a BDF entry wins)."""
+
+    bdf: str | None = None
+    driver: str | None = None
+    migration: bool | None = None
+    p2p: bool | None = None
+    pre_copy: bool | None = None
+    dma_logging: bool | None = None
+    max_ranges: int | None = Field(default=None, ge=1, le=65535)
+    max_log2_address_space: int | None = Field(default=None, ge=12, le=64)
+
+    @field_validator("bdf")
+    @classmethod
+    def _bdf(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]",
+                                                  value):
+            raise ValueError("must be a PCI address such as \"0000:3b:00.1\" (lower case)")
+        return value
+
+    @model_validator(mode="after")
+    def _selector(self) -> DeviceCapsConfig:
+        if (self.bdf is None) == (self.driver is None):
+            raise ValueError("give exactly one of bdf or driver")
+        return self
+
+
 class DaemonConfig(_Section):
     """``[daemon]``: lifecycle and logging."""
 
@@ -197,6 +225,7 @@ class Config(BaseSettings):
     qmp: QmpConfig = QmpConfig()
     dirty_rate: DirtyRateConfig = DirtyRateConfig()
     migration: MigrationConfig = MigrationConfig()
+    device_caps: list[DeviceCapsConfig] = Field(default_factory=list)
     daemon: DaemonConfig = DaemonConfig()
 
     @classmethod
@@ -219,6 +248,8 @@ HINTS: dict[str, str] = {
     "vm.qmp": ADDRESS_HINT,
     "server.mode": "quote it: mode = \"0660\"",
     "dirty_rate.mode": "page-sampling is safe everywhere; dirty-ring can freeze nested guests",
+    "device_caps": "each entry: bdf = \"0000:3b:00.1\" or driver = \"mlx5_vfio_pci\", then facts",
+    "device_caps.bdf": "lower-case domain:bus:slot.function, as in /sys/bus/pci/devices",
 }
 
 

@@ -4,7 +4,8 @@ qmpdirty runs beside libvirt, which owns the VM: the daemon must never change a
 VM unless the operator's policy says so. ``CommandPolicy.check`` is consulted by
 ``QmpSession.execute`` for every command, so there is exactly one place to audit.
 
-By default only queries are sent, plus:
+By default only queries are sent (``human-monitor-command`` only with the read-only
+command lines of ``READ_ONLY_HMP``), plus:
 * ``migrate-set-capabilities`` with exactly ``events=true`` when
   ``[qmp] enable_migration_events`` is true (and the capability is off), so that
   MIGRATION / MIGRATION_PASS events are emitted (libvirt turns it on too);
@@ -32,6 +33,10 @@ READ_ONLY: frozenset[str] = frozenset({
 
 EVENTS_ON = ({"capability": "events", "state": True},)
 
+#: HMP command lines that only read: ``human-monitor-command`` can run anything HMP
+#: can (``quit``, ``migrate``...), so it is allowed with exactly these and no other.
+READ_ONLY_HMP: frozenset[str] = frozenset({"info mtree -f -o"})
+
 
 @dataclass(frozen=True, slots=True)
 class CommandPolicy:
@@ -51,6 +56,8 @@ class CommandPolicy:
             )
         if command == "calc-dirty-rate":
             return self.measure_dirty_rate
+        if command == "human-monitor-command":
+            return (arguments or {}).get("command-line") in READ_ONLY_HMP
         return False
 
     def check(self, command: str, arguments: Mapping[str, object] | None) -> None:
