@@ -96,6 +96,7 @@ class HostConfig(_Section):
     sysfs_root: Path = Path("/sys")
     proc_root: Path = Path("/proc")
     debugfs_root: Path = Path("/sys/kernel/debug")
+    boot_root: Path = Path("/boot")  # holds config-<release>, the running kernel's config
 
     @property
     def resolved_name(self) -> str:
@@ -174,6 +175,14 @@ class MigrationConfig(_Section):
     poll_interval_fast_s: float = Field(default=0.25, gt=0)
 
 
+class VfioConfig(_Section):
+    """``[vfio]``: the VFIO dirty-tracking engine's re-evaluation."""
+
+    enabled: bool = True
+    refresh_interval_s: float = Field(default=60.0, gt=0)
+    debounce_s: float = Field(default=0.5, ge=0, le=60)
+
+
 class DeviceCapsConfig(_Section):
     """``[[device_caps]]``: what the host cannot show about a device, stated by the
     operator, matched by ``bdf`` or by bound ``driver`` (a BDF entry wins)."""
@@ -225,6 +234,7 @@ class Config(BaseSettings):
     qmp: QmpConfig = QmpConfig()
     dirty_rate: DirtyRateConfig = DirtyRateConfig()
     migration: MigrationConfig = MigrationConfig()
+    vfio: VfioConfig = VfioConfig()
     device_caps: list[DeviceCapsConfig] = Field(default_factory=list)
     daemon: DaemonConfig = DaemonConfig()
 
