@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from qmpdirty.decisions.blocker_texts import Blocker
+from qmpdirty.facts.topology import FD_NAME
 
 #: Every VFIO blocker text QEMU 8.0-11.0 can produce (blocker_texts.py), as patterns.
 _VFIO_PATTERNS = tuple(re.compile(p) for p in (
@@ -51,13 +52,21 @@ class Reconciled:
     unmodelled: tuple[str, ...]  # QEMU reports a blocker of a kind not modelled here
 
 
+_FD_NAME = re.compile(r"^VFIO_FD\d+: ")
+
+
+def _comparable(observed: str) -> str:
+    """An fd-passed device's blocker as predicted: its fd number is not visible."""
+    return _FD_NAME.sub(f"{FD_NAME}: ", observed)
+
+
 def reconcile(predicted: tuple[Blocker, ...], observed: tuple[str, ...] | None) -> Reconciled:
     """Compare; without an observation (``None``) the prediction alone decides."""
     texts = [b.text for b in predicted]
     if observed is None:
         return Reconciled(not predicted, predicted, (), False, (), (), ())
-    modelled = [o for o in observed if is_vfio_blocker(o)]
-    missing = tuple(t for t in texts if t not in observed)
+    modelled = [_comparable(o) for o in observed if is_vfio_blocker(o)]
+    missing = tuple(t for t in texts if t not in modelled)
     unexpected = tuple(o for o in modelled if o not in texts)
     return Reconciled(
         migratable=not observed,

@@ -77,9 +77,15 @@ class VfioDevice:
 
     @property
     def vbasedev_name(self) -> str:
-        """QEMU's ``vbasedev->name``, the ``%s`` of every per-device blocker: the host
-        BDF for host=/sysfsdev=, else the device id (fd= passing), else ``VFIO_FD``."""
-        return self.bdf or self.id or "VFIO_FD"
+        """QEMU's ``vbasedev->name``, the ``%s`` of every per-device blocker
+        (``vfio_device_get_name``, hw/vfio/helpers.c): the basename of ``sysfsdev``
+        (host= sets it), else ``VFIO_FD<fd>`` for fd passing. The fd number is not
+        visible over QMP: ``VFIO_FD*`` stands for it and matches any number."""
+        return self.bdf or FD_NAME
+
+
+#: The name of an fd-passed device whose fd number QMP does not show.
+FD_NAME = "VFIO_FD*"
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,3 +227,12 @@ def test_reconcile_against_observed() -> None:
     assert wrong.missing == (f"{B0}: VFIO migration is not supported in kernel",)
     assert reconcile((), ()).agree and reconcile((), ()).migratable
     assert not is_vfio_blocker(vvfat) and is_vfio_blocker(P2P)
+
+
+def test_fd_passed_device_is_named_by_its_fd_which_qmp_does_not_show() -> None:
+    d = dev(0, host="ffff:ff:ff.f", iommufd="/objects/iommufd0")
+    v = run(topo("10.2", d), HostFacts())
+    # no host facts for an fd: assumed a migration driver without DMA logging or dirty HWPT
+    assert texts(v) == ["VFIO_FD*: VFIO device doesn't support device and IOMMU dirty tracking"]
+    observed = (texts(v)[0].replace("VFIO_FD*", "VFIO_FD17"),)
+    assert reconcile(v.blockers, observed).agree

@@ -1,0 +1,148 @@
+"""Gather one VM's VFIO topology over QMP (shell).
+
+Stage: shell. Asks QEMU, through ``QmpSession.execute`` only (allow-list, timeouts),
+for what ``topology_plan`` says is needed and hands the raw replies to it; all
+validation and translation happen there and in ``topology_wire``. Must not interpret
+replies itself, send anything but queries (``qom-list``, ``qom-get``, ``qom-list-get``,
+``query-*``, ``human-monitor-command "info mtree -f -o"``), or keep state between calls.
+
+Round trips: one concurrent batch (version, the four QOM containers, query-pci,
+query-memory-devices, query-migrate, query-memory-size-summary, machine type and
+``iommu``, the flat view), one for the properties of VFIO devices and vIOMMUs, then
+one per bus level between them and their host bridges (one for root ports on
+``pcie.0``, one more per pxb or switch level). On QEMU >= 10.1 each of the later steps
+is a single ``qom-list-get``; before, one ``qom-get`` per property, all of a step sent
+at once. Only VFIO devices, vIOMMUs and the bridges above VFIO devices are read, never
+every device. Measured on 10.0.2 (q35, -S, 11 devices): 15 commands in 2 waves, 8 ms
+without VFIO devices; with 6 devices read as VFIO, 96 commands in 3 waves, ~35 ms.
+
+Failure: a property QEMU lacks is None; a failed ``info mtree`` leaves ``flat_view``
+None with the reason; any other error (e.g. a device unplugged mid-gather:
+``DeviceNotFound``) propagates as qmpdirty's ``QmpError``: gather again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+from qmpdirty.errors import CommandNotAllowed, QmpCommandError, QmpTimeoutError
+from qmpdirty.facts.topology import VFIO_TYPES, VmTopology
+from qmpdirty.qmp import topology_plan as plan
+from qmpdirty.qmp import topology_wire as tw
+from qmpdirty.qmp import translate
+from qmpdirty.qmp.session import QmpSession
+
+Properties = dict[str, dict[str, object]]
+MTREE = {"command-line": "info mtree -f -o"}
+
+
+async def gather_topology(
+    session: QmpSession, *, device_types: frozenset[str] = VFIO_TYPES
+) -> VmTopology:
+    """Everything about the VM that decides VFIO dirty tracking and its ranges.
+
+    ``device_types``: the QOM types gathered as devices (VFIO's; tests on machines
+    without VFIO pass stand-ins such as ``virtio-net-pci``).
+    """
+    version_reply, children, aux = await asyncio.gather(
+        session.execute("query-version"), _children(session), _auxiliary(session)
+    )
+    version = translate.version_from(version_reply)
+    targets = plan.targets_from(children, device_types)
+    properties = await _read(session, version, plan.wanted_properties(targets, version))
+    buses = [tw.parent_bus_of(c.path, properties.get(c.path, {}))
+             for c in targets.devices if "addr" in properties.get(c.path, {})]
+    owners = await _walk_buses(session, version, buses, targets.expander_ids())
+    mtree, mtree_error = aux["mtree"]
+    return plan.topology_from(plan.Gathered(
+        version=version, targets=targets, properties=properties, owners=owners,
+        machine_type=aux["machine_type"][0], machine_iommu=aux["machine_iommu"][0],
+        memory_size=aux["memory_size"][0], migrate=aux["migrate"][0], pci=aux["pci"][0],
+        memory_devices=aux["memory_devices"][0], mtree=mtree, mtree_error=mtree_error,
+    ))
+
+
+async def _children(session: QmpSession) -> list[tw.QomChild]:
+    """The children of every container; a container QEMU never created is empty."""
+    async def listing(container: str) -> tuple[tw.QomChild, ...]:
+        try:
+            reply = await session.execute("qom-list", {"path": container})
+        except QmpCommandError as exc:
+            if exc.error_class == "DeviceNotFound":
+                return ()
+            raise
+        return tw.children_from(container, reply)
+
+    lists = await asyncio.gather(*(listing(c) for c in plan.CONTAINERS))
+    return [child for children in lists for child in children]
+
+
+async def _auxiliary(session: QmpSession) -> dict[str, tuple[object | None, str | None]]:
+    """The queries that do not depend on QOM; optional ones carry their error text."""
+    async def required(command: str) -> tuple[object | None, str | None]:
+        return await session.execute(command), None
+
+    async def optional(command: str, arguments: Mapping[str, object]
+                       ) -> tuple[object | None, str | None]:
+        try:
+            return await session.execute(command, arguments), None
+        except (QmpCommandError, QmpTimeoutError, CommandNotAllowed) as exc:
+            return None, str(exc)
+
+    names = ("pci", "memory_devices", "migrate", "memory_size",
+             "machine_type", "machine_iommu", "mtree")
+    replies = await asyncio.gather(
+        required("query-pci"), required("query-memory-devices"), required("query-migrate"),
+        required("query-memory-size-summary"),
+        optional("qom-get", {"path": "/machine", "property": "type"}),
+        optional("qom-get", {"path": "/machine", "property": "iommu"}),
+        optional("human-monitor-command", MTREE),
+    )
+    return dict(zip(names, replies, strict=True))
+
+
+async def _read(session: QmpSession, version: tuple[int, int, int],
+                wanted: Mapping[str, Sequence[str]]) -> Properties:
+    """path -> the wanted properties it has (one qom-list-get, or concurrent qom-gets)."""
+    paths = sorted(wanted)
+    if not paths:
+        return {}
+    if plan.uses_qom_list_get(version):
+        every = tw.properties_from_list_get(
+            paths, await session.execute("qom-list-get", {"paths": paths}))
+        return {p: {n: v for n, v in every[p].items() if n in wanted[p]} for p in paths}
+    pairs = [(p, n) for p in paths for n in wanted[p]]
+    values = await asyncio.gather(*(_get(session, p, n) for p, n in pairs))
+    read: Properties = {p: {} for p in paths}
+    for (path, name), (present, value) in zip(pairs, values, strict=True):
+        if present:
+            read[path][name] = value
+    return read
+
+
+async def _get(session: QmpSession, path: str, name: str) -> tuple[bool, object]:
+    """``qom-get``; (False, None) when this QEMU does not have the property."""
+    try:
+        return True, await session.execute("qom-get", {"path": path, "property": name})
+    except QmpCommandError as exc:
+        if tw.is_absent_property(exc.error_class, exc.desc):
+            return False, None
+        raise
+
+
+async def _walk_buses(session: QmpSession, version: tuple[int, int, int],
+                      buses: Sequence[str | None], expanders: Mapping[str, str]
+                      ) -> dict[str, tw.BusOwner]:
+    """Read the devices providing ``buses``, then theirs, up to the host bridges."""
+    owners: dict[str, tw.BusOwner] = {}
+    frontier = plan.next_owners(buses, owners, expanders)
+    for _ in range(plan.MAX_BUS_DEPTH):
+        if not frontier:
+            break
+        props = await _read(session, version,
+                            dict.fromkeys(frontier, plan.BUS_OWNER_PROPERTIES))
+        read = [tw.bus_owner_from(path, props[path]) for path in frontier]
+        owners.update((owner.path, owner) for owner in read)
+        frontier = plan.next_owners(plan.buses_above(read), owners, expanders)
+    return owners
