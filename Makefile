@@ -1,6 +1,6 @@
 # The two commands of the README's quick start (demo, test), plus helpers.
 # Each target bootstraps what it needs (apt packages, .venv) first.
-.PHONY: demo test bootstrap schema
+.PHONY: demo test bootstrap schema bench
 
 bootstrap:
 	scripts/bootstrap
@@ -13,3 +13,6 @@ test: bootstrap
 
 schema: bootstrap
 	.venv/bin/python scripts/gen-schema
+
+bench: bootstrap
+	.venv/bin/python -m bench

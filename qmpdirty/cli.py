@@ -53,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="boot two VMs, watch them, migrate one, clean up")
     demo.add_argument("--workdir", type=Path, help="keep the demo's files here")
+
+    ranges = sub.add_parser("ranges", help="QEMU's DMA-logging IOVA ranges vs the best K ranges")
+    source = ranges.add_mutually_exclusive_group(required=True)
+    source.add_argument("--mtree", type=Path, metavar="FILE", help="`info mtree -f -o` output")
+    source.add_argument("--qmp", metavar="ADDR", help="unix:PATH or tcp:HOST:PORT (read-only)")
+    ranges.add_argument("--max-ranges", type=int, metavar="K",
+                        help="ranges the device takes (default: LOG_MAX_RANGES, 256 at 4 KiB)")
+    ranges.add_argument("--vfio-owner", action="append", default=[], metavar="OWNER",
+                        help="id or QOM path of a vfio-pci device in the container (repeat)")
+    ranges.add_argument("--qemu-version", metavar="X.Y", help="model this QEMU's rules")
+    ranges.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
@@ -117,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config, args.loop)
     if args.command == "probe":
         return _probe(args.qmp, args.config, args.json)
+    if args.command == "ranges":
+        from qmpdirty.rangecli import ranges_command
+
+        return ranges_command(mtree=args.mtree, qmp=args.qmp, max_ranges=args.max_ranges,
+                              as_json=args.json, vfio_owners=args.vfio_owner,
+                              qemu_version=args.qemu_version, run=run_loop)
     from qmpdirty.lab.demo import run_demo
 
     logs.configure("warning")

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from qmpdirty.config import Config
+from qmpdirty.daemon.vfio import evaluate
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.address import QmpAddress
 from qmpdirty.qmp.commands import CommandPolicy
@@ -19,6 +20,7 @@ from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import VmStamp
 from qmpdirty.telemetry.topics import Topics, sanitise
 
+#: queries (and the read-only HMP line) only, whatever the config says
 READ_ONLY = CommandPolicy(enable_migration_events=False, measure_dirty_rate=False)
 
 
@@ -34,15 +36,15 @@ async def probe(cfg: Config, address: QmpAddress, now: float) -> dict[str, Any]:
         events = await queries.migration_events_on(session)
         info = await queries.gather_info(session, version, identity, events)
         snapshot = await queries.migration_snapshot(session)
+        view = await evaluate(session, cfg)
     finally:
         await session.close()
     topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
     vm = sanitise(identity.name or address.stem)
     messages = {
         "info": render.info(VmStamp(topics, vm, 1, now), info, str(address), None),
-        "tracking": render.tracking_unknown(VmStamp(topics, vm, 2, now)),
-        "blockers": render.blockers_observed(VmStamp(topics, vm, 3, now),
-                                             snapshot.blocked_reasons),
+        "tracking": view.tracking(VmStamp(topics, vm, 2, now)),
+        "blockers": view.blockers(VmStamp(topics, vm, 3, now)),
     }
     result: dict[str, Any] = {k: json.loads(m.payload) for k, m in messages.items()}
     result["migration_status"] = snapshot.status
@@ -62,5 +64,17 @@ def human(result: dict[str, Any]) -> str:
         f"  migratable: {'yes' if blockers['migratable'] else 'no'}",
     ]
     lines += [f"    blocked: {reason}" for reason in blockers["observed"]]
-    lines.append("  VFIO tracking: not evaluated (engine not built yet)")
+    if blockers["predicted"] or blockers["observed"]:
+        lines.append(f"  prediction {'agrees' if blockers['agree'] else 'DISAGREES'} with QEMU")
+    lines += [f"    predicted: {b['text']}\n      remedy: {b['remedy']}"
+              for b in blockers["predicted"]]
+    tracking = result["tracking"]
+    if not tracking["devices"]:
+        lines.append("  VFIO devices: none")
+    for d in tracking["devices"]:
+        lines.append(f"  VFIO {d['name']} ({d['qom_type']}, {d['driver'] or 'driver ?'}): "
+                     f"{d['mode']} - {d['reasons'][0]}")
+    for c in tracking["containers"]:
+        spans = ", ".join(f"{r['iova']:#x}+{r['length']:#x}" for r in c["ranges"]) or "none"
+        lines.append(f"  container {c['id']}: {c['mode']}; ranges {spans}; fits {c['fits']}")
     return "\n".join(lines)

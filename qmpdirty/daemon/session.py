@@ -9,9 +9,11 @@ session's end is final for this object; the supervisor makes a new one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
+from qmpdirty.daemon.vfio import evaluate
 from qmpdirty.daemon.vmstate import Context, VmPublisher, VmState
 from qmpdirty.decisions import migration as mig
 from qmpdirty.decisions.dirtyrate import DirtyRatePlan, seconds_until_due
@@ -20,6 +22,7 @@ from qmpdirty.facts.model import MigrationSnapshot, VmIdentity, VmInfo
 from qmpdirty.qmp import queries, translate
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry import render
+from qmpdirty.telemetry.render import VmStamp
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 RUN_STATE_EVENTS = frozenset({
     "STOP", "RESUME", "SHUTDOWN", "RESET", "SUSPEND", "WAKEUP", "POWERDOWN", "GUEST_PANICKED",
 })
+#: Events after which the VFIO topology (devices, memory map) may have changed.
+TOPOLOGY_EVENTS = frozenset({"DEVICE_ADDED", "DEVICE_DELETED", "MEMORY_DEVICE_SIZE_CHANGE"})
 #: How long an idle VM waits between ``query-migrate`` polls when events are off.
 IDLE_POLL_WITHOUT_EVENTS_S = 5.0
 
@@ -51,6 +56,8 @@ class SessionWatch:
         self._idle = asyncio.Event()
         self._idle.set()
         self._dropped_seen = 0
+        self._topology_changed = asyncio.Event()
+        self._published_vfio: tuple[bytes, bytes] | None = None
 
     async def run(self) -> None:
         """Publish ``online`` and state, then work until the session ends (raises)."""
@@ -66,6 +73,8 @@ class SessionWatch:
             tg.create_task(self._migration_poller(), name=f"{self.vm.name}:migrate-poll")
             if self.ctx.cfg.dirty_rate.enabled:
                 tg.create_task(self._dirty_rate(), name=f"{self.vm.name}:dirty-rate")
+            if self.ctx.cfg.vfio.enabled:
+                tg.create_task(self._vfio(), name=f"{self.vm.name}:vfio")
 
     def session_lost(self) -> None:
         """The session ended: a migration in flight is ``lost``; the VM is ``offline``."""
@@ -123,6 +132,8 @@ class SessionWatch:
                 self._observe(mig.PassSeen(pass_no, await self._snapshot_or_none()))
         elif name in RUN_STATE_EVENTS:
             await self._refresh_info()
+        elif name in TOPOLOGY_EVENTS:
+            self._topology_changed.set()
 
     async def _migration_poller(self) -> None:
         mcfg = self.ctx.cfg.migration
@@ -216,6 +227,37 @@ class SessionWatch:
             await asyncio.sleep(0.1)
         log.warning("VM %s: dirty-rate measurement did not finish in time", self.vm.name)
         return last_seen
+
+    async def _vfio(self) -> None:
+        """Evaluate now (every new session publishes), then on topology events
+        (debounced) and every ``refresh_interval_s``; publish what changed."""
+        vcfg = self.ctx.cfg.vfio
+        while True:
+            await self._evaluate_vfio()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._topology_changed.wait(), vcfg.refresh_interval_s)
+            await asyncio.sleep(vcfg.debounce_s)  # hot-plug bursts: evaluate once
+            self._topology_changed.clear()
+
+    async def _evaluate_vfio(self) -> None:
+        try:
+            view = await evaluate(self.session, self.ctx.cfg)
+        except QmpClosedError:
+            raise
+        except QmpError as exc:
+            log.warning("VM %s: VFIO evaluation failed: %s", self.vm.name, exc)
+            return
+        probe = VmStamp(self.ctx.topics, self.vm.name, 0, 0.0)
+        key = (view.tracking(probe).payload, view.blockers(probe).payload)
+        if key == self._published_vfio:
+            return
+        self._published_vfio = key
+        self.out.send(view.tracking(self.out.stamp()))
+        self.out.send(view.blockers(self.out.stamp()))
+        r = view.reconciled
+        if not r.agree:
+            log.warning("VM %s: predicted blockers differ from QEMU's: missing %s, "
+                        "unexpected %s", self.vm.name, list(r.missing), list(r.unexpected))
 
     # --- small things --------------------------------------------------------
 

@@ -47,7 +47,7 @@ def _message(
     return Outgoing(topic, body, kind.qos, kind.retain, True, expiry_s)
 
 
-def _vm_message(
+def vm_message(
     stamp: VmStamp, kind: TopicKind, model: schema.Payload, event: str | None = None,
     expiry_s: int | None = None,
 ) -> Outgoing:
@@ -88,7 +88,7 @@ def info(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None) -> Outgoing:
         "vcpus": facts.vcpus, "run_state": facts.run_state, "qmp": qmp, "pid": pid,
         "migration_events": facts.migration_events,
     })
-    return _vm_message(stamp, TopicKind.INFO, model)
+    return vm_message(stamp, TopicKind.INFO, model)
 
 
 def dirty_rate_measured(
@@ -101,7 +101,7 @@ def dirty_rate_measured(
         "source": "calc-dirty-rate", "window_s": m.window_s, "sample_pages": m.sample_pages,
         "vcpus": vcpus,
     })
-    return _vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
+    return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 
 
 def dirty_rate_during_migration(
@@ -112,7 +112,7 @@ def dirty_rate_during_migration(
         **stamp.common(), "bytes_per_s": bytes_per_s, "mode": "migration",
         "source": "migration", "window_s": window_s,
     })
-    return _vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
+    return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 
 
 def _progress(snap: MigrationSnapshot | None) -> dict[str, object]:
@@ -135,7 +135,7 @@ def migration(stamp: VmStamp, m: Migration) -> Outgoing:
         "expected_downtime_ms": snap.expected_downtime_ms if snap else None,
         "error": snap.error_desc if snap else None,
     })
-    return _vm_message(stamp, TopicKind.MIGRATION, model)
+    return vm_message(stamp, TopicKind.MIGRATION, model)
 
 
 def pass_record(stamp: VmStamp, m: Migration, pass_no: int, expiry_s: int | None) -> Outgoing:
@@ -146,7 +146,7 @@ def pass_record(stamp: VmStamp, m: Migration, pass_no: int, expiry_s: int | None
         "elapsed_s": max(0.0, stamp.ts - m.started_ts),
         "dirty_sync_count": snap.dirty_sync_count if snap else None,
     })
-    return _vm_message(stamp, TopicKind.PASS, model, expiry_s=expiry_s)
+    return vm_message(stamp, TopicKind.PASS, model, expiry_s=expiry_s)
 
 
 def summary(stamp: VmStamp, m: Migration, outcome: Outcome, ended_ts: float) -> Outgoing:
@@ -162,7 +162,7 @@ def summary(stamp: VmStamp, m: Migration, outcome: Outcome, ended_ts: float) -> 
         "vfio_transferred_bytes": snap.vfio_transferred_bytes, "passes": m.passes,
         "peak_dirty_bytes_per_s": m.peak_dirty_bytes_per_s, "error": snap.error_desc,
     })
-    return _vm_message(stamp, TopicKind.SUMMARY, model)
+    return vm_message(stamp, TopicKind.SUMMARY, model)
 
 
 def event(stamp: VmStamp, ev: QmpEvent, expiry_s: int | None) -> Outgoing:
@@ -170,21 +170,5 @@ def event(stamp: VmStamp, ev: QmpEvent, expiry_s: int | None) -> Outgoing:
     model = schema.EventPayload.model_validate({
         **stamp.common(), "event": ev.name, "data": ev.data, "qemu_ts": ev.qemu_ts,
     })
-    return _vm_message(stamp, TopicKind.EVENT, model, event=ev.name, expiry_s=expiry_s)
+    return vm_message(stamp, TopicKind.EVENT, model, event=ev.name, expiry_s=expiry_s)
 
-
-def tracking_unknown(stamp: VmStamp) -> Outgoing:
-    """``vm/<vm>/tracking`` before the VFIO engine exists: nothing evaluated."""
-    model = schema.TrackingPayload.model_validate({
-        **stamp.common(), "devices": [], "containers": [], "complete": False,
-    })
-    return _vm_message(stamp, TopicKind.TRACKING, model)
-
-
-def blockers_observed(stamp: VmStamp, observed: tuple[str, ...]) -> Outgoing:
-    """``vm/<vm>/blockers`` from QEMU's ``blocked-reasons`` alone (no prediction yet)."""
-    model = schema.BlockersPayload.model_validate({
-        **stamp.common(), "migratable": not observed, "predicted": [],
-        "observed": list(observed), "agree": None,
-    })
-    return _vm_message(stamp, TopicKind.BLOCKERS, model)

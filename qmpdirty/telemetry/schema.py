@@ -172,25 +172,78 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             for name, model in PAYLOADS.items()}
 
 
+class IovaRange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iova: int
+    length: int
+
+
+class TrackedDevice(BaseModel):
+    """One VFIO device: how QEMU will track its dirty pages, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None
+    qom_path: str
+    qom_type: str
+    host_bdf: str | None
+    name: str = Field(description="QEMU's vbasedev name, the %s of its blockers")
+    driver: str | None
+    backend: Literal["legacy", "iommufd", "vfio-user", "none"]
+    container: str | None
+    mode: Literal["device", "iommu", "all-dirty", "unsafe", "blocked", "failover"]
+    reasons: list[str]
+
+
+class TrackedContainer(BaseModel):
+    """One VFIO container (IOMMU context) and the engine QEMU starts for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    backend: Literal["legacy", "iommufd", "vfio-user", "none"]
+    mode: Literal["device", "iommu", "all-dirty", "none"]
+    devices: list[str] = Field(description="qom paths")
+    reasons: list[str]
+    ranges: list[IovaRange] = Field(description="DMA-logging ranges QEMU computes at log start")
+    fits: bool | None = Field(description="ranges accepted by kernel and drivers; null: unknown")
+    limits: list[str] = Field(description="what the fit check found, per device and rule")
+    optimal_ranges: list[IovaRange] | None = Field(
+        description="fewest-bytes cover of the mapped ranges within the device range limit")
+
+
 class TrackingPayload(VmPayload):
-    """``vm/<vm>/tracking``: VFIO dirty tracking per device and container.
+    """``vm/<vm>/tracking``: VFIO dirty tracking per device and container."""
 
-    Until the VFIO engine is built (issue 3) the daemon does not publish this topic;
-    ``probe --json`` prints it with what is known: ``complete`` false.
-    """
+    qemu_version: str
+    devices: list[TrackedDevice]
+    containers: list[TrackedContainer]
+    realize_errors: list[str] = Field(description="blockers enable-migration=on turns into "
+                                      "realize errors (facts contradict the running VM)")
+    complete: bool = Field(description="false when a decision rests on an unknown fact")
 
-    devices: list[dict[str, Any]]
-    containers: list[dict[str, Any]]
-    complete: bool = Field(description="false while the VFIO engine is not evaluating")
+
+class PredictedBlocker(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = Field(description="QEMU's exact wording for the running version")
+    device: str | None = Field(description="qom path; null for a global blocker")
+    cause: str
+    remedy: str
 
 
 class BlockersPayload(VmPayload):
     """``vm/<vm>/blockers``: can the VM migrate now, predicted and observed reasons."""
 
-    migratable: bool = Field(description="QEMU reports no migration blocker")
-    predicted: list[dict[str, Any]]
+    migratable: bool = Field(description="what QEMU would do: no blocked-reasons")
+    predicted: list[PredictedBlocker]
     observed: list[str] = Field(description="query-migrate blocked-reasons, verbatim")
-    agree: bool | None = Field(description="predicted set == observed set; null: no prediction")
+    agree: bool = Field(description="predicted set == observed blockers of modelled kinds")
+    missing: list[str] = Field(description="predicted but not observed")
+    unexpected: list[str] = Field(description="observed VFIO blockers not predicted")
+    unmodelled: list[str] = Field(description="observed blockers of kinds qmpdirty does not "
+                                  "model (e.g. a read-write vvfat drive)")
 
 
 PAYLOADS["tracking"] = TrackingPayload

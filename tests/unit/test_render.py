@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from qmpdirty.decisions.blockers import reconcile
 from qmpdirty.decisions.migration import Migration, migration_id
+from qmpdirty.decisions.tracking import TrackingVerdict
 from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
 from qmpdirty.qmp.translate import event_from, migration_snapshot_from
-from qmpdirty.telemetry import render, schema
+from qmpdirty.telemetry import render, schema, vfio
 from qmpdirty.telemetry.render import Outgoing, VmStamp
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
@@ -55,6 +57,8 @@ def body(msg: Outgoing) -> dict[str, Any]:
 
 
 # (id, render call, topic, kind, payload model)
+NO_VFIO = TrackingVerdict((), (), (), ())
+
 JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.Payload]]] = [
     ("info", lambda: render.info(STAMP, INFO, "unix:/run/q.sock", 4242), f"{VM}/info",
      TopicKind.INFO, schema.InfoPayload),
@@ -71,9 +75,9 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
     ("event", lambda: render.event(STAMP, EVENT, 3600), f"{VM}/event/MIGRATION_PASS",
      TopicKind.EVENT, schema.EventPayload),
-    ("tracking_unknown", lambda: render.tracking_unknown(STAMP), f"{VM}/tracking",
+    ("tracking", lambda: vfio.tracking(STAMP, (10, 0, 2), NO_VFIO, {}), f"{VM}/tracking",
      TopicKind.TRACKING, schema.TrackingPayload),
-    ("blockers_observed", lambda: render.blockers_observed(STAMP, ()), f"{VM}/blockers",
+    ("blockers", lambda: vfio.blockers(STAMP, reconcile((), ())), f"{VM}/blockers",
      TopicKind.BLOCKERS, schema.BlockersPayload),
 ]
 
@@ -245,21 +249,25 @@ def test_event_name_is_sanitised_in_the_topic() -> None:
     assert body(msg)["data"] == {"x": [1, "y"]}
 
 
-def test_tracking_unknown_payload() -> None:
-    data = body(render.tracking_unknown(STAMP))
-    assert (data["devices"], data["containers"], data["complete"]) == ([], [], False)
+def test_tracking_payload_of_a_vm_without_vfio() -> None:
+    data = body(vfio.tracking(STAMP, (10, 0, 2), NO_VFIO, {}))
+    assert (data["devices"], data["containers"], data["complete"]) == ([], [], True)
+    assert data["qemu_version"] == "10.0.2" and data["realize_errors"] == []
 
 
 @pytest.mark.parametrize(
-    ("observed", "migratable"),
-    [((), True), (("VFIO device doesn't support migration",), False), (("a", "b"), False)],
+    ("observed", "migratable", "agree"),
+    [((), True, True), (("VFIO device doesn't support migration",), False, False),
+     (("a", "b"), False, True)],
 )
-def test_blockers_observed_payload(observed: tuple[str, ...], migratable: bool) -> None:
-    data = body(render.blockers_observed(STAMP, observed))
+def test_blockers_payload_from_observation_alone(observed: tuple[str, ...], migratable: bool,
+                                                 agree: bool) -> None:
+    data = body(vfio.blockers(STAMP, reconcile((), observed)))
     assert data["migratable"] is migratable
     assert data["observed"] == list(observed)
     assert data["predicted"] == []
-    assert data["agree"] is None
+    assert data["agree"] is agree  # unmodelled kinds ("a", "b") do not count against it
+    assert data["unexpected"] == [o for o in observed if o.startswith("VFIO")]
 
 
 def test_daemon_state_is_a_host_topic_without_vm() -> None:
@@ -290,7 +298,7 @@ def test_statuses_are_plain_text(online: bool) -> None:
 
 def test_negative_seq_is_rejected_by_the_schema() -> None:
     with pytest.raises(ValidationError):
-        render.tracking_unknown(VmStamp(TOPICS, "web1", -1, TS))
+        vfio.tracking(VmStamp(TOPICS, "web1", -1, TS), (10, 0, 2), NO_VFIO, {})
 
 
 def test_unknown_role_is_rejected_by_the_schema() -> None:
