@@ -1,0 +1,72 @@
+"""The daemon's tracking and blockers topics for real QEMUs without VFIO devices.
+
+A read-write vvfat drive makes QEMU report migration blockers that qmpdirty does
+not model: they must be published verbatim, make the VM unmigratable and leave
+``agree`` true (nothing VFIO-related was predicted or observed). QEMU <= 10.2 emits
+no DEVICE_ADDED event, so a hot-plugged device is found by the periodic refresh:
+an ivshmem-plain in peer mode adds a blocker, and a new ``blockers`` appears.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qmpdirty.lab.broker import Mosquitto
+from qmpdirty.lab.qemu import QemuSpec, QemuVm, QmpControl
+from tests.support.daemon import DaemonProcess
+from tests.support.mqtt import Received, Recorder
+from tests.system.helpers import base_config, sock, vm_topic
+
+
+def _payloads(rec: Recorder, vm: str, kind: str) -> list[Received]:
+    return [m for m in rec.snapshot() if m.topic == vm_topic(vm, kind)]
+
+
+def test_vvfat_blocker_published_verbatim_and_hotplug_reevaluates(
+    broker: Mosquitto, recorder: Recorder, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    fat = tmp_path / "fat"
+    fat.mkdir()
+    (fat / "readme.txt").write_text("vvfat\n")
+    qmp, ctl = sock(tmp_path, "vv"), sock(tmp_path, "vvctl")
+    vm = lab_vm(QemuSpec(name="vv", qmp_servers=(qmp, ctl), rate_mib=0, extra_args=(
+        "-M", "q35", "-drive", f"file=fat:rw:{fat},format=raw,if=none,id=v0",
+        "-device", "virtio-blk-pci,drive=v0,id=blk0", "-device", "intel-iommu,caching-mode=on",
+        "-device", "pcie-root-port,id=rp1,chassis=1",
+        "-object", "memory-backend-ram,id=shm0,size=1M")))
+    vm.wait_qmp()
+    table = base_config(broker, vm=[{"qmp": f"unix:{qmp}"}],
+                        vfio={"refresh_interval_s": 1.0, "debounce_s": 0.1})
+    daemon = DaemonProcess(tmp_path, table).start()
+    try:
+        blockers = recorder.wait_for(lambda _m: _payloads(recorder, "vv", "blockers"), 20,
+                                     "blockers")[-1].json
+        with QmpControl(ctl) as control:
+            observed = control.cmd("query-migrate")
+            assert isinstance(observed, dict)
+            reasons = observed["blocked-reasons"]
+            assert blockers["observed"] == reasons  # verbatim, in QEMU's order
+            assert any("vvfat (rw)" in r for r in reasons)
+            assert blockers["unmodelled"] == reasons and blockers["predicted"] == []
+            assert blockers["agree"] is True and blockers["migratable"] is False
+            tracking = _payloads(recorder, "vv", "tracking")[-1].json
+            assert tracking["devices"] == [] and tracking["complete"] is True
+            assert tracking["qemu_version"].startswith("10.")
+
+            time.sleep(1.5)  # a refresh or two with nothing new
+            assert len(_payloads(recorder, "vv", "blockers")) == 1  # published on change only
+            control.cmd("device_add", driver="ivshmem-plain", memdev="shm0", id="shm", bus="rp1")
+            after = control.cmd("query-migrate")
+            assert isinstance(after, dict)
+            latest = recorder.wait_for(
+                lambda _m: [b.json for b in _payloads(recorder, "vv", "blockers")
+                            if b.json["observed"] == after["blocked-reasons"]], 10,
+                "blockers after hot-plug")[-1]
+        assert len(after["blocked-reasons"]) == len(reasons) + 1
+        assert latest["agree"] is True and latest["unmodelled"] == after["blocked-reasons"]
+        assert "VFIO evaluation failed" not in daemon.log()
+    finally:
+        daemon.stop()
+        daemon.close()
