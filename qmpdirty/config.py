@@ -175,6 +175,23 @@ class MigrationConfig(_Section):
     poll_interval_fast_s: float = Field(default=0.25, gt=0)
 
 
+class ForecastConfig(_Section):
+    """``[forecast]``: the convergence model's assumptions."""
+
+    bandwidth_bytes_per_s: float | None = Field(
+        default=None, gt=0, description="assumed before a migration; default: last measured")
+    vfio_stop_copy_bytes: int = Field(default=0, ge=0)
+    max_passes: int = Field(default=30, ge=1, le=1000)
+    publish_interval_s: float = Field(default=30.0, gt=0)
+
+
+class PolicyConfig(_Section):
+    """``[policy]``: what the daemon may change in a VM. Everything off by default."""
+
+    apply_recommendations: bool = False
+    under_libvirt: bool = True
+
+
 class VfioConfig(_Section):
     """``[vfio]``: the VFIO dirty-tracking engine's re-evaluation."""
 
@@ -211,6 +228,50 @@ class DeviceCapsConfig(_Section):
         return self
 
 
+HookEvent = Literal["migration-status", "blockers-changed", "tracking-changed",
+                    "forecast-negative", "vm-online", "vm-offline", "*"]
+_COMMAND_HINT = 'command = ["/usr/local/bin/on-migration", "--flag"] (a list; run without a shell)'
+
+
+class HooksConfig(_Section):
+    """``[hooks]``: the hook runner's worker pool, queue and default timeout."""
+
+    max_concurrent: int = Field(default=4, ge=1, le=64)
+    queue_size: int = Field(default=100, ge=1, le=100_000)
+    timeout_s: float = Field(default=10.0, gt=0, le=3600)
+
+
+class HookConfig(_Section):
+    """``[[hook]]``: one executable run (without a shell) on one kind of event."""
+
+    event: HookEvent
+    command: list[str] = Field(min_length=1)
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_is_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError("must be a list of strings, not one string: no shell splits it")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        if not value[0].startswith("/"):
+            raise ValueError("the executable must be an absolute path (PATH is not searched)")
+        if any("\0" in arg for arg in value):
+            raise ValueError("arguments cannot contain NUL characters")
+        return value
+
+
+class HomeAssistantConfig(_Section):
+    """``[homeassistant]``: MQTT discovery messages for Home Assistant."""
+
+    enabled: bool = False
+    discovery_prefix: str = Field(default="homeassistant", min_length=1)
+
+
 class DaemonConfig(_Section):
     """``[daemon]``: lifecycle and logging."""
 
@@ -235,8 +296,13 @@ class Config(BaseSettings):
     dirty_rate: DirtyRateConfig = DirtyRateConfig()
     migration: MigrationConfig = MigrationConfig()
     vfio: VfioConfig = VfioConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    policy: PolicyConfig = PolicyConfig()
     device_caps: list[DeviceCapsConfig] = Field(default_factory=list)
     daemon: DaemonConfig = DaemonConfig()
+    hooks: HooksConfig = HooksConfig()
+    hook: list[HookConfig] = Field(default_factory=list)
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -260,6 +326,8 @@ HINTS: dict[str, str] = {
     "dirty_rate.mode": "page-sampling is safe everywhere; dirty-ring can freeze nested guests",
     "device_caps": "each entry: bdf = \"0000:3b:00.1\" or driver = \"mlx5_vfio_pci\", then facts",
     "device_caps.bdf": "lower-case domain:bus:slot.function, as in /sys/bus/pci/devices",
+    "hook.command": _COMMAND_HINT + "; see docs/hooks.md",
+    "hook.event": "see docs/hooks.md § Events; \"*\" matches every event",
 }
 
 

@@ -16,8 +16,10 @@ import logging
 import random
 import socket
 import stat
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qmpdirty.config import Config
 from qmpdirty.daemon.session import SessionWatch
@@ -95,9 +97,20 @@ async def run_session(
     except* Exception:
         log.exception("%s: VM task failed; other VMs are unaffected", label)
     finally:
+        await _end_session(ctx, session, watch, vm, owner, label=label)
+
+
+async def _end_session(ctx: Context, session: QmpSession, watch: SessionWatch | None,
+                       vm: VmState | None, owner: object, *, label: str) -> None:
+    """Publish ``offline`` (and ``lost``), free the name, close: guarded like the session
+    itself, because a failure here must not escape into the fleet either."""
+    try:
         if watch is not None:
             watch.session_lost()
             log.info("VM %s offline", watch.vm.name)
+    except Exception:
+        log.exception("%s: publishing the end of the session failed", label)
+    finally:
         if vm is not None:
             ctx.release(vm, owner)
         await session.close()
@@ -121,7 +134,7 @@ async def supervise(ctx: Context, target: Target) -> None:
         else:
             failures = 0
             delay = q.reconnect_initial_s
-            await run_session(ctx, session, label, target.fallback_name, None)
+            await _firewalled(run_session(ctx, session, label, target.fallback_name, None), label)
         await asyncio.sleep(delay * random.uniform(0.8, 1.2))
         delay = min(delay * 2, q.reconnect_max_s)
 
@@ -144,7 +157,15 @@ async def _accepted(ctx: Context, conn: socket.socket, pid: int, label: str) -> 
         log.warning("%s: %s", where, exc)
         conn.close()
         return
-    await run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid)
+    await _firewalled(run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid), where)
+
+
+async def _firewalled(work: Coroutine[Any, Any, None], label: str) -> None:
+    """Last line of defence: nothing from one VM's session reaches the fleet's TaskGroup."""
+    try:
+        await work
+    except Exception:
+        log.exception("%s: VM task failed; other VMs are unaffected", label)
 
 
 class Fleet:

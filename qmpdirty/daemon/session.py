@@ -13,12 +13,13 @@ import contextlib
 import logging
 from typing import Any
 
+from qmpdirty.daemon.migrations import MigrationWatch
 from qmpdirty.daemon.vfio import evaluate
 from qmpdirty.daemon.vmstate import Context, VmPublisher, VmState
 from qmpdirty.decisions import migration as mig
-from qmpdirty.decisions.dirtyrate import DirtyRatePlan, seconds_until_due
+from qmpdirty.decisions.dirtyrate import DirtyRatePlan, choose_mode, error_bound, seconds_until_due
 from qmpdirty.errors import QmpClosedError, QmpCommandError, QmpError, QmpReplyError
-from qmpdirty.facts.model import MigrationSnapshot, VmIdentity, VmInfo
+from qmpdirty.facts.model import VmIdentity, VmInfo
 from qmpdirty.qmp import queries, translate
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry import render
@@ -32,8 +33,6 @@ RUN_STATE_EVENTS = frozenset({
 })
 #: Events after which the VFIO topology (devices, memory map) may have changed.
 TOPOLOGY_EVENTS = frozenset({"DEVICE_ADDED", "DEVICE_DELETED", "MEMORY_DEVICE_SIZE_CHANGE"})
-#: How long an idle VM waits between ``query-migrate`` polls when events are off.
-IDLE_POLL_WITHOUT_EVENTS_S = 5.0
 
 
 class SessionWatch:
@@ -51,26 +50,28 @@ class SessionWatch:
         self.qmp_label = qmp_label
         self.out = VmPublisher(ctx, vm)
         self.info: VmInfo | None = None
-        self.events_on = False
-        self._migrating = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.has_vfio = False
+        self.migrations = MigrationWatch(session, self.out, vm.forecaster(ctx.cfg.forecast),
+                                         lambda: self.info, lambda: self.has_vfio)
         self._dropped_seen = 0
         self._topology_changed = asyncio.Event()
         self._published_vfio: tuple[bytes, bytes] | None = None
 
     async def run(self) -> None:
         """Publish ``online`` and state, then work until the session ends (raises)."""
-        self.events_on = await self._ensure_events()
+        self.migrations.events_on = await self._ensure_events()
+        await self.migrations.refresh_params()
         await self._refresh_info()
         self.out.status(online=True)
         log.info("VM %s online (%s, QEMU %s)", self.vm.name, self.qmp_label, self.info.qemu_version
                  if self.info else "?")
-        await self._poll_migration()
+        await self.migrations.poll()
+        self.migrations.publish_forecast()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._hangup(), name=f"{self.vm.name}:hangup")
             tg.create_task(self._events(), name=f"{self.vm.name}:events")
-            tg.create_task(self._migration_poller(), name=f"{self.vm.name}:migrate-poll")
+            tg.create_task(self.migrations.poller(), name=f"{self.vm.name}:migrate-poll")
+            tg.create_task(self._forecasts(), name=f"{self.vm.name}:forecast")
             if self.ctx.cfg.dirty_rate.enabled:
                 tg.create_task(self._dirty_rate(), name=f"{self.vm.name}:dirty-rate")
             if self.ctx.cfg.vfio.enabled:
@@ -78,7 +79,7 @@ class SessionWatch:
 
     def session_lost(self) -> None:
         """The session ended: a migration in flight is ``lost``; the VM is ``offline``."""
-        self._observe(mig.SessionLost())
+        self.migrations.observe(mig.SessionLost())
         self.out.status(online=False)
 
     # --- setup -------------------------------------------------------------
@@ -97,7 +98,7 @@ class SessionWatch:
 
     async def _refresh_info(self) -> None:
         self.info = await queries.gather_info(self.session, self.version, self.identity,
-                                              self.events_on)
+                                              self.migrations.events_on)
         self.out.send(render.info(self.out.stamp(), self.info, self.qmp_label, self.identity.pid))
 
     # --- tasks -------------------------------------------------------------
@@ -120,90 +121,36 @@ class SessionWatch:
 
     async def _react(self, name: str, data: dict[str, Any]) -> None:
         """Feed migration events to the tracker; refresh ``info`` on run-state changes."""
-        if name == "MIGRATION":
+        if name in ("MIGRATION", "MIGRATION_PASS"):
+            await self.migrations.on_event(name, data)
             status = data.get("status")
-            snap = await self._snapshot_or_none()
-            self._observe(mig.StatusSeen(status if isinstance(status, str) else None, snap))
-            if mig.PHASE_OF.get(status if isinstance(status, str) else None) is mig.Phase.TERMINAL:
+            if name == "MIGRATION" and isinstance(status, str) and \
+                    mig.PHASE_OF.get(status) is mig.Phase.TERMINAL:
                 await self._refresh_info()
-        elif name == "MIGRATION_PASS":
-            pass_no = data.get("pass")
-            if isinstance(pass_no, int):
-                self._observe(mig.PassSeen(pass_no, await self._snapshot_or_none()))
         elif name in RUN_STATE_EVENTS:
             await self._refresh_info()
         elif name in TOPOLOGY_EVENTS:
             self._topology_changed.set()
 
-    async def _migration_poller(self) -> None:
-        mcfg = self.ctx.cfg.migration
-        while True:
-            interval = mig.poll_interval_s(self.vm.tracker, mcfg.poll_interval_s,
-                                           mcfg.poll_interval_fast_s)
-            if interval is None:
-                if self.events_on:
-                    await self._migrating.wait()
-                    continue
-                interval = IDLE_POLL_WITHOUT_EVENTS_S
-            await asyncio.sleep(interval)
-            await self._poll_migration()
-
-    async def _poll_migration(self) -> None:
-        snap = await self._snapshot_or_none()
-        if snap is not None:
-            self._observe(mig.from_poll(self.vm.tracker, snap, self.events_on))
-            rate = snap.dirty_bytes_per_s
-            if rate is not None and mig.is_active(self.vm.tracker):
-                self.out.send(render.dirty_rate_during_migration(
-                    self.out.stamp(), rate, None, self._dirty_rate_expiry()))
-
-    async def _snapshot_or_none(self) -> MigrationSnapshot | None:
-        try:
-            return await queries.migration_snapshot(self.session)
-        except QmpClosedError:
-            raise
-        except QmpError as exc:
-            log.warning("VM %s: query-migrate: %s", self.vm.name, exc)
-            return None
-
-    def _observe(self, seen: mig.Observation) -> None:
-        """Advance the tracker and publish what it says to publish."""
-        role: mig.Role = "destination" if self.info and self.info.run_state == "inmigrate" \
-            else "source"
-        self.vm.tracker, effects = mig.observe(self.vm.tracker, seen, self.ctx.clock(), role)
-        for effect in effects:
-            if isinstance(effect, mig.MigrationChanged):
-                self.out.send(render.migration(self.out.stamp(), effect.migration))
-            elif isinstance(effect, mig.PassCompleted):
-                self.out.send(render.pass_record(self.out.stamp(), effect.migration,
-                                                 effect.pass_no, self._expiry()))
-            else:
-                log.info("VM %s: migration %s %s", self.vm.name, effect.migration.id,
-                         effect.outcome)
-                self.out.send(render.summary(self.out.stamp(), effect.migration,
-                                             effect.outcome, effect.ended_ts))
-        if mig.is_active(self.vm.tracker):
-            self._idle.clear()
-            self._migrating.set()
-        else:
-            self._migrating.clear()
-            self._idle.set()
-
     async def _dirty_rate(self) -> None:
         dcfg = self.ctx.cfg.dirty_rate
-        plan = DirtyRatePlan(dcfg.mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
+        schedule = DirtyRatePlan(dcfg.mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
         last_start: float | None = None
         last_seen: tuple[float | None, float] | None = None
         while True:
-            delay = seconds_until_due(plan, self.ctx.clock(), last_start,
+            delay = seconds_until_due(schedule, self.ctx.clock(), last_start,
                                       mig.is_active(self.vm.tracker), measuring=False)
             if delay is None:
-                await self._idle.wait()
+                await self.migrations.idle.wait()
                 continue
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
             last_start = self.ctx.clock()
+            mode, why = choose_mode(dcfg.mode, self.version, self.has_vfio)
+            if why:
+                log.info("VM %s: dirty rate by %s: %s", self.vm.name, mode, why)
+            plan = DirtyRatePlan(mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
             last_seen = await self._measure(plan, last_seen)
 
     async def _measure(
@@ -221,12 +168,24 @@ class SessionWatch:
         while self.ctx.clock() < deadline:
             found = await queries.read_dirty_rate(self.session, self.version)
             if found is not None and (found.started_at_s, found.bytes_per_s) != last_seen:
-                self.out.send(render.dirty_rate_measured(self.out.stamp(), found,
-                                                         self._dirty_rate_expiry()))
+                ram = self.info.ram_bytes if self.info else None
+                bound, basis = error_bound(found, ram)
+                self.out.send(render.dirty_rate_measured(
+                    self.out.stamp(), found, self._dirty_rate_expiry(), error_bound_rel=bound,
+                    basis=basis))
+                self.migrations.forecaster.measured(found, self.ctx.clock())
+                self.migrations.publish_forecast()
                 return (found.started_at_s, found.bytes_per_s)
             await asyncio.sleep(0.1)
         log.warning("VM %s: dirty-rate measurement did not finish in time", self.vm.name)
         return last_seen
+
+    async def _forecasts(self) -> None:
+        """The retained pre-migration ``forecast``, refreshed periodically."""
+        while True:
+            await asyncio.sleep(self.ctx.cfg.forecast.publish_interval_s)
+            await self.migrations.refresh_params()
+            self.migrations.publish_forecast()
 
     async def _vfio(self) -> None:
         """Evaluate now (every new session publishes), then on topology events
@@ -247,6 +206,7 @@ class SessionWatch:
         except QmpError as exc:
             log.warning("VM %s: VFIO evaluation failed: %s", self.vm.name, exc)
             return
+        self.has_vfio = bool(view.topology.devices)
         probe = VmStamp(self.ctx.topics, self.vm.name, 0, 0.0)
         key = (view.tracking(probe).payload, view.blockers(probe).payload)
         if key == self._published_vfio:

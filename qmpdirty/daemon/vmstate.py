@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from qmpdirty.config import Config
+from qmpdirty.config import Config, ForecastConfig
+from qmpdirty.daemon.forecaster import Forecaster
 from qmpdirty.decisions.migration import TrackerState
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.sinks.mqtt import MqttSink
@@ -32,6 +33,13 @@ class VmState:
     online: bool = False
     owner: object | None = None
     tracker: TrackerState = field(default_factory=TrackerState)
+    _forecaster: Forecaster | None = None
+
+    def forecaster(self, cfg: ForecastConfig) -> Forecaster:
+        """The VM's forecasting state, kept across sessions (last bandwidth, measurement)."""
+        if self._forecaster is None:
+            self._forecaster = Forecaster(cfg)
+        return self._forecaster
 
 
 @dataclass

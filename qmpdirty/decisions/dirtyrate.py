@@ -8,9 +8,11 @@ is active and the interval since the last start has passed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
+from qmpdirty.facts.model import DirtyRateMeasurement
 from qmpdirty.qmp.versions import has_calc_time_unit
 
 DirtyRateMode = Literal["page-sampling", "dirty-bitmap", "dirty-ring"]
@@ -53,3 +55,43 @@ def calc_dirty_rate_args(plan: DirtyRatePlan, version: tuple[int, int, int]) -> 
 def query_dirty_rate_args(version: tuple[int, int, int]) -> dict[str, object]:
     """Arguments of ``query-dirty-rate`` matching ``calc_dirty_rate_args``."""
     return {"calc-time-unit": "millisecond"} if has_calc_time_unit(version) else {}
+
+
+#: QEMU >= 10.0 starts VFIO dirty tracking (DMA logging / IOMMU) for a dirty-bitmap or
+#: dirty-ring window (pull-vfio-20241226, reference §4.8): not free on VFIO VMs.
+VFIO_TRACKING_IN_CALC: tuple[int, int, int] = (10, 0, 0)
+
+
+def choose_mode(configured: DirtyRateMode, version: tuple[int, int, int], has_vfio: bool
+                ) -> tuple[DirtyRateMode, str]:
+    """The mode to measure with and, when it differs from the configured one, why.
+
+    page-sampling by default; dirty-bitmap only when configured and, on QEMU >= 10.0,
+    only without VFIO devices (it would start their dirty tracking for the window);
+    dirty-ring only when configured (it froze vCPUs on nested KVM here)."""
+    if configured == "page-sampling":
+        return configured, ""
+    if has_vfio and version[:2] >= VFIO_TRACKING_IN_CALC[:2]:
+        return "page-sampling", (f"{configured} would start VFIO dirty tracking on QEMU "
+                                 ">= 10.0; using page-sampling")
+    return configured, ""
+
+
+def error_bound(m: DirtyRateMeasurement, ram_bytes: int | None) -> tuple[float | None, str]:
+    """95 % relative error bound of a measurement, and how it was obtained.
+
+    page-sampling hashes ``sample_pages`` pages per GiB and counts those changed over
+    the window: the fraction p of RAM dirtied is a binomial proportion, so the figure's
+    relative standard error is sqrt((1 - p) / (n p)). dirty-bitmap counts every page:
+    no sampling error. Both count a page dirtied twice in the window once."""
+    window = f"{m.window_s:g} s window; a page dirtied twice in it counts once"
+    if m.mode != "page-sampling":
+        return 0.0, f"{m.mode}: every page counted; {window}"
+    if not ram_bytes or not m.sample_pages or m.bytes_per_s <= 0 or m.window_s <= 0:
+        return None, f"page-sampling; {window}"
+    n = m.sample_pages * ram_bytes / 2**30
+    p = min(1.0, m.bytes_per_s * m.window_s / ram_bytes)
+    if n <= 0 or p >= 1.0:
+        return None, f"page-sampling of {n:.0f} pages saturated; {window}"
+    rel = 1.96 * math.sqrt((1 - p) / (n * p))
+    return rel, f"page-sampling of {n:.0f} pages; {window}"

@@ -52,6 +52,8 @@ class MigrationSnapshot:
     page_size: int | None = None
     dirty_sync_count: int | None = None
     vfio_transferred_bytes: int | None = None
+    normal_pages: int | None = None
+    zero_pages: int | None = None
     throttle_percent: int | None = None
     error_desc: str | None = None
     blocked_reasons: tuple[str, ...] = ()
@@ -62,6 +64,16 @@ class MigrationSnapshot:
         if not self.dirty_pages_rate or not self.page_size:
             return None
         return float(self.dirty_pages_rate * self.page_size)
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationParams:
+    """``query-migrate-parameters``: what shapes convergence (None when not reported)."""
+
+    downtime_limit_ms: int | None
+    max_bandwidth_bytes_per_s: int | None
+    avail_switchover_bandwidth_bytes_per_s: int | None = None
+    vcpu_dirty_limit_mb_per_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,13 @@ import asyncio
 
 from qmpdirty.decisions.dirtyrate import DirtyRatePlan, calc_dirty_rate_args, query_dirty_rate_args
 from qmpdirty.errors import QmpCommandError
-from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot, VmIdentity, VmInfo
+from qmpdirty.facts.model import (
+    DirtyRateMeasurement,
+    MigrationParams,
+    MigrationSnapshot,
+    VmIdentity,
+    VmInfo,
+)
 from qmpdirty.qmp import translate
 from qmpdirty.qmp.commands import EVENTS_ON
 from qmpdirty.qmp.session import QmpSession
@@ -70,6 +76,11 @@ async def run_state(session: QmpSession) -> str:
 async def migration_snapshot(session: QmpSession) -> MigrationSnapshot:
     """``query-migrate``."""
     return translate.migration_snapshot_from(await session.execute("query-migrate"))
+
+
+async def migration_params(session: QmpSession) -> MigrationParams:
+    """``query-migrate-parameters``."""
+    return translate.migration_params_from(await session.execute("query-migrate-parameters"))
 
 
 async def start_dirty_rate(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from qmpdirty.errors import QmpReplyError
 from qmpdirty.facts.model import (
     DirtyRateMeasurement,
+    MigrationParams,
     MigrationSnapshot,
     QmpEvent,
     VmIdentity,
@@ -130,10 +131,19 @@ def migration_snapshot_from(reply: object) -> MigrationSnapshot:
         page_size=ram.page_size if ram else None,
         dirty_sync_count=ram.dirty_sync_count if ram else None,
         vfio_transferred_bytes=info.vfio.transferred if info.vfio else None,
+        normal_pages=ram.normal if ram else None,
+        zero_pages=ram.duplicate if ram else None,
         throttle_percent=info.cpu_throttle_percentage,
         error_desc=info.error_desc,
         blocked_reasons=tuple(info.blocked_reasons),
     )
+
+
+def migration_params_from(reply: object) -> MigrationParams:
+    """``query-migrate-parameters`` -> the members that shape convergence."""
+    p = parse_reply(wire.MigrationParameters, "query-migrate-parameters", reply)
+    return MigrationParams(p.downtime_limit, p.max_bandwidth, p.avail_switchover_bandwidth,
+                           p.vcpu_dirty_limit)
 
 
 def dirty_rate_from(reply: object) -> DirtyRateMeasurement | None:

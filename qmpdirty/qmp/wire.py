@@ -90,6 +90,8 @@ class RamStats(_Wire):
     dirty_pages_rate: Int = Field(default=0, alias="dirty-pages-rate")
     page_size: Int | None = Field(default=None, alias="page-size")
     dirty_sync_count: Int | None = Field(default=None, alias="dirty-sync-count")
+    normal: Int = 0  # pages sent with content
+    duplicate: Int = 0  # zero pages (almost free on the wire)
 
 
 class VfioStats(_Wire):
@@ -111,6 +113,16 @@ class MigrationInfo(_Wire):
     cpu_throttle_percentage: Int | None = Field(default=None, alias="cpu-throttle-percentage")
     error_desc: str | None = Field(default=None, alias="error-desc")
     blocked_reasons: list[str] = Field(default_factory=list, alias="blocked-reasons")
+
+
+class MigrationParameters(_Wire):
+    """``query-migrate-parameters`` (the members the forecast reads)."""
+
+    downtime_limit: Int | None = Field(default=None, alias="downtime-limit")  # ms
+    max_bandwidth: Int | None = Field(default=None, alias="max-bandwidth")  # bytes/s
+    avail_switchover_bandwidth: Int | None = Field(default=None,
+                                                   alias="avail-switchover-bandwidth")
+    vcpu_dirty_limit: Int | None = Field(default=None, alias="vcpu-dirty-limit")  # MB/s
 
 
 class DirtyRateVcpu(_Wire):

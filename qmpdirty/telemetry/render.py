@@ -92,25 +92,28 @@ def info(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None) -> Outgoing:
 
 
 def dirty_rate_measured(
-    stamp: VmStamp, m: DirtyRateMeasurement, expiry_s: int | None
+    stamp: VmStamp, m: DirtyRateMeasurement, expiry_s: int | None, *,
+    error_bound_rel: float | None = None, basis: str | None = None,
 ) -> Outgoing:
     """``vm/<vm>/dirty_rate`` from a ``calc-dirty-rate`` measurement."""
     vcpus = [schema.VcpuDirtyRate(id=i, bytes_per_s=r) for i, r in m.vcpu_bytes_per_s] or None
     model = schema.DirtyRatePayload.model_validate({
         **stamp.common(), "bytes_per_s": m.bytes_per_s, "mode": m.mode,
         "source": "calc-dirty-rate", "window_s": m.window_s, "sample_pages": m.sample_pages,
-        "vcpus": vcpus,
+        "vcpus": vcpus, "error_bound_rel": error_bound_rel, "basis": basis,
     })
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 
 
 def dirty_rate_during_migration(
-    stamp: VmStamp, bytes_per_s: float, window_s: float | None, expiry_s: int | None
+    stamp: VmStamp, bytes_per_s: float, window_s: float | None, expiry_s: int | None, *,
+    source: str = "migration", basis: str | None = None,
 ) -> Outgoing:
-    """``vm/<vm>/dirty_rate`` from ``ram.dirty-pages-rate`` while migrating."""
+    """``vm/<vm>/dirty_rate`` while migrating: QEMU's ``ram.dirty-pages-rate`` (source
+    ``migration``) or, until QEMU has one, an estimate (source ``estimate``)."""
     model = schema.DirtyRatePayload.model_validate({
         **stamp.common(), "bytes_per_s": bytes_per_s, "mode": "migration",
-        "source": "migration", "window_s": window_s,
+        "source": source, "window_s": window_s, "basis": basis,
     })
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 
@@ -125,15 +128,17 @@ def _progress(snap: MigrationSnapshot | None) -> dict[str, object]:
     }
 
 
-def migration(stamp: VmStamp, m: Migration) -> Outgoing:
-    """``vm/<vm>/migration`` (retained)."""
+def migration(stamp: VmStamp, m: Migration, forecast: schema.ForecastSummary | None = None,
+              recommendations: list[schema.Recommendation] | None = None) -> Outgoing:
+    """``vm/<vm>/migration`` (retained), with the forecast made at this poll."""
     snap = m.snapshot
     model = schema.MigrationPayload.model_validate({
         **stamp.common(), **_progress(snap), "id": m.id, "role": m.role, "status": m.status,
         "statuses": list(m.statuses), "pass": m.passes, "started_ts": m.started_ts,
         "elapsed_s": max(0.0, stamp.ts - m.started_ts),
         "expected_downtime_ms": snap.expected_downtime_ms if snap else None,
-        "error": snap.error_desc if snap else None,
+        "error": snap.error_desc if snap else None, "forecast": forecast,
+        "recommendations": recommendations or [],
     })
     return vm_message(stamp, TopicKind.MIGRATION, model)
 

@@ -84,6 +84,53 @@ class DirtyRatePayload(VmPayload):
     window_s: float | None
     sample_pages: int | None = None
     vcpus: list[VcpuDirtyRate] | None = None
+    error_bound_rel: float | None = Field(
+        default=None, description="95 % relative error bound of the figure, when known")
+    basis: str | None = Field(default=None, description="how the figure was obtained")
+
+
+class Recommendation(BaseModel):
+    """One way to make a non-converging migration converge (advice by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["downtime-limit", "dirty-limit", "auto-converge", "postcopy", "bandwidth"]
+    value: float | None = Field(description="downtime-limit ms, vcpu-dirty-limit MB/s, "
+                                "max-bandwidth bytes/s; null for capabilities")
+    reason: str
+    applicable: bool = Field(description="QEMU and this VM support it (e.g. no postcopy with "
+                             "VFIO, dirty-limit needs QEMU >= 8.1 and a KVM dirty ring)")
+    applied: bool = Field(default=False, description="the daemon applied it (opt-in policy)")
+
+
+class ForecastSummary(BaseModel):
+    """The forecast inside ``migration`` (updated every poll and pass)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    converges: bool | None
+    eta_s: float | None
+    downtime_ms: float | None
+    passes: int | None
+
+
+class ForecastPayload(VmPayload):
+    """``vm/<vm>/forecast`` (retained): will a migration started now converge?"""
+
+    converges: bool | None = Field(description="null when an input is unknown")
+    eta_s: float | None
+    downtime_ms: float | None
+    passes: int | None = Field(description="pre-copy passes expected before switchover")
+    bandwidth_bytes_per_s: float | None
+    bandwidth_source: Literal["configured", "measured", "max-bandwidth", "unknown"]
+    dirty_bytes_per_s: float | None
+    dirty_source: str | None = Field(description="calc-dirty-rate, migration or estimate")
+    downtime_limit_ms: float | None
+    remaining_bytes: int | None = Field(description="assumed bytes to send in the first pass")
+    vfio_bytes: int | None = Field(description="assumed VFIO stop-copy bytes")
+    recommendations: list[Recommendation]
+    model: str = Field(description="model name; see README § Forecast")
+    notes: list[str]
 
 
 class MigrationPayload(VmPayload):
@@ -107,6 +154,8 @@ class MigrationPayload(VmPayload):
     expected_downtime_ms: int | None
     throttle_percent: int | None
     error: str | None
+    forecast: ForecastSummary | None = None
+    recommendations: list[Recommendation] = Field(default_factory=list)
 
 
 class PassPayload(VmPayload):
@@ -246,5 +295,6 @@ class BlockersPayload(VmPayload):
                                   "model (e.g. a read-write vvfat drive)")
 
 
+PAYLOADS["forecast"] = ForecastPayload
 PAYLOADS["tracking"] = TrackingPayload
 PAYLOADS["blockers"] = BlockersPayload

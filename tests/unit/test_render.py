@@ -11,10 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from qmpdirty.decisions.blockers import reconcile
+from qmpdirty.decisions.forecast import ForecastInputs, forecast
 from qmpdirty.decisions.migration import Migration, migration_id
 from qmpdirty.decisions.tracking import TrackingVerdict
 from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
 from qmpdirty.qmp.translate import event_from, migration_snapshot_from
+from qmpdirty.telemetry import forecast as fc
 from qmpdirty.telemetry import render, schema, vfio
 from qmpdirty.telemetry.render import Outgoing, VmStamp
 from qmpdirty.telemetry.topics import TopicKind, Topics
@@ -58,6 +60,8 @@ def body(msg: Outgoing) -> dict[str, Any]:
 
 # (id, render call, topic, kind, payload model)
 NO_VFIO = TrackingVerdict((), (), (), ())
+FC_IN = ForecastInputs(bandwidth_bytes_per_s=1e8, dirty_bytes_per_s=1e7, remaining_bytes=10**9,
+                       downtime_limit_ms=300)
 
 JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.Payload]]] = [
     ("info", lambda: render.info(STAMP, INFO, "unix:/run/q.sock", 4242), f"{VM}/info",
@@ -79,6 +83,10 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      TopicKind.TRACKING, schema.TrackingPayload),
     ("blockers", lambda: vfio.blockers(STAMP, reconcile((), ())), f"{VM}/blockers",
      TopicKind.BLOCKERS, schema.BlockersPayload),
+    ("forecast", lambda: fc.forecast(STAMP, FC_IN, forecast(FC_IN), (),
+                                     bandwidth_source="configured", dirty=None),
+     f"{VM}/forecast", TopicKind.FORECAST,
+     schema.ForecastPayload),
 ]
 
 

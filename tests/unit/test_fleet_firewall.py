@@ -1,0 +1,52 @@
+"""One VM's failure never reaches the fleet: neither in its session nor in its cleanup."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import pytest
+
+from qmpdirty.daemon import fleet
+
+
+class _Session:
+    closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class _Watch:
+    class vm:
+        name = "vm1"
+
+    def session_lost(self) -> None:
+        raise TypeError("a bug while publishing offline")
+
+
+class _Ctx:
+    released: ClassVar[list[Any]] = []
+
+    def release(self, vm: Any, owner: Any) -> None:
+        self.released.append((vm, owner))
+
+
+async def test_cleanup_failure_is_logged_and_the_session_still_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    session, ctx = _Session(), _Ctx()
+    with caplog.at_level(logging.ERROR):
+        await fleet._end_session(ctx, session, _Watch(), "vmstate", "owner",  # type: ignore[arg-type]
+                                 label="unix:/x")
+    assert session.closed and ctx.released == [("vmstate", "owner")]
+    assert "publishing the end of the session failed" in caplog.text
+
+
+async def test_firewall_swallows_and_logs_any_error(caplog: pytest.LogCaptureFixture) -> None:
+    async def boom() -> None:
+        raise RuntimeError("unexpected")
+
+    with caplog.at_level(logging.ERROR):
+        await fleet._firewalled(boom(), "unix:/y")
+    assert "unix:/y: VM task failed; other VMs are unaffected" in caplog.text

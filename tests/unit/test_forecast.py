@@ -1,0 +1,153 @@
+"""The convergence model, the in-migration estimators and the dirty-rate provenance.
+
+Every expected figure is worked out by hand in the comment beside it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from qmpdirty.decisions.dirtyrate import choose_mode, error_bound
+from qmpdirty.decisions.estimate import Sample, bandwidth, bulk_pass_left_s, dirty_rate
+from qmpdirty.decisions.forecast import ForecastInputs, forecast, recommend
+from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot
+
+MIB = 2**20
+
+
+def inputs(**over: float | int | bool | None) -> ForecastInputs:
+    base: dict[str, object] = dict(bandwidth_bytes_per_s=100 * MIB, dirty_bytes_per_s=10 * MIB,
+                                   remaining_bytes=1000 * MIB, downtime_limit_ms=300,
+                                   ram_bytes=1024 * MIB, in_first_pass=False)
+    base.update(over)
+    return ForecastInputs(**base)  # type: ignore[arg-type]
+
+
+def test_converging_migration() -> None:
+    # budget = 100 MiB/s x 0.3 s = 30 MiB. Pass 1: 1000/100 = 10 s, leaves 10 x 10 = 100 MiB.
+    # Pass 2: 1 s, leaves 10 MiB <= 30: switchover; downtime 10/100 s = 100 ms.
+    f = forecast(inputs())
+    assert f.converges is True and f.passes == 2
+    assert f.eta_s == pytest.approx(11.1) and f.downtime_ms == pytest.approx(100)
+
+
+def test_dirty_rate_at_or_above_bandwidth_never_converges() -> None:
+    # budget 3 MiB; pass 1 takes 10 s and leaves 200 MiB; pass 2 takes 20 s and leaves
+    # 400 MiB: it grows, so stop. Forced downtime would be 400/10 s = 40,000 ms.
+    f = forecast(inputs(bandwidth_bytes_per_s=10 * MIB, dirty_bytes_per_s=20 * MIB,
+                        remaining_bytes=100 * MIB))
+    assert f.converges is False and f.eta_s is None and f.passes is None
+    assert f.downtime_ms == pytest.approx(40_000)
+    assert "at least the 10.0 MiB/s bandwidth" in f.notes[0]
+
+
+def test_vfio_stop_copy_alone_over_the_budget() -> None:
+    f = forecast(inputs(vfio_bytes=50 * MIB))  # 50 MiB > 30 MiB budget; 50/100 s = 500 ms
+    assert f.converges is False and f.downtime_ms == pytest.approx(500)
+    assert "VFIO stop-copy data" in f.notes[0]
+
+
+def test_already_within_the_budget() -> None:
+    f = forecast(inputs(remaining_bytes=10 * MIB))  # 10 MiB <= 30: switch over now
+    assert (f.converges, f.passes) == (True, 0)
+    assert f.eta_s == pytest.approx(0.1) and f.downtime_ms == pytest.approx(100)
+
+
+def test_measured_bulk_pass_duration_is_used() -> None:
+    # the bulk pass ends in 2 s (zero pages) and leaves 10 MiB/s x 2 s = 20 MiB <= 30
+    f = forecast(inputs(in_first_pass=True, first_pass_s=2.0))
+    assert (f.converges, f.passes) == (True, 1)
+    assert f.eta_s == pytest.approx(2.2) and f.downtime_ms == pytest.approx(200)
+
+
+@pytest.mark.parametrize("unknown", ["bandwidth_bytes_per_s", "dirty_bytes_per_s",
+                                     "remaining_bytes", "downtime_limit_ms"])
+def test_unknown_input_gives_no_verdict(unknown: str) -> None:
+    f = forecast(inputs(**{unknown: None}))
+    assert f.converges is None and f.notes and f.notes[0].startswith("unknown:")
+
+
+def test_recommendations_when_it_will_not_converge() -> None:
+    i = inputs(bandwidth_bytes_per_s=10 * MIB, dirty_bytes_per_s=20 * MIB,
+               remaining_bytes=100 * MIB)
+    f = forecast(i)
+    advice = {a.action: a for a in recommend(i, f, vcpus=2, has_vfio=True,
+                                             qemu_version=(10, 0, 2), kvm=True)}
+    # a pass leaves min(20 x 100/10, 1024) = 200 MiB dirty: 200/10 s = 20,000 ms (+1)
+    assert advice["downtime-limit"].value == 20_001
+    # half the bandwidth (5 MiB/s) over 2 vCPUs = 2.5 -> 2 MB/s each
+    assert advice["dirty-limit"].value == 2 and advice["dirty-limit"].applicable
+    assert advice["auto-converge"].applicable
+    assert not advice["postcopy"].applicable  # QEMU refuses post-copy with VFIO
+    assert advice["bandwidth"].value == 40 * MIB
+    tcg = {a.action: a for a in recommend(i, f, vcpus=2, has_vfio=False,
+                                          qemu_version=(10, 0, 2), kvm=False)}
+    assert not tcg["dirty-limit"].applicable and tcg["postcopy"].applicable
+    assert recommend(inputs(), forecast(inputs()), vcpus=1, has_vfio=False,
+                     qemu_version=(10, 0, 2), kvm=True) == ()
+
+
+def snap(**over: int | float | None) -> MigrationSnapshot:
+    base: dict[str, object] = dict(status="active", page_size=4096, total_bytes=256 * MIB)
+    base.update(over)
+    return MigrationSnapshot(**base)  # type: ignore[arg-type]
+
+
+def test_bandwidth_is_the_mean_of_the_last_three_readings() -> None:
+    samples = [Sample(t, snap(bandwidth_bytes_per_s=v)) for t, v in
+               enumerate([1.0, 0.0, 30.0, 60.0, 0.0])]
+    assert bandwidth(samples) == pytest.approx(45.0)  # last three: 60, 0 (skipped), 30
+    assert bandwidth([]) is None
+
+
+def test_dirty_rate_sources_in_order() -> None:
+    qemu = [Sample(0, snap(dirty_pages_rate=1000))]
+    assert dirty_rate(qemu, None, None) is not None
+    assert dirty_rate(qemu, None, None).source == "migration"  # type: ignore[union-attr]
+    pre = DirtyRateMeasurement(8 * MIB, "page-sampling", 1.0, 512, None)
+    est = dirty_rate([Sample(0, snap())], pre, 30.0)
+    assert est is not None and est.source == "estimate" and est.bytes_per_s == 8 * MIB
+    assert dirty_rate([Sample(0, snap())], pre, 3600.0) is None  # too old, one sample
+    # 1 s: remaining 200 -> 180 MiB, processed 50 -> 80 MiB: re-dirty 10 MiB/s over the
+    # 80/256 = 31.25 % already sent -> 32 MiB/s
+    pages = MIB // 4096
+    a = Sample(0.0, snap(remaining_bytes=200 * MIB, normal_pages=20 * pages,
+                         zero_pages=30 * pages))
+    b = Sample(1.0, snap(remaining_bytes=180 * MIB, normal_pages=40 * pages,
+                         zero_pages=40 * pages))
+    slope = dirty_rate([a, b], None, None)
+    assert slope is not None and slope.bytes_per_s == pytest.approx(32 * MIB)
+
+
+def test_bulk_pass_scales_by_the_share_of_pages_with_content() -> None:
+    pages = MIB // 4096  # processed 40 of 256 MiB (>= 5 %), a quarter with content
+    s = Sample(0, snap(remaining_bytes=100 * MIB, normal_pages=10 * pages,
+                       zero_pages=30 * pages))
+    assert bulk_pass_left_s([s], 10 * MIB) == pytest.approx(2.5)  # 100 x 0.25 / 10
+    early = Sample(0, snap(remaining_bytes=100 * MIB, normal_pages=1, zero_pages=3))
+    assert bulk_pass_left_s([early], 10 * MIB) == pytest.approx(10.0)  # too early: no scaling
+
+
+def test_page_sampling_error_bound() -> None:
+    m = DirtyRateMeasurement(16 * MIB, "page-sampling", 1.0, 16384, None)
+    bound, basis = error_bound(m, 256 * MIB)
+    # n = 16384 x 0.25 GiB = 4096 pages, p = 16/256; 1.96 x sqrt((1-p)/(n p))
+    assert bound == pytest.approx(1.96 * math.sqrt((1 - 1 / 16) / (4096 / 16)))
+    assert "page-sampling of 4096 pages" in basis and "counts once" in basis
+    exact = DirtyRateMeasurement(16 * MIB, "dirty-bitmap", 1.0, None, None)
+    assert error_bound(exact, 256 * MIB)[0] == 0.0
+
+
+@pytest.mark.parametrize(("configured", "version", "vfio", "expected"), [
+    ("page-sampling", (10, 0, 2), True, "page-sampling"),
+    ("dirty-bitmap", (10, 0, 2), True, "page-sampling"),  # would start VFIO tracking
+    ("dirty-bitmap", (9, 2, 0), True, "dirty-bitmap"),
+    ("dirty-bitmap", (10, 0, 2), False, "dirty-bitmap"),
+    ("dirty-ring", (10, 2, 0), False, "dirty-ring"),
+])
+def test_mode_choice(configured: str, version: tuple[int, int, int], vfio: bool,
+                     expected: str) -> None:
+    mode, why = choose_mode(configured, version, vfio)  # type: ignore[arg-type]
+    assert mode == expected and (bool(why) == (mode != configured))
