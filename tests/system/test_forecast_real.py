@@ -1,0 +1,138 @@
+"""Dirty rate, in-migration estimate and convergence forecast against real QEMU.
+
+The lab guest dirties memory at a known rate R over a working set it filled at
+boot, so the truth is known: page-sampling must find R (±25 %), an estimate must
+be published within 2 s of a capped migration's start (±30 %), a migration with R
+above the bandwidth must be forecast not to converge, and one well below it to
+converge, with an ETA within ±30 % of the time it actually took.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qmpdirty.lab.broker import Mosquitto
+from qmpdirty.lab.qemu import (
+    QemuSpec,
+    QemuVm,
+    QmpControl,
+    free_port,
+    migrate,
+    migrate_incoming,
+    set_max_bandwidth,
+    wait_for_migration,
+)
+from tests.support.daemon import DaemonProcess
+from tests.support.mqtt import Recorder
+from tests.system.helpers import base_config, sock, vm_topic
+
+MIB = 2**20
+
+
+def _daemon(tmp_path: Path, broker: Mosquitto, qmp: list[Path], interval: float = 2.0
+            ) -> DaemonProcess:
+    table = base_config(broker, vm=[{"qmp": f"unix:{p}"} for p in qmp],
+                        dirty_rate={"enabled": True, "interval_s": interval, "window_s": 1.0,
+                                    "sample_pages": 16384},
+                        migration={"poll_interval_s": 0.5, "poll_interval_fast_s": 0.2})
+    return DaemonProcess(tmp_path, table).start()
+
+
+def _json(rec: Recorder, vm: str, kind: str) -> list[dict[str, Any]]:
+    return [m.json for m in rec.snapshot() if m.topic == vm_topic(vm, kind)]
+
+
+@pytest.mark.parametrize("rate", [8, 32])
+def test_dirty_rate_within_25_percent(rate: int, broker: Mosquitto, recorder: Recorder,
+                                      lab_vm: Callable[[QemuSpec], QemuVm],
+                                      tmp_path: Path) -> None:
+    qmp = sock(tmp_path, f"r{rate}")
+    vm = lab_vm(QemuSpec(name=f"r{rate}", qmp_servers=(qmp,), rate_mib=rate))
+    vm.wait_ready()
+    daemon = _daemon(tmp_path, broker, [qmp], interval=1.2)
+    try:
+        rates = recorder.wait_for(lambda _m: (r := _json(recorder, f"r{rate}", "dirty_rate"))
+                                  and len(r) >= 3 and r, 40, "three measurements")
+    finally:
+        daemon.stop()
+        daemon.close()
+    measured = statistics.median(r["bytes_per_s"] for r in rates) / MIB
+    assert abs(measured - rate) <= 0.25 * rate, f"{measured:.1f} MiB/s for {rate}"
+    assert all(r["error_bound_rel"] is not None and r["basis"] for r in rates)
+
+
+def _start_pair(lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path, name: str, rate: int,
+                wss: int) -> tuple[QemuVm, Path, Path, Path]:
+    qmp, ctl, dctl = (sock(tmp_path, f"{name}{s}") for s in ("", "ctl", "dctl"))
+    src = lab_vm(QemuSpec(name=name, qmp_servers=(qmp, ctl), rate_mib=rate, wss_mib=wss))
+    lab_vm(QemuSpec(name=f"{name}-dst", qmp_servers=(dctl,), incoming="defer")).wait_qmp()
+    src.wait_ready()
+    return src, qmp, ctl, dctl
+
+
+def test_estimate_within_2s_and_no_convergence_above_bandwidth(
+    broker: Mosquitto, recorder: Recorder, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    rate = 16
+    _, qmp, ctl, dctl = _start_pair(lab_vm, tmp_path, "fast", rate, 64)
+    daemon = _daemon(tmp_path, broker, [qmp])
+    try:
+        recorder.wait_for(lambda _m: _json(recorder, "fast", "dirty_rate"), 20, "a measurement")
+        with QmpControl(ctl) as src, QmpControl(dctl) as dst:
+            uri = f"tcp:127.0.0.1:{free_port()}"
+            migrate_incoming(dst, uri)
+            set_max_bandwidth(src, 8 * MIB)  # half the dirty rate
+            started = time.time()
+            migrate(src, uri)
+            estimate = recorder.wait_for(lambda msgs: [
+                m for m in msgs if m.topic == vm_topic("fast", "dirty_rate")
+                and m.json["source"] == "estimate"], 5, "an estimate")[0]
+            assert estimate.at - started <= 2.0, f"first estimate after {estimate.at - started}"
+            assert abs(estimate.json["bytes_per_s"] / MIB - rate) <= 0.3 * rate
+            verdict = recorder.wait_for(lambda _m: [
+                p for p in _json(recorder, "fast", "migration")
+                if p["forecast"] and p["forecast"]["converges"] is not None], 10, "a forecast")
+            assert verdict[0]["forecast"]["converges"] is False
+            actions = {r["action"] for r in verdict[-1]["recommendations"]}
+            assert {"downtime-limit", "auto-converge", "postcopy"} <= actions
+            src.cmd("migrate_cancel")
+            wait_for_migration(src, 30)
+    finally:
+        daemon.stop()
+        daemon.close()
+
+
+def test_converging_migration_eta_within_30_percent(
+    broker: Mosquitto, recorder: Recorder, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    _, qmp, ctl, dctl = _start_pair(lab_vm, tmp_path, "slow", 4, 160)
+    daemon = _daemon(tmp_path, broker, [qmp])
+    try:
+        recorder.wait_for(lambda _m: _json(recorder, "slow", "dirty_rate"), 20, "a measurement")
+        with QmpControl(ctl) as src, QmpControl(dctl) as dst:
+            uri = f"tcp:127.0.0.1:{free_port()}"
+            migrate_incoming(dst, uri)
+            set_max_bandwidth(src, 32 * MIB)  # eight times the dirty rate
+            started = time.time()
+            migrate(src, uri)
+            final = wait_for_migration(src, 90)
+        ended = time.time()
+    finally:
+        daemon.stop()
+        daemon.close()
+    assert final["status"] == "completed"
+    records = [m for m in recorder.snapshot() if m.topic == vm_topic("slow", "migration")
+               and m.json["forecast"] and m.json["forecast"]["converges"] is not None]
+    early = [m for m in records if m.at - started >= 1.5]  # after ~1.5 s of real progress
+    assert early, "no forecast during the migration"
+    first = early[0]
+    assert first.json["forecast"]["converges"] is True
+    actual = ended - first.at
+    eta = first.json["forecast"]["eta_s"]
+    assert abs(eta - actual) <= 0.3 * actual, f"ETA {eta:.1f} s vs actual {actual:.1f} s"
