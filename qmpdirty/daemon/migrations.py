@@ -71,6 +71,11 @@ class MigrationWatch:
             self.observe(mig.StatusSeen(status, await self.snapshot_or_none()))
         elif name == "MIGRATION_PASS" and isinstance(data.get("pass"), int):
             self.observe(mig.PassSeen(data["pass"], await self.snapshot_or_none()))
+        elif name == "VFIO_MIGRATION":
+            device = data.get("qom-path") or data.get("device-id")
+            state = data.get("device-state")
+            if isinstance(device, str) and isinstance(state, str):
+                self.observe(mig.DeviceStateSeen(device, state))
         await self.apply_pending()
 
     async def poller(self) -> None:

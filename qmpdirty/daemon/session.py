@@ -121,7 +121,7 @@ class SessionWatch:
 
     async def _react(self, name: str, data: dict[str, Any]) -> None:
         """Feed migration events to the tracker; refresh ``info`` on run-state changes."""
-        if name in ("MIGRATION", "MIGRATION_PASS"):
+        if name in ("MIGRATION", "MIGRATION_PASS", "VFIO_MIGRATION"):
             await self.migrations.on_event(name, data)
             status = data.get("status")
             if name == "MIGRATION" and isinstance(status, str) and \

@@ -70,6 +70,7 @@ class Migration:
     snapshot: MigrationSnapshot | None = None
     peak_dirty_bytes_per_s: float | None = None
     terminal_polls: int = 0
+    vfio_states: tuple[tuple[str, str], ...] = ()  # (qom path, VFIO_MIGRATION device-state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +121,19 @@ class ProgressSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceStateSeen:
+    """A ``VFIO_MIGRATION`` event (9.1+, ``migration-events=on``): one device's state."""
+
+    device: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionLost:
     """The QMP session ended: a running migration's fate is unknown (``lost``)."""
 
 
-Observation = StatusSeen | PassSeen | ProgressSeen | SessionLost
+Observation = StatusSeen | PassSeen | ProgressSeen | DeviceStateSeen | SessionLost
 
 #: Polls in a row that must show the end before it is taken without its event.
 TERMINAL_POLLS = 3
@@ -261,6 +270,13 @@ def observe(state: TrackerState, seen: Observation, now: float, role: Role = "so
         return _on_pass(state, seen, now, role)
     if isinstance(seen, ProgressSeen):
         return _on_progress(state, seen.snapshot, now, role)
+    if isinstance(seen, DeviceStateSeen):
+        if current is None:  # device states outside a migration are not a migration's
+            return state, ()
+        states = (*[(d, s) for d, s in current.vfio_states if d != seen.device],
+                  (seen.device, seen.state))
+        changed = replace(current, vfio_states=tuple(states))
+        return TrackerState(changed, state.ended), (MigrationChanged(changed),)
     before = Phase.IDLE if current is None else Phase.RUNNING
     after = PHASE_OF.get(seen.status, Phase.RUNNING)
     return TRANSITIONS[(before, after)](state, seen, now, role)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qmpdirty.decisions.migration import Migration, Outcome
+from qmpdirty.decisions.migration_errors import error_cause
 from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.topics import TopicKind, Topics
@@ -138,7 +139,7 @@ def migration(stamp: VmStamp, m: Migration, forecast: schema.ForecastSummary | N
         "elapsed_s": max(0.0, stamp.ts - m.started_ts),
         "expected_downtime_ms": snap.expected_downtime_ms if snap else None,
         "error": snap.error_desc if snap else None, "forecast": forecast,
-        "recommendations": recommendations or [],
+        "recommendations": recommendations or [], "vfio_devices": dict(m.vfio_states),
     })
     return vm_message(stamp, TopicKind.MIGRATION, model)
 
@@ -154,6 +155,11 @@ def pass_record(stamp: VmStamp, m: Migration, pass_no: int, expiry_s: int | None
     return vm_message(stamp, TopicKind.PASS, model, expiry_s=expiry_s)
 
 
+def _cause(error_desc: str | None) -> schema.ErrorCausePayload | None:
+    c = error_cause(error_desc)
+    return schema.ErrorCausePayload(kind=c.kind, device=c.device, errno=c.errno) if c else None
+
+
 def summary(stamp: VmStamp, m: Migration, outcome: Outcome, ended_ts: float) -> Outgoing:
     """``vm/<vm>/migration/summary`` (retained): the final record of one migration."""
     snap = m.snapshot or MigrationSnapshot(status=None)
@@ -166,6 +172,7 @@ def summary(stamp: VmStamp, m: Migration, outcome: Outcome, ended_ts: float) -> 
         "transferred_bytes": snap.transferred_bytes, "total_bytes": snap.total_bytes,
         "vfio_transferred_bytes": snap.vfio_transferred_bytes, "passes": m.passes,
         "peak_dirty_bytes_per_s": m.peak_dirty_bytes_per_s, "error": snap.error_desc,
+        "error_cause": _cause(snap.error_desc), "vfio_devices": dict(m.vfio_states),
     })
     return vm_message(stamp, TopicKind.SUMMARY, model)
 

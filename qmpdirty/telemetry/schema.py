@@ -156,6 +156,8 @@ class MigrationPayload(VmPayload):
     error: str | None
     forecast: ForecastSummary | None = None
     recommendations: list[Recommendation] = Field(default_factory=list)
+    vfio_devices: dict[str, str] = Field(default_factory=dict, description="VFIO_MIGRATION "
+                                         "device-state per device (qom path), 9.1+")
 
 
 class PassPayload(VmPayload):
@@ -172,6 +174,16 @@ class PassPayload(VmPayload):
     dirty_sync_count: int | None
     throttle_percent: int | None
     vfio_transferred_bytes: int | None
+
+
+class ErrorCausePayload(BaseModel):
+    """``error-desc`` parsed: what failed, on which device, with which errno."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    device: str | None
+    errno: str | None
 
 
 class SummaryPayload(VmPayload):
@@ -192,6 +204,10 @@ class SummaryPayload(VmPayload):
     passes: int
     peak_dirty_bytes_per_s: float | None
     error: str | None = Field(description="QEMU's error-desc")
+    error_cause: ErrorCausePayload | None = Field(default=None, description="the cause when "
+                                                  "QEMU's text allows (see migration_errors)")
+    vfio_devices: dict[str, str] = Field(default_factory=dict, description="last "
+                                         "VFIO_MIGRATION device-state per device (qom path)")
 
 
 class EventPayload(VmPayload):
