@@ -193,10 +193,37 @@ class SessionWatch:
         vcfg = self.ctx.cfg.vfio
         while True:
             await self._evaluate_vfio()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._topology_changed.wait(), vcfg.refresh_interval_s)
+            await self._until_topology_changes()
             await asyncio.sleep(vcfg.debounce_s)  # hot-plug bursts: evaluate once
             self._topology_changed.clear()
+
+    async def _until_topology_changes(self) -> None:
+        """Until an event says so, the device lists change, or the refresh is due.
+
+        QEMU (<= 10.2) emits DEVICE_DELETED but no DEVICE_ADDED: a hot-plug shows only
+        as a new child of /machine/peripheral[-anon], compared every hotplug_poll_s."""
+        vcfg = self.ctx.cfg.vfio
+        deadline = self.ctx.clock() + vcfg.refresh_interval_s
+        baseline = await self._peripherals() if vcfg.hotplug_poll_s else None
+        while (left := deadline - self.ctx.clock()) > 0:
+            step = min(left, vcfg.hotplug_poll_s or left)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._topology_changed.wait(), step)
+                return
+            if baseline is not None and await self._peripherals() != baseline:
+                return
+
+    async def _peripherals(self) -> frozenset[str]:
+        """The children of the device containers (two cheap ``qom-list`` calls)."""
+        found: set[str] = set()
+        for path in ("/machine/peripheral", "/machine/peripheral-anon"):
+            try:
+                reply = await self.session.execute("qom-list", {"path": path})
+            except QmpCommandError:
+                continue  # no such container yet
+            if isinstance(reply, list):
+                found |= {str(p.get("name")) for p in reply if isinstance(p, dict)}
+        return frozenset(found)
 
     async def _evaluate_vfio(self) -> None:
         try:

@@ -23,7 +23,7 @@ _VFIO_PATTERNS = tuple(re.compile(p) for p in (
     r".+: Migration is disabled for VFIO device",
     r".+: VFIO migration is not supported in kernel",
     r".+: Migration couldn't be initialized for VFIO device, err: .+",
-    r".+: VFIO device doesn't support (device and IOMMU )?dirty tracking",
+    r".+: VFIO device doesn't support device (and IOMMU )?dirty tracking",
     r"Multiple VFIO devices migration is supported only if all of them support P2P migration",
     r"Migration is currently not supported with multiple VFIO devices",
     r"(.+: )?Migration is currently not supported with vIOMMU enabled",

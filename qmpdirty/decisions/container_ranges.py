@@ -31,6 +31,11 @@ def container_ranges(c: ContainerVerdict, topology: VmTopology, host: HostFacts)
     if c.engine != "device":
         return RangeReport(limits=("no device DMA logging in this container: QEMU hands "
                                    "no IOVA ranges to devices",))
+    if any(s.behind_viommu for s in c.devices):
+        return RangeReport(limits=(
+            "behind a vIOMMU: vfio_dirty_tracking_init replays the vIOMMU's address space "
+            "(bcontainer->space->as), whose IOMMU region is not in the system-memory flat "
+            "view; QEMU blocks DMA logging there anyway (vfio_viommu_preset)",))
     if topology.flat_view is None:
         return RangeReport(limits=(f"flat view unavailable ({topology.flat_view_source}): "
                                    "ranges cannot be computed",))

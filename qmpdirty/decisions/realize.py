@@ -115,6 +115,15 @@ def _realize(run: _Replay, d: VfioDevice) -> DeviceState:
 
 
 def _with(state: DeviceState, **changes: object) -> DeviceState:
+    """``replace``, except that ``notes`` are split: what was assumed about an unknown
+    fact goes to ``assumptions`` (it makes the answer incomplete), the rest to reasons."""
+    notes = changes.pop("assumptions", None)
+    if isinstance(notes, tuple):
+        assumed = tuple(n for n in notes if n.startswith("assumes "))
+        informational = tuple(n for n in notes if not n.startswith("assumes "))
+        reasons = changes.get("reasons", state.reasons)
+        changes["reasons"] = (*reasons, *informational)  # type: ignore[misc]
+        changes["assumptions"] = assumed
     return replace(state, **changes)  # type: ignore[arg-type]
 
 
@@ -237,8 +246,10 @@ def _realize_8_0(run: _Replay, base: DeviceState, notes: list[str]) -> DeviceSta
     devlog = _assume(hd.dma_logging if hd else None, False, "DMA logging (log_ops)", notes)
     state = _with(base, has_migration=True, dma_logging=devlog)
     _multiple_devices_check(run, state, notes)
-    if state.behind_viommu and not any(b.kind is BlockerKind.VIOMMU
-                                       for b in run.global_blockers):
+    # 8.0 vfio_block_giommu_migration: global, when any VFIO address space realized so
+    # far (this device's included) is not system memory
+    any_viommu = state.behind_viommu or any(s.behind_viommu for s in run.states)
+    if any_viommu and not any(b.kind is BlockerKind.VIOMMU for b in run.global_blockers):
         run.global_blockers.append(Blocker(global_viommu(), BlockerKind.VIOMMU, None,
                                            REMEDIES[BlockerKind.VIOMMU], "8.0: a vIOMMU exists",
                                            trigger=d.qom_path))

@@ -1,0 +1,361 @@
+"""A QMP server that puts VFIO devices into a real QEMU's replies (tests).
+
+This machine has no VFIO hardware. ``VfioStandIn`` sits between a QMP client (the
+daemon, ``qmpdirty probe``) and a real ``qemu-system-x86_64`` (10.0.2): every command
+is forwarded to QEMU over the stand-in's own ``QMPClient`` connection, and the replies
+that would differ on a VM with the scenario's VFIO devices are augmented the way that
+QEMU version would show them (``vfio_scenario``): ``query-version`` and the greeting
+present the scenario's version; ``qom-list`` of /machine/peripheral(-anon) and
+/objects gains the devices, vIOMMU and iommufd objects; ``qom-get`` / ``qom-list-get``
+(10.1+ only, else ``CommandNotFound``) answer their properties (``GenericError
+"Property 'T.N' not found"`` for ones that version lacks); ``query-pci`` and
+``info mtree -f -o`` gain the BARs; ``query-migrate`` ``blocked-reasons`` gains the
+scenario's hand-written blockers. Bus walks, host bridges, RAM, the memory map and
+everything else are the real QEMU's.
+
+Every fabricated or augmented reply, error and event is checked against the real
+QEMU's ``query-qmp-schema`` (``qapi_schema``; fetched once at start). A mismatch is
+recorded in ``failures``, logged, and the client's connection is closed: tests
+assert ``failures`` is empty, so a wrong fabrication fails loudly.
+
+One stand-in serves several sockets (``serve``), one scenario each, all over the same
+QEMU (replies are built per request, so the scenarios do not interfere). Like QEMU,
+each connection answers its commands in order. ``StandInThread`` runs one on its own
+event loop for synchronous tests (``vfio_lab``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import ExecuteError, QMPClient
+
+from tests.support import vfio_scenario as fab
+from tests.support.qapi_schema import QOM_LIST_GET_10_1, QapiSchema
+from tests.support.vfio_scenario import Scenario
+
+log = logging.getLogger(__name__)
+MTREE = "info mtree -f -o"
+
+
+class QmpFailure(Exception):
+    """A QMP error reply: ``{"error": {"class": cls, "desc": desc}}``."""
+
+    def __init__(self, cls: str, desc: str) -> None:
+        super().__init__(f"{cls}: {desc}")
+        self.cls = cls
+        self.desc = desc
+
+
+@dataclass
+class Endpoint:
+    """One socket presenting one scenario (``scenario`` may be swapped at run time)."""
+
+    path: Path
+    scenario: Scenario
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+    server: asyncio.AbstractServer | None = None
+    commands: list[str] = field(default_factory=list)  # names received, for tests
+
+
+Handler = Callable[[Endpoint, dict[str, Any]], Awaitable[object]]
+
+
+class VfioStandIn:
+    """``await start()``, then ``serve(path, scenario)`` for each VM to present."""
+
+    def __init__(self, qemu_socket: Path) -> None:
+        self.qemu_socket = qemu_socket
+        self.failures: list[str] = []
+        self.endpoints: list[Endpoint] = []
+        self.schema = QapiSchema()
+        self.package = ""
+        self._qmp = QMPClient("vfio-standin")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._handlers: dict[str, Handler] = {
+            "query-version": self._query_version, "qom-list": self._qom_list,
+            "qom-get": self._qom_get, "qom-list-get": self._qom_list_get,
+            "query-pci": self._query_pci, "human-monitor-command": self._hmp,
+            "query-migrate": self._query_migrate, "query-commands": self._query_commands,
+        }
+
+    async def start(self) -> VfioStandIn:
+        """Connect to QEMU and read its schema and package string."""
+        await self._qmp.connect(str(self.qemu_socket))
+        self.schema = QapiSchema.from_introspection(
+            await self.upstream("query-qmp-schema"), QOM_LIST_GET_10_1)
+        version = await self.upstream("query-version")
+        assert isinstance(version, dict)
+        self.package = str(version["package"])
+        self._tasks.append(asyncio.create_task(self._forward_events(), name="standin-events"))
+        return self
+
+    async def close(self) -> None:
+        for endpoint in self.endpoints:
+            for writer in endpoint.writers:
+                writer.close()
+            if endpoint.server is not None:
+                endpoint.server.close()
+        for task in self._tasks:
+            task.cancel()
+        await self._qmp.disconnect()
+
+    async def serve(self, path: Path, scenario: Scenario) -> Endpoint:
+        """Listen on ``path`` presenting ``scenario``."""
+        scenario.validate()
+        endpoint = Endpoint(path, scenario)
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._session(endpoint, reader, writer)
+
+        endpoint.server = await asyncio.start_unix_server(connected, str(path),
+                                                          limit=16 * 2**20)
+        self.endpoints.append(endpoint)
+        return endpoint
+
+    async def set_scenario(self, endpoint: Endpoint, scenario: Scenario,
+                           event: tuple[str, dict[str, Any]] | None = None) -> None:
+        """Change what ``endpoint`` presents (hot-plug, unplug), then send ``event``
+        (QEMU's DEVICE_DELETED, say) to its clients."""
+        scenario.validate()
+        endpoint.scenario = scenario
+        if event is not None:
+            await self.emit(endpoint, *event)
+
+    async def emit(self, endpoint: Endpoint, event: str, data: dict[str, Any]) -> None:
+        """Send a QMP event to the endpoint's clients; it must be one this QEMU has."""
+        self.schema.check_event(event, data)
+        now = time.time()
+        message = {"event": event, "data": data, "timestamp": {
+            "seconds": int(now), "microseconds": int(now % 1 * 1e6)}}
+        await _broadcast(endpoint.writers, message)
+
+    async def upstream(self, command: str, arguments: dict[str, Any] | None = None) -> object:
+        """One command to the real QEMU; its error becomes ``QmpFailure``."""
+        try:
+            result: object = await self._qmp.execute(command, arguments)
+        except ExecuteError as exc:
+            raise QmpFailure(exc.error_class, str(exc)) from exc
+        return result
+
+    # --- one client -------------------------------------------------------------------
+
+    def _greeting(self, endpoint: Endpoint) -> dict[str, Any]:
+        version = self._version(endpoint)
+        self.schema.check_return("query-version", version)
+        return {"QMP": {"version": version, "capabilities": ["oob"]}}
+
+    async def _session(self, endpoint: Endpoint, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+        endpoint.writers.append(writer)
+        negotiated = False
+        try:
+            await _send(writer, self._greeting(endpoint))
+            async for msg in _json_stream(reader):
+                name = str(msg.get("execute", msg.get("exec-oob", "")))
+                endpoint.commands.append(name)
+                reply = await self._reply(endpoint, name, msg, negotiated)
+                negotiated = negotiated or (name == "qmp_capabilities" and "return" in reply)
+                await _send(writer, reply)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception as exc:  # a fabrication that does not match QEMU: fail loudly
+            self.failures.append(f"{endpoint.path.name}: {type(exc).__name__}: {exc}")
+            log.error("stand-in %s: cannot present the scenario faithfully: %s",
+                      endpoint.path.name, exc)
+        finally:
+            with contextlib.suppress(ValueError):
+                endpoint.writers.remove(writer)
+            writer.close()
+
+    async def _reply(self, endpoint: Endpoint, name: str, msg: dict[str, Any],
+                     negotiated: bool) -> dict[str, Any]:
+        args = msg.get("arguments") or {}
+        try:
+            if name == "qmp_capabilities":
+                if negotiated:
+                    raise QmpFailure("CommandNotFound", "Capabilities negotiation is "
+                                     "already complete, command ignored")
+                result: object = {}
+            elif not negotiated:
+                raise QmpFailure("CommandNotFound",
+                                 "Expecting capabilities negotiation with 'qmp_capabilities'")
+            elif name in self._handlers:
+                result = await self._handlers[name](endpoint, args)
+            else:
+                result = await self.upstream(name, args)
+            reply: dict[str, Any] = {"return": result}
+        except QmpFailure as exc:
+            self.schema.check_error(exc.cls, exc.desc)
+            reply = {"error": {"class": exc.cls, "desc": exc.desc}}
+        if "id" in msg:
+            reply["id"] = msg["id"]
+        return reply
+
+    # --- augmented commands --------------------------------------------------------------
+
+    def _version(self, endpoint: Endpoint) -> dict[str, Any]:
+        major, minor, micro = endpoint.scenario.version
+        return {"qemu": {"major": major, "minor": minor, "micro": micro},
+                "package": f"{self.package} (qmpdirty VFIO stand-in)"}
+
+    async def _query_version(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        version = self._version(endpoint)
+        self.schema.check_return("query-version", version)
+        return version
+
+    async def _qom_list(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        path = str(args.get("path", ""))
+        obj = endpoint.scenario.find(path)
+        if obj is not None:
+            listed = [{"name": p.name, "type": p.qom_type}
+                      for p, _ in fab.properties(obj, endpoint.scenario.version)]
+        elif path in fab.CONTAINERS and (extra := fab.children(endpoint.scenario, path)):
+            try:
+                real = await self.upstream("qom-list", args)
+            except QmpFailure as exc:
+                if exc.cls != "DeviceNotFound":
+                    raise
+                real = [{"name": "type", "type": "string"}]
+            listed = [*_as_list(real), *extra]
+        else:
+            return await self.upstream("qom-list", args)
+        self.schema.check_return("qom-list", listed)
+        return listed
+
+    async def _qom_get(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        path, name = str(args.get("path", "")), str(args.get("property", ""))
+        scenario = endpoint.scenario
+        obj = scenario.find(path)
+        if obj is None:
+            if path == "/machine" and name == "type":
+                value: object = fab.machine_type(scenario.version)
+                self.schema.check_qom_value("str", value, "qom-get /machine type")
+                return value
+            return await self.upstream("qom-get", args)
+        for prop, value in fab.properties(obj, scenario.version):
+            if prop.name == name:
+                if prop.value_type is None:
+                    raise QmpFailure("GenericError", f"Property '{fab.type_of(obj)}.{name}' "
+                                     "is not readable")
+                self.schema.check_qom_value(prop.value_type, value, f"qom-get {path} {name}")
+                self.schema.check_return("qom-get", value)
+                return value
+        raise QmpFailure("GenericError", f"Property '{fab.type_of(obj)}.{name}' not found")
+
+    async def _qom_list_get(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        """QEMU 10.1 ``qmp_qom_list_get`` (qom/qom-qmp-cmds.c): every property of each
+        path with its value, ``value`` absent when the getter fails."""
+        if endpoint.scenario.version[:2] < (10, 1):
+            raise QmpFailure("CommandNotFound", "The command qom-list-get has not been found")
+        self.schema.check_arguments("qom-list-get", args)
+        results = [{"properties": await self._values_of(endpoint, str(p))}
+                   for p in args["paths"]]
+        self.schema.check_return("qom-list-get", results)
+        return results
+
+    async def _values_of(self, endpoint: Endpoint, path: str) -> list[dict[str, object]]:
+        scenario = endpoint.scenario
+        obj = scenario.find(path)
+        out: list[dict[str, object]] = []
+        if obj is not None:
+            for prop, value in fab.properties(obj, scenario.version):
+                entry: dict[str, object] = {"name": prop.name, "type": prop.qom_type}
+                if prop.value_type is not None:
+                    self.schema.check_qom_value(prop.value_type, value, f"{path} {prop.name}")
+                    entry["value"] = value
+                out.append(entry)
+            return out
+        for info in _as_list(await self.upstream("qom-list", {"path": path})):
+            entry = {"name": info["name"], "type": info["type"]}
+            with contextlib.suppress(QmpFailure):
+                entry["value"] = await self._qom_get(
+                    endpoint, {"path": path, "property": info["name"]})
+            out.append(entry)
+        return out
+
+    async def _query_pci(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        buses = _as_list(await self.upstream("query-pci", args))
+        extra = fab.pci_entries(endpoint.scenario)
+        for bus in buses:
+            if bus["bus"] == 0 and extra:
+                devices = [*bus["devices"], *extra]
+                bus["devices"] = sorted(devices, key=lambda d: (d["slot"], d["function"]))
+        self.schema.check_return("query-pci", buses)
+        return buses
+
+    async def _hmp(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        text = await self.upstream("human-monitor-command", args)
+        if args.get("command-line") != MTREE:
+            return text
+        assert isinstance(text, str)
+        augmented = fab.inject_flat_view(text, list(fab.bar_sections(endpoint.scenario)))
+        self.schema.check_return("human-monitor-command", augmented)
+        return augmented
+
+    async def _query_migrate(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        info = await self.upstream("query-migrate", args)
+        assert isinstance(info, dict)
+        reasons = [*endpoint.scenario.blocked_reasons, *info.get("blocked-reasons", [])]
+        if reasons:
+            info["blocked-reasons"] = reasons
+        self.schema.check_return("query-migrate", info)
+        return info
+
+    async def _query_commands(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        """``qom-list-get`` is listed exactly when the presented version has it."""
+        names = [c for c in _as_list(await self.upstream("query-commands", args))
+                 if c["name"] != "qom-list-get"]
+        if endpoint.scenario.version[:2] >= (10, 1):
+            names.append({"name": "qom-list-get"})
+        self.schema.check_return("query-commands", names)
+        return names
+
+    async def _forward_events(self) -> None:
+        """The real QEMU's own events go to every client, as they would."""
+        async for event in self._qmp.events:
+            message = dict(event)
+            for endpoint in self.endpoints:
+                await _broadcast(endpoint.writers, message)
+
+
+# --- wire helpers ------------------------------------------------------------------------------
+
+
+def _as_list(value: object) -> list[dict[str, Any]]:
+    assert isinstance(value, list), f"expected a list, got {value!r}"
+    return value
+
+
+async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+    writer.write(json.dumps(message).encode() + b"\r\n")
+    await writer.drain()
+
+
+async def _broadcast(writers: Sequence[asyncio.StreamWriter], message: dict[str, Any]) -> None:
+    for writer in list(writers):
+        with contextlib.suppress(ConnectionError):
+            await _send(writer, message)
+
+
+async def _json_stream(reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """JSON objects as they arrive (qemu.qmp sends no newline after a command)."""
+    decoder = json.JSONDecoder()
+    buf = ""
+    while chunk := await reader.read(65536):
+        buf += chunk.decode()
+        while buf.strip():
+            try:
+                obj, end = decoder.raw_decode(buf.lstrip())
+            except json.JSONDecodeError:
+                break
+            buf = buf.lstrip()[end:]
+            yield obj
