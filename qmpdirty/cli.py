@@ -64,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="id or QOM path of a vfio-pci device in the container (repeat)")
     ranges.add_argument("--qemu-version", metavar="X.Y", help="model this QEMU's rules")
     ranges.add_argument("--json", action="store_true", help="print one JSON object")
+
+    admit = sub.add_parser("admit", help="may VM live-migrate now? exit 0 yes, 1 no (reasons), "
+                           "3 broker unreachable or nothing retained")
+    admit.add_argument("vm", metavar="VM", help="the VM's name (as in its topics)")
+    admit.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"default {DEFAULT_PATH}")
+    admit.add_argument("--host", metavar="NAME", help="the host publishing the VM (default: "
+                       "this config's host; + = the host where the VM is online)")
+    admit.add_argument("--timeout", type=float, default=3.0, metavar="S",
+                       help="seconds to wait for the broker (default 3)")
+    admit.add_argument("--allow-unknown", action="store_true",
+                       help="admit when the forecast (or blockers) is missing or unknown")
+    admit.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
@@ -134,6 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ranges_command(mtree=args.mtree, qmp=args.qmp, max_ranges=args.max_ranges,
                               as_json=args.json, vfio_owners=args.vfio_owner,
                               qemu_version=args.qemu_version, run=run_loop)
+    if args.command == "admit":
+        from qmpdirty.admit import admit_command
+
+        return admit_command(args.vm, config=args.config, host=args.host,
+                             timeout_s=args.timeout, as_json=args.json,
+                             allow_unknown=args.allow_unknown, run=run_loop)
     from qmpdirty.lab.demo import run_demo
 
     logs.configure("warning")

@@ -20,11 +20,12 @@ from pathlib import Path
 from qmpdirty import __version__
 from qmpdirty.config import Config, load_config
 from qmpdirty.daemon.fleet import Fleet, serve
-from qmpdirty.daemon.vmstate import Context
+from qmpdirty.daemon.vmstate import Context, VmPublisher
 from qmpdirty.errors import ConfigError, QmpConnectError
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.listener import QmpListener
 from qmpdirty.sdnotify import SystemdNotifier
+from qmpdirty.sinks.hooks import HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.telemetry import render, schema
 from qmpdirty.telemetry.topics import Topics, sanitise
@@ -57,6 +58,8 @@ class Daemon:
         client_id = cfg.mqtt.client_id or default_client_id(topics.host, config_path)
         self.sink = MqttSink(cfg.mqtt, topics, client_id)
         self.ctx = Context(cfg, self.sink, topics, policy_from(cfg))
+        self.hooks = HookRunner(cfg, self._hook_failed) if cfg.hook else None
+        self.ctx.hooks = self.hooks
         self.notifier = SystemdNotifier.from_env(os.environ)
         self.started_ts = time.time()
         self._stop = asyncio.Event()
@@ -64,6 +67,15 @@ class Daemon:
         self._daemon_seq = 0
         self._stats_due = asyncio.Event()
         self.sink.on_drop(lambda _n: self._stats_due.set())
+
+    def _hook_failed(self, event: str, vm: str, command: tuple[str, ...],
+                     outcome: dict[str, object]) -> None:
+        """A hook failed: log it and publish it on ``vm/<vm>/hook``."""
+        log.warning("hook %s for VM %s (%s): %s", event, vm, command[0], outcome.get("error"))
+        state = self.ctx.vms.get(vm)
+        if state is not None:
+            out = VmPublisher(self.ctx, state)
+            out.send(render.hook_result(out.stamp(), event, command, outcome))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -82,6 +94,8 @@ class Daemon:
                     infra.create_task(self._publish_stats(), name="daemon-stats"),
                     infra.create_task(self._watchdog(), name="watchdog"),
                 ]
+                if self.hooks is not None:
+                    background.append(infra.create_task(self.hooks.run(), name="hooks"))
                 await self._serve_until_stopped(listener)
                 for task in background:
                     task.cancel()

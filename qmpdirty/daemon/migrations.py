@@ -24,6 +24,7 @@ from qmpdirty.errors import QmpClosedError, QmpError
 from qmpdirty.facts.model import MigrationSnapshot, VmInfo
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.session import QmpSession
+from qmpdirty.sinks.hooks import forecast_turned_negative
 from qmpdirty.telemetry import forecast as fc
 from qmpdirty.telemetry import render
 
@@ -50,7 +51,7 @@ class MigrationWatch:
         self._applied: set[str] = set()
         self._pending_downtime_ms: int | None = None
         self._last_converges: bool | None = None
-        self.on_forecast_negative: Callable[[dict[str, Any]], None] | None = None
+        self._last_status: str | None = None
 
     @property
     def cfg(self) -> Config:
@@ -138,9 +139,12 @@ class MigrationWatch:
         if isinstance(effect, mig.MigrationChanged):
             view = self.forecaster.during(effect.migration, self.now(), self.info(),
                                           self.has_vfio())
-            self.out.send(render.migration(self.out.stamp(), effect.migration,
-                                           fc.summary(view.forecast),
-                                           fc.recommendations(view.advice, self._applied)))
+            msg = render.migration(self.out.stamp(), effect.migration, fc.summary(view.forecast),
+                                   fc.recommendations(view.advice, self._applied))
+            self.out.send(msg)
+            if effect.migration.status != self._last_status:
+                self._last_status = effect.migration.status
+                self.out.fire("migration-status", msg)
             self._publish_rate(view)
             self._maybe_apply(view)
         elif isinstance(effect, mig.PassCompleted):
@@ -194,12 +198,12 @@ class MigrationWatch:
         if mig.is_active(self.out.vm.tracker):
             return
         view = self.forecaster.before(self.now(), self.info(), self.has_vfio())
-        self.out.send(fc.forecast(self.out.stamp(), view.inputs, view.forecast, view.advice,
-                                  bandwidth_source=view.bandwidth_source, dirty=view.dirty))
+        msg = fc.forecast(self.out.stamp(), view.inputs, view.forecast, view.advice,
+                          bandwidth_source=view.bandwidth_source, dirty=view.dirty)
+        self.out.send(msg)
         converges = view.forecast.converges
-        if converges is False and self._last_converges is not False and \
-                self.on_forecast_negative is not None:
-            self.on_forecast_negative({"converges": False, "notes": list(view.forecast.notes)})
+        if forecast_turned_negative(self._last_converges, converges):
+            self.out.fire("forecast-negative", msg)
         self._last_converges = converges
 
     def expiry(self) -> int | None:

@@ -23,7 +23,8 @@ from qmpdirty.facts.model import VmIdentity, VmInfo
 from qmpdirty.qmp import queries, translate
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry import render
-from qmpdirty.telemetry.render import VmStamp
+from qmpdirty.telemetry.discovery import discovery_messages
+from qmpdirty.telemetry.render import Outgoing, VmStamp
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ class SessionWatch:
         """Publish ``online`` and state, then work until the session ends (raises)."""
         self.migrations.events_on = await self._ensure_events()
         await self.migrations.refresh_params()
-        await self._refresh_info()
+        info_msg = await self._refresh_info()
         self.out.status(online=True)
+        self.out.fire("vm-online", info_msg)
+        self._announce()
         log.info("VM %s online (%s, QEMU %s)", self.vm.name, self.qmp_label, self.info.qemu_version
                  if self.info else "?")
         await self.migrations.poll()
@@ -81,6 +84,7 @@ class SessionWatch:
         """The session ended: a migration in flight is ``lost``; the VM is ``offline``."""
         self.migrations.observe(mig.SessionLost())
         self.out.status(online=False)
+        self.out.fire("vm-offline")
 
     # --- setup -------------------------------------------------------------
 
@@ -96,10 +100,20 @@ class SessionWatch:
             return False
         return True
 
-    async def _refresh_info(self) -> None:
+    async def _refresh_info(self) -> Outgoing:
         self.info = await queries.gather_info(self.session, self.version, self.identity,
                                               self.migrations.events_on)
-        self.out.send(render.info(self.out.stamp(), self.info, self.qmp_label, self.identity.pid))
+        msg = render.info(self.out.stamp(), self.info, self.qmp_label, self.identity.pid)
+        self.out.send(msg)
+        return msg
+
+    def _announce(self) -> None:
+        """Home Assistant discovery, once per VM per daemon run (retained)."""
+        ha = self.ctx.cfg.homeassistant
+        if ha.enabled and not self.vm.discovery_sent:
+            for msg in discovery_messages(self.ctx.topics, self.vm.name, ha.discovery_prefix):
+                self.out.send(msg)
+            self.vm.discovery_sent = True
 
     # --- tasks -------------------------------------------------------------
 
@@ -238,9 +252,14 @@ class SessionWatch:
         key = (view.tracking(probe).payload, view.blockers(probe).payload)
         if key == self._published_vfio:
             return
-        self._published_vfio = key
-        self.out.send(view.tracking(self.out.stamp()))
-        self.out.send(view.blockers(self.out.stamp()))
+        before, self._published_vfio = self._published_vfio, key
+        tracking, blockers = view.tracking(self.out.stamp()), view.blockers(self.out.stamp())
+        self.out.send(tracking)
+        self.out.send(blockers)
+        if before is not None and before[0] != key[0]:
+            self.out.fire("tracking-changed", tracking)
+        if before is not None and before[1] != key[1]:
+            self.out.fire("blockers-changed", blockers)
         r = view.reconciled
         if not r.agree:
             log.warning("VM %s: predicted blockers differ from QEMU's: missing %s, "

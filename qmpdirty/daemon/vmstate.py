@@ -7,6 +7,7 @@ keyed by the VM's topic name.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from qmpdirty.config import Config, ForecastConfig
 from qmpdirty.daemon.forecaster import Forecaster
 from qmpdirty.decisions.migration import TrackerState
 from qmpdirty.qmp.commands import CommandPolicy
+from qmpdirty.sinks.hooks import HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing, VmStamp
@@ -33,6 +35,7 @@ class VmState:
     online: bool = False
     owner: object | None = None
     tracker: TrackerState = field(default_factory=TrackerState)
+    discovery_sent: bool = False
     _forecaster: Forecaster | None = None
 
     def forecaster(self, cfg: ForecastConfig) -> Forecaster:
@@ -50,6 +53,7 @@ class Context:
     sink: MqttSink
     topics: Topics
     policy: CommandPolicy
+    hooks: HookRunner | None = None
     clock: Callable[[], float] = time.time
     vms: dict[str, VmState] = field(default_factory=dict)
 
@@ -90,6 +94,12 @@ class VmPublisher:
 
     def send(self, msg: Outgoing) -> None:
         self.ctx.sink.publish(msg)
+
+    def fire(self, kind: str, msg: Outgoing | None = None) -> None:
+        """Run the hooks for ``kind`` with ``msg``'s JSON payload on stdin (never waits)."""
+        if self.ctx.hooks is not None:
+            payload = json.loads(msg.payload) if msg is not None and msg.is_json else {}
+            self.ctx.hooks.fire(kind, self.vm.name, payload)
 
     def status(self, online: bool) -> None:
         """``vm/<vm>/status``."""

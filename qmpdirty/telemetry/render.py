@@ -184,3 +184,14 @@ def event(stamp: VmStamp, ev: QmpEvent, expiry_s: int | None) -> Outgoing:
     })
     return vm_message(stamp, TopicKind.EVENT, model, event=ev.name, expiry_s=expiry_s)
 
+
+
+def hook_result(stamp: VmStamp, event: str, command: tuple[str, ...],
+                outcome: dict[str, object]) -> Outgoing:
+    """``vm/<vm>/hook``: one failed hook run."""
+    model = schema.HookResultPayload.model_validate({
+        **stamp.common(), "event": event, "command": list(command),
+        "exit_code": outcome.get("exit_code"), "timed_out": bool(outcome.get("timed_out")),
+        "error": outcome.get("error"), "duration_s": outcome.get("duration_s", 0.0),
+    })
+    return vm_message(stamp, TopicKind.HOOK, model)

@@ -218,6 +218,19 @@ class EventPayload(VmPayload):
     qemu_ts: float | None
 
 
+class HookResultPayload(VmPayload):
+    """``vm/<vm>/hook`` (not retained): a hook that failed (non-zero exit, timeout, no
+    executable). Successful runs are only logged."""
+
+    event: str
+    command: list[str]
+    exit_code: int | None = Field(description="negative: killed by that signal; null: "
+                                  "never started")
+    timed_out: bool
+    error: str | None
+    duration_s: float
+
+
 #: Topic suffix -> payload model: the source of docs/schema/*.json.
 PAYLOADS: dict[str, type[Payload]] = {
     "daemon": DaemonPayload,
@@ -312,5 +325,6 @@ class BlockersPayload(VmPayload):
 
 
 PAYLOADS["forecast"] = ForecastPayload
+PAYLOADS["hook"] = HookResultPayload
 PAYLOADS["tracking"] = TrackingPayload
 PAYLOADS["blockers"] = BlockersPayload

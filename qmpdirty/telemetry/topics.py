@@ -46,6 +46,7 @@ class TopicKind(Enum):
     PASS = ("vm", "migration/pass", False, 1)
     SUMMARY = ("vm", "migration/summary", True, 1)
     EVENT = ("vm", "event", False, 1)
+    HOOK = ("vm", "hook", False, 1)
 
     @property
     def scope(self) -> str:

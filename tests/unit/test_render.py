@@ -77,6 +77,9 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      f"{VM}/migration/pass", TopicKind.PASS, schema.PassPayload),
     ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS),
      f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
+    ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), {
+        "exit_code": 3, "timed_out": False, "error": "exit status 3", "duration_s": 0.1}),
+     f"{VM}/hook", TopicKind.HOOK, schema.HookResultPayload),
     ("event", lambda: render.event(STAMP, EVENT, 3600), f"{VM}/event/MIGRATION_PASS",
      TopicKind.EVENT, schema.EventPayload),
     ("tracking", lambda: vfio.tracking(STAMP, (10, 0, 2), NO_VFIO, {}), f"{VM}/tracking",

@@ -162,6 +162,7 @@ CONTRACT = [
     (TopicKind.FORECAST, "qmpdirty/kvm01/vm/web1/forecast", True, 1),
     (TopicKind.PASS, "qmpdirty/kvm01/vm/web1/migration/pass", False, 1),
     (TopicKind.SUMMARY, "qmpdirty/kvm01/vm/web1/migration/summary", True, 1),
+    (TopicKind.HOOK, "qmpdirty/kvm01/vm/web1/hook", False, 1),
 ]
 
 

@@ -1,0 +1,271 @@
+"""HookRunner with real subprocesses: stdin and environment, timeout kill, missing
+executables, the concurrency limit, and VM names that try to inject shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qmpdirty.config import Config
+from qmpdirty.sinks.hooks import HookRunner
+
+Result = tuple[str, str, tuple[str, ...], dict[str, object]]
+Start = Callable[..., Awaitable[tuple[HookRunner, list[Result]]]]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("QMPDIRTY_"):
+            monkeypatch.delenv(name)
+
+
+def script(path: Path, body: str, interpreter: str = "/bin/sh") -> Path:
+    path.write_text(f"#!{interpreter}\n{body}")
+    path.chmod(0o755)
+    return path
+
+
+def recorder_hook(tmp_path: Path) -> Path:
+    """A hook that writes its stdin, environment and argv to ``<out>/<pid>.json``."""
+    return script(tmp_path / "record.py", (
+        "import json, os, sys\n"
+        "doc = {'stdin': sys.stdin.read(), 'env': dict(os.environ), 'argv': sys.argv[1:]}\n"
+        "out = os.path.join(sys.argv[1], f'{os.getpid()}.json')\n"
+        "with open(out + '.tmp', 'w') as f: json.dump(doc, f)\n"
+        "os.rename(out + '.tmp', out)\n"
+    ), interpreter=sys.executable)
+
+
+async def until(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+    return value
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Start]:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def make(hooks: list[dict[str, Any]], **runner: Any) -> tuple[HookRunner, list[Result]]:
+        results: list[Result] = []
+        cfg = Config(hook=hooks, hooks=runner, host={"name": "testhost"})
+        hook_runner = HookRunner(cfg, lambda *r: results.append(r))
+        tasks.append(asyncio.create_task(hook_runner.run()))
+        return hook_runner, results
+
+    yield make
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def gone(pid: int) -> bool:
+    """The process no longer exists (or is a zombie nobody has reaped yet)."""
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def records(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+
+
+async def test_stdin_environment_and_arguments(
+    start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAEMON_SECRET", "hunter2")
+    out = tmp_path / "out"
+    out.mkdir()
+    hook = recorder_hook(tmp_path)
+    runner, results = await start([{"event": "migration-status", "command": [str(hook), str(out)]}])
+    payload = {"status": "active", "pass": 2, "nested": {"x": [1, 2]}}
+    runner.fire("migration-status", "web1", payload)
+    runner.fire("vm-online", "web1", {})  # no hook for it
+    [doc] = await until(lambda: records(out))
+    assert json.loads(doc["stdin"]) == payload
+    assert doc["argv"] == [str(out)]
+    env = dict(doc["env"])
+    env.pop("LC_CTYPE", None)  # Python may set it while coercing the C locale
+    assert env == {"QMPDIRTY_EVENT": "migration-status", "QMPDIRTY_VM": "web1",
+                   "QMPDIRTY_HOST": "testhost", "PATH": os.environ["PATH"]}
+    await asyncio.sleep(0.2)
+    assert results == [] and len(records(out)) == 1
+
+
+async def test_wildcard_and_several_hooks_per_event(start: Start, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    hook = recorder_hook(tmp_path)
+    runner, _ = await start([
+        {"event": "*", "command": [str(hook), str(out), "star"]},
+        {"event": "vm-offline", "command": [str(hook), str(out), "offline"]},
+    ])
+    runner.fire("vm-offline", "a", {})
+    runner.fire("blockers-changed", "a", {"migratable": False})
+    docs = await until(lambda: len(records(out)) == 3 and records(out))
+    seen = sorted((d["env"]["QMPDIRTY_EVENT"], d["argv"][1]) for d in docs)
+    assert seen == [("blockers-changed", "star"), ("vm-offline", "offline"),
+                    ("vm-offline", "star")]
+
+
+async def test_timeout_kills_the_hook_and_its_children(start: Start, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    hook = script(tmp_path / "slow.sh", f"sleep 60 &\necho $! > {pidfile}\nwait\n")
+    runner, results = await start([{"event": "vm-online", "command": [str(hook)],
+                                     "timeout_s": 0.5}])
+    started = time.monotonic()
+    runner.fire("vm-online", "a", {})
+    [(kind, vm, command, outcome)] = await until(lambda: results)
+    assert time.monotonic() - started < 3
+    assert (kind, vm, command) == ("vm-online", "a", (str(hook),))
+    assert outcome["timed_out"] is True
+    assert outcome["error"] == "timed out after 0.5s; killed"
+    assert outcome["exit_code"] == -9
+    assert isinstance(outcome["duration_s"], float) and 0.5 <= outcome["duration_s"] < 3
+    child = int(pidfile.read_text())
+    await until(lambda: gone(child))
+
+
+async def test_missing_and_unusable_executables(start: Start, tmp_path: Path) -> None:
+    not_exec = tmp_path / "not-exec"
+    not_exec.write_text("#!/bin/sh\nexit 0\n")
+    failing = script(tmp_path / "fail.sh", "echo first >&2\necho 'disk full' >&2\nexit 3\n")
+    runner, results = await start([
+        {"event": "vm-online", "command": [str(tmp_path / "missing")]},
+        {"event": "vm-online", "command": [str(not_exec)]},
+        {"event": "vm-online", "command": [str(failing)]},
+    ], max_concurrent=1)
+    runner.fire("vm-online", "a", {})
+    await until(lambda: len(results) == 3)
+    errors = {r[2][0]: r[3] for r in results}
+    assert errors[str(tmp_path / "missing")]["error"] == \
+        f"executable not found: {tmp_path / 'missing'}"
+    assert errors[str(tmp_path / "missing")]["exit_code"] is None
+    assert errors[str(not_exec)]["error"] == f"cannot execute {not_exec}: permission denied"
+    assert errors[str(failing)]["exit_code"] == 3
+    assert errors[str(failing)]["error"] == "exit status 3: disk full"
+    for outcome in errors.values():
+        assert set(outcome) == {"event", "command", "exit_code", "timed_out", "error",
+                                "duration_s"}
+        assert outcome["timed_out"] is False
+
+
+async def test_a_hook_that_ignores_stdin_is_fine(start: Start, tmp_path: Path) -> None:
+    hook = script(tmp_path / "quick.sh", "exit 0\n")
+    done = tmp_path / "done"
+    after = script(tmp_path / "after.sh", f"touch {done}\n")
+    runner, results = await start([{"event": "vm-online", "command": [str(hook)]},
+                                   {"event": "vm-online", "command": [str(after)]}],
+                                  max_concurrent=1)
+    runner.fire("vm-online", "a", {"blob": "x" * 2_000_000})
+    await until(done.exists)
+    await asyncio.sleep(0.1)
+    assert results == []
+
+
+async def test_concurrency_limit(start: Start, tmp_path: Path) -> None:
+    log = tmp_path / "times"
+    log.mkdir()
+    hook = script(tmp_path / "work.sh",
+                  f"s=$(date +%s.%N)\nsleep 0.3\necho \"$s $(date +%s.%N)\" > {log}/$$\n")
+    runner, results = await start([{"event": "vm-online", "command": [str(hook)]}],
+                                  max_concurrent=2)
+    started = time.monotonic()
+    for n in range(6):
+        runner.fire("vm-online", f"vm{n}", {})
+    await until(lambda: len(list(log.iterdir())) == 6, timeout_s=15)
+    elapsed = time.monotonic() - started
+    spans = [tuple(map(float, p.read_text().split())) for p in log.iterdir()]
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+                   key=lambda x: (x[0], x[1]))
+    running, peak = 0, 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    assert peak == 2, spans
+    assert elapsed >= 0.85, elapsed  # 6 runs of 0.3 s, two at a time
+    assert results == []
+
+
+async def test_fire_returns_at_once_while_hooks_run(start: Start, tmp_path: Path) -> None:
+    hook = script(tmp_path / "slow.sh", "sleep 2\n")
+    runner, _ = await start([{"event": "*", "command": [str(hook)]}], max_concurrent=1,
+                            queue_size=5)
+    await asyncio.sleep(0)
+    began = time.perf_counter()
+    for n in range(50):
+        runner.fire("tracking-changed", f"vm{n}", {"n": n})
+    assert time.perf_counter() - began < 0.05
+    assert runner.queued <= 5
+    assert runner.dropped_total >= 44
+
+
+async def test_hostile_vm_name_never_runs_anything(start: Start, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    pwned = tmp_path / "pwned"
+    # (never `rm -rf /` here: a regression would then wipe the test machine)
+    name = f"$(touch {pwned}); `touch {pwned}2`; rm -rf {victim}; echo ${{IFS}}x\n'\""
+    out = tmp_path / "out"
+    out.mkdir()
+    hook = recorder_hook(tmp_path)
+    # a shell hook that uses the variable, quoted, as documented
+    shell_hook = script(tmp_path / "uses-var.sh", f'printf %s "$QMPDIRTY_VM" > {out}/name\n')
+    runner, results = await start([{"event": "*", "command": [str(hook), str(out)]},
+                                   {"event": "*", "command": [str(shell_hook)]}])
+    runner.fire("vm-offline", name, {"vm": name})
+    [doc] = await until(lambda: records(out))
+    await until((out / "name").exists)
+    assert doc["env"]["QMPDIRTY_VM"] == name
+    assert json.loads(doc["stdin"]) == {"vm": name}
+    assert (out / "name").read_text() == name
+    assert victim.exists()
+    assert not pwned.exists() and not pwned.with_name("pwned2").exists()
+    assert results == []
+
+
+async def test_stopping_the_runner_kills_running_hooks(tmp_path: Path) -> None:
+    pidfile = tmp_path / "hook.pid"
+    hook = script(tmp_path / "long.sh", f"echo $$ > {pidfile}\nexec sleep 60\n")
+    cfg = Config(hook=[{"event": "*", "command": [str(hook)]}], host={"name": "h"})
+    runner = HookRunner(cfg, lambda *_: None)
+    task = asyncio.create_task(runner.run())
+    runner.fire("vm-online", "a", {})
+    pid = int(await until(lambda: pidfile.exists() and pidfile.read_text().strip()))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gone(pid)  # killed before run() returned
+
+
+async def test_an_unexpected_failure_is_reported_and_the_worker_goes_on(
+    start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, results = await start([{"event": "*", "command": ["/bin/true"]}], max_concurrent=1)
+    real = runner._execute
+    calls = 0
+
+    async def flaky(job: Any) -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return await real(job)
+
+    monkeypatch.setattr(runner, "_execute", flaky)
+    runner.fire("vm-online", "a", {})
+    runner.fire("vm-online", "b", {})
+    await until(lambda: calls == 2)
+    await asyncio.sleep(0.2)
+    [(_, vm, _, outcome)] = results
+    assert vm == "a" and outcome["error"] == "internal error: RuntimeError('boom')"

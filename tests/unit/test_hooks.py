@@ -1,0 +1,198 @@
+"""Hooks without subprocesses: config validation, matching, the bounded queue, overflow,
+the forecast-negative transition and the result payload."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qmpdirty.config import Config, HookConfig, HooksConfig, load_config
+from qmpdirty.errors import ConfigError
+from qmpdirty.sinks.hooks import (
+    HOOK_EVENTS,
+    HookJob,
+    HookRunner,
+    failed,
+    forecast_turned_negative,
+    hook_environment,
+    matching,
+    outcome,
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("QMPDIRTY_"):
+            monkeypatch.delenv(name)
+
+
+def runner(hooks: list[dict[str, Any]], **settings: Any) -> HookRunner:
+    cfg = Config(hook=hooks, hooks=settings, host={"name": "h1"})
+    return HookRunner(cfg, lambda *_: None)
+
+
+def drain(r: HookRunner) -> list[HookJob]:
+    jobs = []
+    while r.queued:
+        jobs.append(r._queue.get_nowait())
+    return jobs
+
+
+# --- config ----------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    cfg = Config()
+    assert cfg.hook == []
+    assert cfg.hooks == HooksConfig(max_concurrent=4, queue_size=100, timeout_s=10.0)
+
+
+def test_events_are_the_documented_ones() -> None:
+    assert HOOK_EVENTS == ("migration-status", "blockers-changed", "tracking-changed",
+                           "forecast-negative", "vm-online", "vm-offline")
+
+
+def problems(tmp_path: Path, text: str) -> list[tuple[str, str, str]]:
+    path = tmp_path / "q.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value.problems
+
+
+def test_a_command_string_is_refused_with_a_hint(tmp_path: Path) -> None:
+    [(key, message, hint)] = problems(tmp_path, '[[hook]]\nevent = "vm-online"\n'
+                                                'command = "/usr/bin/logger vm online"\n')
+    assert key == "hook[0].command"
+    assert "not one string" in message
+    assert 'command = ["/' in hint and "docs/hooks.md" in hint
+
+
+def test_a_relative_executable_is_refused(tmp_path: Path) -> None:
+    [(key, message, hint)] = problems(tmp_path, '[[hook]]\nevent = "vm-online"\n'
+                                                'command = ["logger", "x"]\n')
+    assert key == "hook[0].command"
+    assert "absolute path" in message
+    assert "docs/hooks.md" in hint
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('[[hook]]\nevent = "migration"\ncommand = ["/bin/true"]\n', "hook[0].event"),
+    ('[[hook]]\nevent = "*"\ncommand = []\n', "hook[0].command"),
+    ('[[hook]]\nevent = "*"\ncommand = ["/bin/true"]\ntimeout_s = 0\n', "hook[0].timeout_s"),
+    ('[hooks]\nmax_concurrent = 0\n', "hooks.max_concurrent"),
+    ('[hooks]\nqueue_size = 0\n', "hooks.queue_size"),
+    ('[hooks]\ntimeout = 5\n', "hooks.timeout"),
+])
+def test_bad_hook_config(tmp_path: Path, text: str, key: str) -> None:
+    assert [p[0] for p in problems(tmp_path, text)] == [key]
+
+
+def test_hooks_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "q.toml"
+    path.write_text('[hooks]\nmax_concurrent = 2\n\n[[hook]]\nevent = "*"\n'
+                    'command = ["/usr/local/bin/notify", "--all"]\ntimeout_s = 3\n')
+    cfg = load_config(path)
+    assert cfg.hooks.max_concurrent == 2
+    assert cfg.hook == [HookConfig(event="*", command=["/usr/local/bin/notify", "--all"],
+                                   timeout_s=3)]
+
+
+# --- matching and transitions -----------------------------------------------------------------
+
+
+def test_matching_takes_the_kind_and_the_wildcard_in_order() -> None:
+    hooks = [HookConfig(event="*", command=["/a"]),
+             HookConfig(event="vm-online", command=["/b"]),
+             HookConfig(event="vm-offline", command=["/c"])]
+    assert [h.command[0] for h in matching(hooks, "vm-online")] == ["/a", "/b"]
+    assert [h.command[0] for h in matching(hooks, "blockers-changed")] == ["/a"]
+    assert matching(hooks[1:], "forecast-negative") == []
+
+
+@pytest.mark.parametrize(("previous", "current", "fires"), [
+    (True, False, True), (None, False, True), (False, False, False),
+    (False, True, False), (True, None, False), (None, None, False), (False, None, False),
+])
+def test_forecast_turned_negative(previous: bool | None, current: bool | None,
+                                  fires: bool) -> None:
+    assert forecast_turned_negative(previous, current) is fires
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+def test_fire_queues_one_job_per_matching_hook() -> None:
+    r = runner([{"event": "*", "command": ["/a", "x"]},
+                {"event": "migration-status", "command": ["/b"], "timeout_s": 2}],
+               timeout_s=7)
+    r.fire("migration-status", "vm1", {"status": "active"})
+    r.fire("vm-online", "vm1", {})
+    jobs = drain(r)
+    assert [(j.kind, j.command, j.timeout_s) for j in jobs] == [
+        ("migration-status", ("/a", "x"), 7.0), ("migration-status", ("/b",), 2.0),
+        ("vm-online", ("/a", "x"), 7.0)]
+    assert json.loads(jobs[0].stdin) == {"status": "active"}
+    assert jobs[0].stdin.endswith(b"\n")
+
+
+def test_no_hooks_no_work() -> None:
+    r = runner([])
+    r.fire("migration-status", "vm1", {"status": "active"})
+    assert r.queued == 0 and r.dropped_total == 0
+
+
+def test_overflow_drops_the_oldest_counts_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    r = runner([{"event": "*", "command": ["/a"]}], queue_size=3)
+    with caplog.at_level(logging.WARNING, "qmpdirty.sinks.hooks"):
+        for n in range(5):
+            r.fire("tracking-changed", f"vm{n}", {"n": n})
+    assert r.queued == 3
+    assert r.dropped_total == 2
+    assert [j.vm for j in drain(r)] == ["vm2", "vm3", "vm4"]
+    assert len([m for m in caplog.messages if "hook queue full" in m]) == 1
+
+
+def test_fire_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    r = runner([{"event": "*", "command": ["/a"]}])
+    loop: dict[str, object] = {}
+    loop["self"] = loop
+    r.fire("vm-online", "vm1", loop)  # not serialisable
+    r.fire("no-such-event", "vm1", {})
+    r.fire("vm-online", "vm1", {"when": object()})  # stringified, not fatal
+    assert r.queued == 1
+    assert any("not queued" in m for m in caplog.messages)
+    assert any("no-such-event" in m for m in caplog.messages)
+
+
+def test_a_hostile_name_stays_data() -> None:
+    name = "$(touch /tmp/x); rm -rf /"
+    r = runner([{"event": "*", "command": ["/a"]}])
+    r.fire("vm-offline", name, {"vm": name})
+    [job] = drain(r)
+    assert job.vm == name and job.command == ("/a",)
+    assert json.loads(job.stdin) == {"vm": name}
+    assert hook_environment("vm-offline", name, "h1", "/bin") == {
+        "QMPDIRTY_EVENT": "vm-offline", "QMPDIRTY_VM": name, "QMPDIRTY_HOST": "h1",
+        "PATH": "/bin"}
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+def test_outcome_shape_and_failure() -> None:
+    ok = outcome("vm-online", ("/a", "b"), exit_code=0, timed_out=False, error=None,
+                 duration_s=0.12345)
+    assert ok == {"event": "vm-online", "command": ["/a", "b"], "exit_code": 0,
+                  "timed_out": False, "error": None, "duration_s": 0.123}
+    assert not failed(ok)
+    assert failed({**ok, "exit_code": 1, "error": "exit status 1"})
+    assert failed({**ok, "exit_code": None, "error": "executable not found: /a"})
+    assert failed({**ok, "exit_code": -9, "timed_out": True, "error": "timed out"})
+    json.dumps(ok)
