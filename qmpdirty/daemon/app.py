@@ -38,6 +38,7 @@ def policy_from(cfg: Config) -> CommandPolicy:
     return CommandPolicy(
         enable_migration_events=cfg.qmp.enable_migration_events,
         measure_dirty_rate=cfg.dirty_rate.enabled,
+        apply_recommendations=cfg.policy.apply_recommendations and not cfg.policy.under_libvirt,
     )
 
 

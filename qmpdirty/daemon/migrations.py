@@ -150,6 +150,8 @@ class MigrationWatch:
         elif isinstance(effect, mig.PassCompleted):
             self.out.send(render.pass_record(self.out.stamp(), effect.migration,
                                              effect.pass_no, self.expiry()))
+            # the forecast inside ``migration`` is renewed at every pass as well as poll
+            self._publish(mig.MigrationChanged(effect.migration))
         else:
             log.info("VM %s: migration %s %s", self.out.vm.name, effect.migration.id,
                      effect.outcome)

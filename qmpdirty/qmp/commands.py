@@ -10,7 +10,9 @@ command lines of ``READ_ONLY_HMP``), plus:
   ``[qmp] enable_migration_events`` is true (and the capability is off), so that
   MIGRATION / MIGRATION_PASS events are emitted (libvirt turns it on too);
 * ``calc-dirty-rate`` when ``[dirty_rate] enabled`` is true (a measurement, not a
-  state change, but it does take QEMU's single measurement slot).
+  state change, but it does take QEMU's single measurement slot);
+* ``migrate-set-parameters`` with ``downtime-limit`` alone, only when
+  ``[policy] apply_recommendations`` is true and ``under_libvirt`` is false.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class CommandPolicy:
 
     enable_migration_events: bool = True
     measure_dirty_rate: bool = True
+    #: ``[policy] apply_recommendations`` and not under libvirt: may raise downtime-limit
+    apply_recommendations: bool = False
 
     def allows(self, command: str, arguments: Mapping[str, object] | None) -> bool:
         """True when ``command`` with ``arguments`` may be sent."""
@@ -58,6 +62,8 @@ class CommandPolicy:
             return self.measure_dirty_rate
         if command == "human-monitor-command":
             return (arguments or {}).get("command-line") in READ_ONLY_HMP
+        if command == "migrate-set-parameters":
+            return self.apply_recommendations and set(arguments or {}) == {"downtime-limit"}
         return False
 
     def check(self, command: str, arguments: Mapping[str, object] | None) -> None:

@@ -136,3 +136,39 @@ def test_converging_migration_eta_within_30_percent(
     actual = ended - first.at
     eta = first.json["forecast"]["eta_s"]
     assert abs(eta - actual) <= 0.3 * actual, f"ETA {eta:.1f} s vs actual {actual:.1f} s"
+
+
+def test_opt_in_policy_raises_downtime_limit_when_it_will_not_converge(
+    broker: Mosquitto, recorder: Recorder, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    """Off by default and never under libvirt; here both allow it: the daemon raises
+    downtime-limit once, logs it and publishes the recommendation as applied."""
+    _, qmp, ctl, dctl = _start_pair(lab_vm, tmp_path, "pol", 16, 64)
+    table = base_config(broker, vm=[{"qmp": f"unix:{qmp}"}],
+                        dirty_rate={"enabled": True, "interval_s": 2.0, "window_s": 1.0,
+                                    "sample_pages": 16384},
+                        migration={"poll_interval_s": 0.5, "poll_interval_fast_s": 0.2},
+                        policy={"apply_recommendations": True, "under_libvirt": False})
+    daemon = DaemonProcess(tmp_path, table).start()
+    try:
+        recorder.wait_for(lambda _m: _json(recorder, "pol", "dirty_rate"), 20, "a measurement")
+        with QmpControl(ctl) as src, QmpControl(dctl) as dst:
+            uri = f"tcp:127.0.0.1:{free_port()}"
+            migrate_incoming(dst, uri)
+            set_max_bandwidth(src, 8 * MIB)
+            before = src.cmd("query-migrate-parameters")
+            migrate(src, uri)
+            applied = recorder.wait_for(lambda _m: [
+                p for p in _json(recorder, "pol", "migration")
+                if any(r["applied"] for r in p["recommendations"])], 15, "an applied action")
+            after = src.cmd("query-migrate-parameters")
+            src.cmd("migrate_cancel")
+            wait_for_migration(src, 30)
+    finally:
+        daemon.stop()
+        daemon.close()
+    assert isinstance(before, dict) and isinstance(after, dict)
+    rec = next(r for r in applied[0]["recommendations"] if r["action"] == "downtime-limit")
+    assert rec["applied"] and after["downtime-limit"] == int(rec["value"]) > before[
+        "downtime-limit"]
+    assert "policy applied downtime-limit" in daemon.log()

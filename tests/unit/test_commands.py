@@ -122,3 +122,17 @@ def test_calc_dirty_rate_does_not_open_migrate_set_capabilities() -> None:
     policy = CommandPolicy(enable_migration_events=False, measure_dirty_rate=True)
     assert not policy.allows("migrate-set-capabilities", EVENTS_TRUE)
     assert policy.allows("calc-dirty-rate", None)
+
+
+def test_policy_may_raise_downtime_limit_only_when_enabled() -> None:
+    from qmpdirty.errors import CommandNotAllowed
+    from qmpdirty.qmp.commands import CommandPolicy
+
+    args = {"downtime-limit": 5000}
+    assert not CommandPolicy().allows("migrate-set-parameters", args)
+    on = CommandPolicy(apply_recommendations=True)
+    assert on.allows("migrate-set-parameters", args)
+    for other in ({"max-bandwidth": 1}, {"downtime-limit": 5000, "max-bandwidth": 1}, {}):
+        assert not on.allows("migrate-set-parameters", other)
+        with pytest.raises(CommandNotAllowed):
+            on.check("migrate-set-parameters", other)
