@@ -43,7 +43,15 @@ class QmpError(QmpDirtyError):
 
 
 class QmpConnectError(QmpError):
-    """Could not connect to, greet or negotiate with a QMP server."""
+    """Could not connect to, greet or negotiate with a QMP server.
+
+    ``protocol`` is true when something answered but did not speak QMP properly (a
+    bad greeting, a failed negotiation): the peer is broken, not merely absent.
+    """
+
+    def __init__(self, message: str, *, protocol: bool = False) -> None:
+        super().__init__(message)
+        self.protocol = protocol
 
 
 class QmpClosedError(QmpError):

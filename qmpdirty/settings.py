@@ -140,6 +140,8 @@ class QmpConfig(_Section):
     reconnect_max_s: float = Field(default=5.0, gt=0)
     enable_migration_events: bool = True
     event_queue_size: int = Field(default=1000, ge=10)
+    liveness_interval_s: float = Field(default=5.0, gt=0, description="query-status this "
+                                       "often; no reply in command_timeout_s = unresponsive")
 
 
 class DirtyRateConfig(_Section):

@@ -23,7 +23,7 @@ from typing import Any
 
 from qmpdirty.config import Config
 from qmpdirty.daemon.session import SessionWatch
-from qmpdirty.daemon.vmstate import Context, VmState
+from qmpdirty.daemon.vmstate import Context, VmPublisher, VmState
 from qmpdirty.errors import QmpClosedError, QmpConnectError, QmpError
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.address import QmpAddress
@@ -76,11 +76,16 @@ async def open_session(ctx: Context, target: QmpAddress | socket.socket, label: 
 
 async def run_session(
     ctx: Context, session: QmpSession, label: str, fallback_name: str, pid: int | None
-) -> None:
-    """Identify the VM and watch it until the session ends. Never raises (but cancel)."""
+) -> str | None:
+    """Identify the VM and watch it until the session ends. Never raises (but cancel).
+
+    Returns why the session failed - the peer broke the protocol (malformed or
+    oversized messages, replies of the wrong shape, errors to the queries qmpdirty
+    needs) - or None when QEMU simply went away. A failure publishes ``error``."""
     owner = object()
     vm: VmState | None = None
     watch: SessionWatch | None = None
+    error: str | None = None
     try:
         version = await queries.qemu_version(session)
         if not is_supported(version):
@@ -91,29 +96,47 @@ async def run_session(
         watch = SessionWatch(ctx, session, vm, version=version, identity=identity, qmp_label=label)
         await watch.run()
     except* QmpClosedError:
-        log.info("%s: QMP session closed", label)
+        pass
     except* QmpError as group:
-        log.warning("%s: %s", label, "; ".join(str(e) for e in group.exceptions))
-    except* Exception:
+        error = str(group.exceptions[0])
+    except* Exception as group:
         log.exception("%s: VM task failed; other VMs are unaffected", label)
+        error = f"internal error: {group.exceptions[0]!r}"
     finally:
-        await _end_session(ctx, session, watch, vm, owner, label=label)
+        broken = await _end_session(ctx, session, watch, owner, label=label)
+        error = error or broken
+        if error is not None:
+            _publish_error(ctx, vm, owner, fallback_name, reason=error, label=label)
+        if vm is not None:
+            ctx.release(vm, owner)
+    return error
 
 
 async def _end_session(ctx: Context, session: QmpSession, watch: SessionWatch | None,
-                       vm: VmState | None, owner: object, *, label: str) -> None:
-    """Publish ``offline`` (and ``lost``), free the name, close: guarded like the session
-    itself, because a failure here must not escape into the fleet either."""
+                       owner: object, *, label: str) -> str | None:
+    """Close, then publish ``offline`` (and ``lost``); return why the connection broke.
+    Guarded like the session itself: a failure here must not escape into the fleet."""
+    broken = await session.close()
     try:
         if watch is not None:
             watch.session_lost()
             log.info("VM %s offline", watch.vm.name)
     except Exception:
         log.exception("%s: publishing the end of the session failed", label)
-    finally:
-        if vm is not None:
-            ctx.release(vm, owner)
-        await session.close()
+    return broken
+
+
+def _publish_error(ctx: Context, vm: VmState | None, owner: object, fallback: str, *,
+                   reason: str, label: str) -> None:
+    """``status`` ``error`` + ``vm/<vm>/error``, under the VM's name or, if it was never
+    identified, the name it would have had."""
+    try:
+        target = vm or ctx.claim(sanitise(fallback), owner)
+        VmPublisher(ctx, target).error(reason, label)
+        if vm is None:
+            ctx.release(target, owner)
+    except Exception:
+        log.exception("%s: publishing the error state failed", label)
 
 
 async def supervise(ctx: Context, target: Target) -> None:
@@ -121,20 +144,29 @@ async def supervise(ctx: Context, target: Target) -> None:
     q = ctx.cfg.qmp
     delay = q.reconnect_initial_s
     label = str(target.address)
-    failures = 0
+    last: str | None = None  # the failure logged last: a repeat is logged at debug only
     while True:
+        failure: str | None = None
         try:
             session = await open_session(ctx, target.address, label)
         except QmpConnectError as exc:
-            failures += 1
-            level = logging.WARNING if failures == 1 else logging.DEBUG
-            log.log(level, "%s: cannot connect: %s (retrying)", label, exc)
-        except Exception:
+            failure = f"cannot connect: {exc}"
+            if exc.protocol:  # something answered, but not in QMP
+                _publish_error(ctx, None, object(), target.fallback_name, reason=str(exc),
+                               label=label)
+        except Exception as exc:
             log.exception("%s: unexpected error while connecting (retrying)", label)
+            failure = repr(exc)
         else:
-            failures = 0
             delay = q.reconnect_initial_s
-            await _firewalled(run_session(ctx, session, label, target.fallback_name, None), label)
+            failure = await _firewalled(
+                run_session(ctx, session, label, target.fallback_name, None), label)
+            if failure is not None:
+                failure = f"QMP peer misbehaved: {failure}"
+        if failure is not None:
+            level = logging.WARNING if failure != last else logging.DEBUG
+            log.log(level, "%s: %s (retrying)", label, failure)
+        last = failure
         await asyncio.sleep(delay * random.uniform(0.8, 1.2))
         delay = min(delay * 2, q.reconnect_max_s)
 
@@ -157,15 +189,19 @@ async def _accepted(ctx: Context, conn: socket.socket, pid: int, label: str) -> 
         log.warning("%s: %s", where, exc)
         conn.close()
         return
-    await _firewalled(run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid), where)
+    failure = await _firewalled(
+        run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid), where)
+    if failure is not None:
+        log.warning("%s: QMP peer misbehaved: %s", where, failure)
 
 
-async def _firewalled(work: Coroutine[Any, Any, None], label: str) -> None:
+async def _firewalled(work: Coroutine[Any, Any, str | None], label: str) -> str | None:
     """Last line of defence: nothing from one VM's session reaches the fleet's TaskGroup."""
     try:
-        await work
-    except Exception:
+        return await work
+    except Exception as exc:
         log.exception("%s: VM task failed; other VMs are unaffected", label)
+        return repr(exc)
 
 
 class Fleet:

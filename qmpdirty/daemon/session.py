@@ -18,7 +18,13 @@ from qmpdirty.daemon.vfio import evaluate
 from qmpdirty.daemon.vmstate import Context, VmPublisher, VmState
 from qmpdirty.decisions import migration as mig
 from qmpdirty.decisions.dirtyrate import DirtyRatePlan, choose_mode, error_bound, seconds_until_due
-from qmpdirty.errors import QmpClosedError, QmpCommandError, QmpError, QmpReplyError
+from qmpdirty.errors import (
+    QmpClosedError,
+    QmpCommandError,
+    QmpError,
+    QmpReplyError,
+    QmpTimeoutError,
+)
 from qmpdirty.facts.model import VmIdentity, VmInfo
 from qmpdirty.qmp import queries, translate
 from qmpdirty.qmp.session import QmpSession
@@ -75,6 +81,7 @@ class SessionWatch:
             tg.create_task(self._events(), name=f"{self.vm.name}:events")
             tg.create_task(self.migrations.poller(), name=f"{self.vm.name}:migrate-poll")
             tg.create_task(self._forecasts(), name=f"{self.vm.name}:forecast")
+            tg.create_task(self._liveness(), name=f"{self.vm.name}:liveness")
             if self.ctx.cfg.dirty_rate.enabled:
                 tg.create_task(self._dirty_rate(), name=f"{self.vm.name}:dirty-rate")
             if self.ctx.cfg.vfio.enabled:
@@ -106,6 +113,12 @@ class SessionWatch:
         msg = render.info(self.out.stamp(), self.info, self.qmp_label, self.identity.pid)
         self.out.send(msg)
         return msg
+
+    async def _refresh_info_if_answering(self) -> None:
+        try:
+            await self._refresh_info()
+        except QmpTimeoutError:
+            log.debug("VM %s: info refresh timed out", self.vm.name)
 
     def _announce(self) -> None:
         """Home Assistant discovery, once per VM per daemon run (retained)."""
@@ -140,9 +153,9 @@ class SessionWatch:
             status = data.get("status")
             if name == "MIGRATION" and isinstance(status, str) and \
                     mig.PHASE_OF.get(status) is mig.Phase.TERMINAL:
-                await self._refresh_info()
+                await self._refresh_info_if_answering()
         elif name in RUN_STATE_EVENTS:
-            await self._refresh_info()
+            await self._refresh_info_if_answering()
         elif name in TOPOLOGY_EVENTS:
             self._topology_changed.set()
 
@@ -165,7 +178,10 @@ class SessionWatch:
             if why:
                 log.info("VM %s: dirty rate by %s: %s", self.vm.name, mode, why)
             plan = DirtyRatePlan(mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
-            last_seen = await self._measure(plan, last_seen)
+            try:
+                last_seen = await self._measure(plan, last_seen)
+            except QmpTimeoutError:
+                log.debug("VM %s: dirty-rate measurement timed out", self.vm.name)
 
     async def _measure(
         self, plan: DirtyRatePlan, last_seen: tuple[float | None, float] | None
@@ -193,6 +209,24 @@ class SessionWatch:
             await asyncio.sleep(0.1)
         log.warning("VM %s: dirty-rate measurement did not finish in time", self.vm.name)
         return last_seen
+
+    async def _liveness(self) -> None:
+        """A frozen QEMU (SIGSTOP, overload) keeps its socket open but answers nothing:
+        ``unresponsive`` after a ``query-status`` timeout, ``online`` when it answers
+        again. The session is kept; commands meanwhile time out and are skipped."""
+        while True:
+            await asyncio.sleep(self.ctx.cfg.qmp.liveness_interval_s)
+            try:
+                await queries.run_state(self.session)
+            except QmpTimeoutError:
+                if self.vm.state == "online":
+                    log.warning("VM %s: QEMU does not answer (frozen?): unresponsive",
+                                self.vm.name)
+                    self.out.state("unresponsive")
+                continue
+            if self.vm.state == "unresponsive":
+                log.info("VM %s: QEMU answers again: online", self.vm.name)
+                self.out.state("online")
 
     async def _forecasts(self) -> None:
         """The retained pre-migration ``forecast``, refreshed periodically."""
@@ -233,8 +267,10 @@ class SessionWatch:
         for path in ("/machine/peripheral", "/machine/peripheral-anon"):
             try:
                 reply = await self.session.execute("qom-list", {"path": path})
-            except QmpCommandError:
-                continue  # no such container yet
+            except QmpClosedError:
+                raise
+            except QmpError:
+                continue  # no such container yet, or QEMU frozen (liveness reports it)
             if isinstance(reply, list):
                 found |= {str(p.get("name")) for p in reply if isinstance(p, dict)}
         return frozenset(found)

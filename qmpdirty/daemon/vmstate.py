@@ -21,7 +21,7 @@ from qmpdirty.sinks.hooks import HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing, VmStamp
-from qmpdirty.telemetry.topics import Topics
+from qmpdirty.telemetry.topics import TopicKind, Topics
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class VmState:
     name: str
     seq: int = 0
     online: bool = False
+    state: str = "offline"
     owner: object | None = None
     tracker: TrackerState = field(default_factory=TrackerState)
     discovery_sent: bool = False
@@ -102,6 +103,19 @@ class VmPublisher:
             self.ctx.hooks.fire(kind, self.vm.name, payload)
 
     def status(self, online: bool) -> None:
-        """``vm/<vm>/status``."""
-        self.vm.online = online
-        self.send(render.vm_status(self.ctx.topics, self.vm.name, online))
+        """``vm/<vm>/status``: ``online`` (an ``error`` left behind is cleared) / ``offline``."""
+        self.state("online" if online else "offline")
+
+    def state(self, state: render.VmState) -> None:
+        """``vm/<vm>/status`` with any of its four values."""
+        was = self.vm.state
+        self.vm.online = state in ("online", "unresponsive")
+        self.vm.state = state
+        self.send(render.vm_state(self.ctx.topics, self.vm.name, state))
+        if was == "error" and state == "online":
+            self.send(render.cleared(self.ctx.topics, self.vm.name, TopicKind.ERROR))
+
+    def error(self, reason: str, qmp: str) -> None:
+        """The peer broke the protocol: ``status`` ``error`` and the reason."""
+        self.send(render.vm_error(self.stamp(), reason, qmp))
+        self.state("error")

@@ -88,7 +88,9 @@ class QmpSession:
                 "or another client holds this monitor (QEMU serves one client per monitor)"
             ) from exc
         except QMPError as exc:
-            raise QmpConnectError(f"{label}: {_reason(exc)}") from exc
+            inner = getattr(exc, "exc", None)
+            protocol = not isinstance(inner, OSError | EOFError)
+            raise QmpConnectError(f"{label}: {_reason(exc)}", protocol=protocol) from exc
         except OSError as exc:
             raise QmpConnectError(f"{label}: {exc.strerror or exc}") from exc
         return cls(client, policy, command_timeout_s)
@@ -128,9 +130,10 @@ class QmpSession:
         while self._client.runstate == Runstate.RUNNING:
             await self._client.runstate_changed()
 
-    async def close(self) -> None:
-        """Disconnect; transport errors from an already-dead peer are expected."""
-        await _quietly_disconnect(self._client)
+    async def close(self) -> str | None:
+        """Disconnect; return why the connection broke when it was a protocol error
+        (malformed JSON, an oversized message...), None for a plain hang-up."""
+        return await _quietly_disconnect(self._client)
 
 
 def _reason(exc: BaseException) -> str:
@@ -141,9 +144,17 @@ def _reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-async def _quietly_disconnect(client: QMPClient) -> None:
+async def _quietly_disconnect(client: QMPClient) -> str | None:
     try:
         await client.disconnect()
-    except (QMPError, OSError, EOFError) as exc:
+    except EOFError:
+        return None  # QEMU hung up: not an error of the protocol
+    except (QMPError, OSError, ValueError) as exc:
         log.debug("%s: disconnect after error: %s", client.name, _reason(exc))
+        if isinstance(exc, ConnectionResetError | BrokenPipeError):
+            return None
+        if isinstance(exc, ValueError | asyncio.LimitOverrunError):  # reader limit
+            return f"message larger than {READ_LIMIT // 2**20} MiB"
+        return _reason(exc)
+    return None
 

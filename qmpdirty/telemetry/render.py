@@ -8,6 +8,7 @@ whose payload is validated by a ``schema`` model. No I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from qmpdirty.decisions.migration import Migration, Outcome
 from qmpdirty.decisions.migration_errors import error_cause
@@ -62,11 +63,33 @@ def host_status(topics: Topics, online: bool) -> Outgoing:
     return Outgoing(topics.host_topic(kind), body, kind.qos, kind.retain, is_json=False)
 
 
+VmState = Literal["online", "offline", "unresponsive", "error"]
+
+
 def vm_status(topics: Topics, vm: str, online: bool) -> Outgoing:
     """``vm/<vm>/status``: whether the daemon has a QMP session to the VM."""
+    return vm_state(topics, vm, "online" if online else "offline")
+
+
+def vm_state(topics: Topics, vm: str, state: VmState) -> Outgoing:
+    """``vm/<vm>/status``: ``online``, ``offline``, ``unresponsive`` (QEMU stopped
+    answering: frozen or overloaded; the session is kept) or ``error`` (the peer broke
+    the protocol; the reason is on ``vm/<vm>/error``)."""
     kind = TopicKind.VM_STATUS
-    body = b"online" if online else b"offline"
-    return Outgoing(topics.vm_topic(vm, kind), body, kind.qos, kind.retain, is_json=False)
+    return Outgoing(topics.vm_topic(vm, kind), state.encode(), kind.qos, kind.retain,
+                    is_json=False)
+
+
+def vm_error(stamp: VmStamp, reason: str, qmp: str) -> Outgoing:
+    """``vm/<vm>/error`` (retained): why the status is ``error``."""
+    model = schema.VmErrorPayload.model_validate({**stamp.common(), "reason": reason,
+                                                  "qmp": qmp})
+    return vm_message(stamp, TopicKind.ERROR, model)
+
+
+def cleared(topics: Topics, vm: str, kind: TopicKind) -> Outgoing:
+    """An empty retained message: removes a retained topic from the broker."""
+    return Outgoing(topics.vm_topic(vm, kind), b"", kind.qos, True, is_json=False)
 
 
 def daemon_state(

@@ -231,6 +231,14 @@ class HookResultPayload(VmPayload):
     duration_s: float
 
 
+class VmErrorPayload(VmPayload):
+    """``vm/<vm>/error`` (retained while it lasts): why the VM's status is ``error``.
+    Cleared (an empty retained message) when the VM is ``online`` again."""
+
+    reason: str = Field(description="one line: what the QMP peer did wrong")
+    qmp: str = Field(description="the address or socket the peer was reached on")
+
+
 #: Topic suffix -> payload model: the source of docs/schema/*.json.
 PAYLOADS: dict[str, type[Payload]] = {
     "daemon": DaemonPayload,
@@ -326,5 +334,6 @@ class BlockersPayload(VmPayload):
 
 PAYLOADS["forecast"] = ForecastPayload
 PAYLOADS["hook"] = HookResultPayload
+PAYLOADS["error"] = VmErrorPayload
 PAYLOADS["tracking"] = TrackingPayload
 PAYLOADS["blockers"] = BlockersPayload

@@ -47,6 +47,7 @@ class TopicKind(Enum):
     SUMMARY = ("vm", "migration/summary", True, 1)
     EVENT = ("vm", "event", False, 1)
     HOOK = ("vm", "hook", False, 1)
+    ERROR = ("vm", "error", True, 1)
 
     @property
     def scope(self) -> str:

@@ -51,7 +51,14 @@ class Recorder:
         self._client.on_message = self._on_message
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *_a: self._subscribed.set()
-        self._client.connect("127.0.0.1", port, clean_start=clean)
+        props = None
+        if not clean:  # v5: a session outlives the connection only with an expiry interval
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 3600
+        self._client.connect("127.0.0.1", port, clean_start=clean, properties=props)
         self._client.loop_start()
         if not self._subscribed.wait(10):
             raise TimeoutError(f"could not subscribe on port {port}")

@@ -13,8 +13,9 @@ from qmpdirty.daemon import fleet
 class _Session:
     closed = False
 
-    async def close(self) -> None:
+    async def close(self) -> str | None:
         self.closed = True
+        return "message larger than 10 MiB"
 
 
 class _Watch:
@@ -37,16 +38,17 @@ async def test_cleanup_failure_is_logged_and_the_session_still_closed(
 ) -> None:
     session, ctx = _Session(), _Ctx()
     with caplog.at_level(logging.ERROR):
-        await fleet._end_session(ctx, session, _Watch(), "vmstate", "owner",  # type: ignore[arg-type]
-                                 label="unix:/x")
-    assert session.closed and ctx.released == [("vmstate", "owner")]
+        broken = await fleet._end_session(ctx, session, _Watch(), "owner",  # type: ignore[arg-type]
+                                          label="unix:/x")
+    assert session.closed and broken == "message larger than 10 MiB"
     assert "publishing the end of the session failed" in caplog.text
 
 
 async def test_firewall_swallows_and_logs_any_error(caplog: pytest.LogCaptureFixture) -> None:
-    async def boom() -> None:
+    async def boom() -> str | None:
         raise RuntimeError("unexpected")
 
     with caplog.at_level(logging.ERROR):
-        await fleet._firewalled(boom(), "unix:/y")
+        failure = await fleet._firewalled(boom(), "unix:/y")
     assert "unix:/y: VM task failed; other VMs are unaffected" in caplog.text
+    assert failure == "RuntimeError('unexpected')"

@@ -80,6 +80,8 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
     ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), {
         "exit_code": 3, "timed_out": False, "error": "exit status 3", "duration_s": 0.1}),
      f"{VM}/hook", TopicKind.HOOK, schema.HookResultPayload),
+    ("error", lambda: render.vm_error(STAMP, "message larger than 10 MiB", "unix:/q"),
+     f"{VM}/error", TopicKind.ERROR, schema.VmErrorPayload),
     ("event", lambda: render.event(STAMP, EVENT, 3600), f"{VM}/event/MIGRATION_PASS",
      TopicKind.EVENT, schema.EventPayload),
     ("tracking", lambda: vfio.tracking(STAMP, (10, 0, 2), NO_VFIO, {}), f"{VM}/tracking",

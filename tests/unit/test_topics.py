@@ -163,6 +163,7 @@ CONTRACT = [
     (TopicKind.PASS, "qmpdirty/kvm01/vm/web1/migration/pass", False, 1),
     (TopicKind.SUMMARY, "qmpdirty/kvm01/vm/web1/migration/summary", True, 1),
     (TopicKind.HOOK, "qmpdirty/kvm01/vm/web1/hook", False, 1),
+    (TopicKind.ERROR, "qmpdirty/kvm01/vm/web1/error", True, 1),
 ]
 
 
