@@ -24,6 +24,7 @@ from qmpdirty.daemon.vmstate import Context, VmPublisher
 from qmpdirty.errors import ConfigError, QmpConnectError
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.listener import QmpListener
+from qmpdirty.qmp.session import quiet_library_quirks
 from qmpdirty.sdnotify import SystemdNotifier
 from qmpdirty.sinks.hooks import HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
@@ -84,6 +85,7 @@ class Daemon:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or ``request_stop``), then stop within the deadline."""
         loop = asyncio.get_running_loop()
+        quiet_library_quirks(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)

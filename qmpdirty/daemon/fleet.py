@@ -103,8 +103,8 @@ async def run_session(
         log.exception("%s: VM task failed; other VMs are unaffected", label)
         error = f"internal error: {group.exceptions[0]!r}"
     finally:
-        broken = await _end_session(ctx, session, watch, owner, label=label)
-        error = error or broken
+        error = error or await session.close()
+        _end_session(watch, failed=error is not None, label=label)
         if error is not None:
             _publish_error(ctx, vm, owner, fallback_name, reason=error, label=label)
         if vm is not None:
@@ -112,18 +112,17 @@ async def run_session(
     return error
 
 
-async def _end_session(ctx: Context, session: QmpSession, watch: SessionWatch | None,
-                       owner: object, *, label: str) -> str | None:
-    """Close, then publish ``offline`` (and ``lost``); return why the connection broke.
-    Guarded like the session itself: a failure here must not escape into the fleet."""
-    broken = await session.close()
+def _end_session(watch: SessionWatch | None, *, failed: bool, label: str) -> None:
+    """A migration in flight is ``lost``; the VM is ``offline`` unless the session
+    failed (then it is ``error``, published next). Guarded like the session itself: a
+    failure here must not escape into the fleet either."""
     try:
         if watch is not None:
-            watch.session_lost()
-            log.info("VM %s offline", watch.vm.name)
+            watch.session_lost(offline=not failed)
+            if not failed:
+                log.info("VM %s offline", watch.vm.name)
     except Exception:
         log.exception("%s: publishing the end of the session failed", label)
-    return broken
 
 
 def _publish_error(ctx: Context, vm: VmState | None, owner: object, fallback: str, *,

@@ -87,11 +87,13 @@ class SessionWatch:
             if self.ctx.cfg.vfio.enabled:
                 tg.create_task(self._vfio(), name=f"{self.vm.name}:vfio")
 
-    def session_lost(self) -> None:
-        """The session ended: a migration in flight is ``lost``; the VM is ``offline``."""
+    def session_lost(self, offline: bool = True) -> None:
+        """The session ended: a migration in flight is ``lost``; the VM is ``offline``
+        (unless the session failed: the caller publishes ``error`` instead)."""
         self.migrations.observe(mig.SessionLost())
-        self.out.status(online=False)
-        self.out.fire("vm-offline")
+        if offline:
+            self.out.status(online=False)
+            self.out.fire("vm-offline")
 
     # --- setup -------------------------------------------------------------
 

@@ -34,6 +34,7 @@ class VmState:
     seq: int = 0
     online: bool = False
     state: str = "offline"
+    error: str | None = None
     owner: object | None = None
     tracker: TrackerState = field(default_factory=TrackerState)
     discovery_sent: bool = False
@@ -116,6 +117,10 @@ class VmPublisher:
             self.send(render.cleared(self.ctx.topics, self.vm.name, TopicKind.ERROR))
 
     def error(self, reason: str, qmp: str) -> None:
-        """The peer broke the protocol: ``status`` ``error`` and the reason."""
+        """The peer broke the protocol: ``status`` ``error`` and the reason (published
+        again only when the reason changes: a broken peer is retried with backoff)."""
+        if self.vm.state == "error" and self.vm.error == reason:
+            return
+        self.vm.error = reason
         self.send(render.vm_error(self.stamp(), reason, qmp))
         self.state("error")

@@ -28,6 +28,13 @@ class HangUp:
 
 
 @dataclass
+class Raw:
+    """Handler result: send these bytes as they are (malformed JSON, huge messages)."""
+
+    data: bytes
+
+
+@dataclass
 class QmpError:
     cls: str
     desc: str
@@ -68,6 +75,13 @@ class ScriptedQmp:
             await w.drain()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._converse(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            writer.close()  # the client hung up on us (as it may, on a hostile reply)
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                        ) -> None:
         self.writers.append(writer)
         writer.write(json.dumps(self.greeting).encode() + b"\n")
         await writer.drain()
@@ -85,6 +99,10 @@ class ScriptedQmp:
             if isinstance(result, HangUp):
                 writer.close()
                 return
+            if isinstance(result, Raw):
+                writer.write(result.data)
+                await writer.drain()
+                continue
             reply: dict[str, Any] = (
                 {"error": {"class": result.cls, "desc": result.desc}}
                 if isinstance(result, QmpError) else {"return": result}
