@@ -1,6 +1,6 @@
 # The two commands of the README's quick start (demo, test), plus helpers.
 # Each target bootstraps what it needs (apt packages, .venv) first.
-.PHONY: demo test bootstrap schema bench
+.PHONY: demo test bootstrap schema bench fuzz
 
 bootstrap:
 	scripts/bootstrap
@@ -16,3 +16,6 @@ schema: bootstrap
 
 bench: bootstrap
 	.venv/bin/python -m bench
+
+fuzz: bootstrap
+	.venv/bin/python -m fuzz

@@ -1,0 +1,1 @@
+"""Long fuzz runs (``make fuzz``); the test suite runs the same properties briefly."""
