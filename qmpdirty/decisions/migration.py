@@ -84,6 +84,9 @@ class TrackerState:
 
     current: Migration | None = None
     ended: Migration | None = None
+    #: the last poll seen while idle: with events off, a terminal status that differs
+    #: from it is a migration that began and ended between two polls
+    idle_poll: MigrationSnapshot | None = None
 
 
 # --- what the shell observed -------------------------------------------------
@@ -209,6 +212,8 @@ _Handler = Callable[[TrackerState, StatusSeen, float, Role], Step]
 
 
 def _ignore(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
+    if not seen.from_event and seen.snapshot is not None:
+        return replace(state, idle_poll=seen.snapshot), ()
     return state, ()
 
 
@@ -227,7 +232,7 @@ def _finish(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> St
     assert state.current is not None
     done = _absorb(state.current, seen.status, seen.snapshot)
     ended = MigrationEnded(done, _outcome(seen.status), now)
-    return TrackerState(None, done), (MigrationChanged(done), ended)
+    return TrackerState(None, done, done.snapshot), (MigrationChanged(done), ended)
 
 
 def _flash(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
@@ -237,10 +242,20 @@ def _flash(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Ste
     already reported (the migration that ended last has this status).
     """
     last = state.ended
-    if not seen.from_event or (last is not None and last.status == seen.status):
+    if not seen.from_event:
+        before, state = state.idle_poll, replace(state, idle_poll=seen.snapshot)
+        if before is None or _same_result(before, seen.snapshot):
+            return state, ()  # history: what the first poll found, or unchanged since
+    elif last is not None and last.status == seen.status:
         return state, ()
     flash = TrackerState(_start(seen.status or "none", None, now, role), last)
     return _finish(flash, seen, now, role)
+
+
+def _same_result(a: MigrationSnapshot, b: MigrationSnapshot | None) -> bool:
+    """Two idle polls show the same finished migration (QEMU keeps the last one)."""
+    return b is not None and (a.status, a.total_time_ms, a.transferred_bytes) == (
+        b.status, b.total_time_ms, b.transferred_bytes)
 
 
 def _vanished(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:

@@ -245,12 +245,18 @@ def test_poll_showing_no_migration_after_one_ran_is_lost(gone: str | None) -> No
 
 @pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
 def test_poll_showing_a_past_migration_while_idle_is_history(status: str) -> None:
-    assert observe(TrackerState(), poll(status), T0) == (TrackerState(), ())
+    state, effects = observe(TrackerState(), poll(status), T0)
+    # nothing begins or is published; the poll is remembered (events-off detection)
+    assert effects == () and state.current is None and state.ended is None
+    assert state.idle_poll is not None and state.idle_poll.status == status
 
 
 @pytest.mark.parametrize("status", [None, "none"])
 def test_idle_poll_while_idle_does_nothing(status: str | None) -> None:
-    assert observe(TrackerState(), poll(status), T0) == (TrackerState(), ())
+    state, effects = observe(TrackerState(), poll(status), T0)
+    # nothing begins or is published; the poll is remembered (events-off detection)
+    assert effects == () and state.current is None and state.ended is None
+    assert state.idle_poll is not None and state.idle_poll.status == status
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
@@ -555,3 +561,18 @@ def test_from_poll(events_on: bool, active: bool, expected: type) -> None:
     assert type(seen) is expected
     if isinstance(seen, StatusSeen):
         assert not seen.from_event
+
+
+def test_events_off_a_migration_between_two_idle_polls_is_reported() -> None:
+    """Without MIGRATION events a short migration can begin and end between polls: a
+    terminal result that differs from the previous idle poll is news; the first poll's
+    (the last migration before the daemon came) and an unchanged one are history."""
+    first = poll("completed", total_time_ms=100, transferred_bytes=1)
+    state, effects = observe(TrackerState(), first, T0)
+    assert effects == ()
+    state, effects = observe(state, poll("completed", total_time_ms=100, transferred_bytes=1), T0)
+    assert effects == ()
+    state, effects = observe(state, poll("completed", total_time_ms=250, transferred_bytes=9), T0)
+    assert [type(e) for e in effects] == [MigrationChanged, MigrationEnded]
+    state, effects = observe(state, poll("completed", total_time_ms=250, transferred_bytes=9), T0)
+    assert effects == ()  # the same result again

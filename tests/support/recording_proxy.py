@@ -1,0 +1,58 @@
+"""A QMP proxy that records every command a client sends to a real QEMU.
+
+Sits on a UNIX socket between the daemon and QEMU's QMP socket, relays bytes both
+ways untouched, and parses the client's stream (JSON objects, no newline needed) to
+record each ``execute`` with its arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+
+class RecordingProxy:
+    def __init__(self, listen: Path, upstream: Path) -> None:
+        self.listen = listen
+        self.upstream = upstream
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> RecordingProxy:
+        self._server = await asyncio.start_unix_server(self._relay, str(self.listen))
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _relay(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        ur, uw = await asyncio.open_unix_connection(str(self.upstream))
+
+        async def to_qemu() -> None:
+            decoder, buf = json.JSONDecoder(), ""
+            while data := await r.read(65536):
+                uw.write(data)
+                await uw.drain()
+                buf += data.decode(errors="replace")
+                while buf.strip():
+                    try:
+                        obj, end = decoder.raw_decode(buf.lstrip())
+                    except json.JSONDecodeError:
+                        break
+                    buf = buf.lstrip()[end:]
+                    if isinstance(obj, dict) and "execute" in obj:
+                        self.commands.append((obj["execute"], obj.get("arguments") or {}))
+            uw.close()
+
+        async def to_client() -> None:
+            while data := await ur.read(65536):
+                w.write(data)
+                await w.drain()
+            w.close()
+
+        with contextlib.suppress(ConnectionError):
+            await asyncio.gather(to_qemu(), to_client())
