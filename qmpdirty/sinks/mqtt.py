@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable
 
 import aiomqtt
@@ -32,6 +33,8 @@ from qmpdirty.telemetry.topics import Topics
 
 log = logging.getLogger(__name__)
 
+#: While the same failure repeats, remind at warning level this often.
+REMIND_S = 300.0
 #: CONNACK codes meaning "I do not speak MQTT v5" (3.1.1 rc 1, v5 reason 132).
 _UNSUPPORTED_PROTOCOL = (1, 132)
 
@@ -50,6 +53,8 @@ class MqttSink:
         self._drained = asyncio.Event()
         self._v5 = cfg.protocol != "3.1.1"
         self._closing = False
+        self._last_failure: str | None = None
+        self._last_warned = 0.0
         self._on_drop: Callable[[int], None] | None = None
 
     def on_drop(self, callback: Callable[[int], None]) -> None:
@@ -83,19 +88,30 @@ class MqttSink:
                     log.info("broker does not speak MQTT v5; using 3.1.1")
                     self._v5 = False
                     continue
-                log.warning("MQTT %s: %s; retrying in %.1fs", self._cfg.url, exc, delay)
+                self._failed(str(exc), delay)
             except (aiomqtt.MqttError, OSError, SinkError) as exc:
-                log.warning("MQTT %s: %s; retrying in %.1fs", self._cfg.url, exc, delay)
+                self._failed(str(exc), delay)
             finally:
                 self.connected = False
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self._cfg.reconnect_max_s)
+
+    def _failed(self, why: str, delay: float) -> None:
+        """Log a connection failure: a new reason at warning, the same again at debug,
+        with a warning reminder every ``REMIND_S`` while it lasts."""
+        now = time.monotonic()
+        repeat = why == self._last_failure and now - self._last_warned < REMIND_S
+        log.log(logging.DEBUG if repeat else logging.WARNING, "MQTT %s: %s; retrying in %.1fs",
+                self._cfg.url, why, delay)
+        if not repeat:
+            self._last_failure, self._last_warned = why, now
 
     async def _session(self) -> None:
         """One broker connection: birth, every retained topic, then the outbox."""
         async with self._client() as client:
             self.connected = True
             self.connects += 1
+            self._last_failure = None
             log.info("MQTT connected to %s (v%s)", self._cfg.url, "5" if self._v5 else "3.1.1")
             self.outbox.mark_all_retained()
             await self._send(client, render.host_status(self._topics, online=True))
