@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.jsonstream import json_objects
 
 GREETING = {"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10},
                                 "package": "Debian 1:10.0.2"}, "capabilities": ["oob"]}}
@@ -85,7 +87,7 @@ class ScriptedQmp:
         self.writers.append(writer)
         writer.write(json.dumps(self.greeting).encode() + b"\n")
         await writer.drain()
-        async for msg in _json_stream(reader):
+        async for msg in json_objects(reader):
             self.commands.append(msg)
             name = msg.get("execute")
             if name == "qmp_capabilities":
@@ -113,17 +115,3 @@ class ScriptedQmp:
             await writer.drain()
         writer.close()
 
-
-async def _json_stream(reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
-    """JSON objects as they arrive; QMP clients need not end them with a newline."""
-    decoder = json.JSONDecoder()
-    buf = ""
-    while chunk := await reader.read(65536):
-        buf += chunk.decode()
-        while buf.strip():
-            try:
-                obj, end = decoder.raw_decode(buf.lstrip())
-            except json.JSONDecodeError:
-                break
-            buf = buf.lstrip()[end:]
-            yield obj

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from pathlib import Path
 from typing import Any
+
+from tests.support.jsonstream import JsonStream
 
 
 class RecordingProxy:
@@ -33,17 +34,11 @@ class RecordingProxy:
         ur, uw = await asyncio.open_unix_connection(str(self.upstream))
 
         async def to_qemu() -> None:
-            decoder, buf = json.JSONDecoder(), ""
+            stream = JsonStream()
             while data := await r.read(65536):
                 uw.write(data)
                 await uw.drain()
-                buf += data.decode(errors="replace")
-                while buf.strip():
-                    try:
-                        obj, end = decoder.raw_decode(buf.lstrip())
-                    except json.JSONDecodeError:
-                        break
-                    buf = buf.lstrip()[end:]
+                for obj in stream.feed(data):
                     if isinstance(obj, dict) and "execute" in obj:
                         self.commands.append((obj["execute"], obj.get("arguments") or {}))
             uw.close()

@@ -31,7 +31,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from typing import Any
 from qemu.qmp import ExecuteError, QMPClient
 
 from tests.support import vfio_scenario as fab
+from tests.support.jsonstream import json_objects
 from tests.support.qapi_schema import QOM_LIST_GET_10_1, QapiSchema
 from tests.support.vfio_scenario import Scenario
 
@@ -159,7 +160,7 @@ class VfioStandIn:
         negotiated = False
         try:
             await _send(writer, self._greeting(endpoint))
-            async for msg in _json_stream(reader):
+            async for msg in json_objects(reader):
                 name = str(msg.get("execute", msg.get("exec-oob", "")))
                 endpoint.commands.append(name)
                 reply = await self._reply(endpoint, name, msg, negotiated)
@@ -345,17 +346,3 @@ async def _broadcast(writers: Sequence[asyncio.StreamWriter], message: dict[str,
         with contextlib.suppress(ConnectionError):
             await _send(writer, message)
 
-
-async def _json_stream(reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
-    """JSON objects as they arrive (qemu.qmp sends no newline after a command)."""
-    decoder = json.JSONDecoder()
-    buf = ""
-    while chunk := await reader.read(65536):
-        buf += chunk.decode()
-        while buf.strip():
-            try:
-                obj, end = decoder.raw_decode(buf.lstrip())
-            except json.JSONDecodeError:
-                break
-            buf = buf.lstrip()[end:]
-            yield obj
