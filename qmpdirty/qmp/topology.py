@@ -50,6 +50,9 @@ async def gather_topology(
     )
     version = translate.version_from(version_reply)
     targets = plan.targets_from(children, device_types)
+    # The flat view, BARs and memory devices decide only DMA-logging ranges: a VM
+    # without VFIO devices (most of them) does not pay for them on every refresh.
+    aux.update(await _memory_map(session) if targets.devices else NO_MEMORY_MAP)
     properties = await _read(session, version, plan.wanted_properties(targets, version))
     buses = [tw.parent_bus_of(c.path, properties.get(c.path, {}))
              for c in targets.devices if "addr" in properties.get(c.path, {})]
@@ -90,16 +93,34 @@ async def _auxiliary(session: QmpSession) -> dict[str, tuple[object | None, str 
         except (QmpCommandError, QmpTimeoutError, CommandNotAllowed) as exc:
             return None, str(exc)
 
-    names = ("pci", "memory_devices", "migrate", "memory_size",
-             "machine_type", "machine_iommu", "mtree")
+    names = ("migrate", "memory_size", "machine_type", "machine_iommu")
     replies = await asyncio.gather(
-        required("query-pci"), required("query-memory-devices"), required("query-migrate"),
-        required("query-memory-size-summary"),
+        required("query-migrate"), required("query-memory-size-summary"),
         optional("qom-get", {"path": "/machine", "property": "type"}),
         optional("qom-get", {"path": "/machine", "property": "iommu"}),
-        optional("human-monitor-command", MTREE),
     )
     return dict(zip(names, replies, strict=True))
+
+
+#: What a VM without VFIO devices reports instead of its memory map.
+NO_MEMORY_MAP: dict[str, tuple[object | None, str | None]] = {
+    "pci": ([], None), "memory_devices": ([], None),
+    "mtree": (None, "not gathered: the VM has no VFIO device (the flat view only decides "
+                    "DMA-logging ranges)"),
+}
+
+
+async def _memory_map(session: QmpSession) -> dict[str, tuple[object | None, str | None]]:
+    """query-pci, query-memory-devices and the flat view (``info mtree -f -o``)."""
+    async def mtree() -> tuple[object | None, str | None]:
+        try:
+            return await session.execute("human-monitor-command", MTREE), None
+        except (QmpCommandError, QmpTimeoutError, CommandNotAllowed) as exc:
+            return None, str(exc)
+
+    pci, memory_devices, flat = await asyncio.gather(
+        session.execute("query-pci"), session.execute("query-memory-devices"), mtree())
+    return {"pci": (pci, None), "memory_devices": (memory_devices, None), "mtree": flat}
 
 
 async def _read(session: QmpSession, version: tuple[int, int, int],

@@ -7,7 +7,8 @@ the wrong shape becomes ``QmpReplyError`` naming the command; nothing here does 
 
 from __future__ import annotations
 
-from typing import TypeVar
+import functools
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -35,10 +36,16 @@ def parse_reply(model: type[_M], command: str, reply: object) -> _M:
         raise QmpReplyError(f"{command}: unexpected reply: {_first_error(exc)}") from exc
 
 
+@functools.cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    """One adapter per model: building one generates a schema, far too costly per reply."""
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
 def parse_reply_list(model: type[_M], command: str, reply: object) -> list[_M]:
     """Validate a reply that is a JSON array of ``model``."""
     try:
-        return TypeAdapter(list[model]).validate_python(reply)  # type: ignore[valid-type]
+        return _list_adapter(model).validate_python(reply)
     except ValidationError as exc:
         raise QmpReplyError(f"{command}: unexpected reply: {_first_error(exc)}") from exc
 

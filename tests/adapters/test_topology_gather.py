@@ -348,7 +348,7 @@ async def test_missing_container_and_machine_properties() -> None:
 
 
 async def test_failed_flat_view_is_none_with_the_reason() -> None:
-    replay = Replay("q35-intel-pxb", overrides={
+    replay = Replay("q35-intel-pxb", devices=vfio_devices((10, 0, 2)), overrides={
         "human-monitor-command": lambda _a: QmpError("GenericError", "mtree exploded")})
     topology, _ = await gather(replay)
     assert topology.flat_view is None
