@@ -56,8 +56,9 @@ async def test_default_policy_sends_only_allowed_commands(
     refused = [(c, a) for c, a in sent if c != "qmp_capabilities" and not policy.allows(c, a)]
     assert refused == []
     names = {c for c, _ in sent}
-    assert {"migrate-set-capabilities", "calc-dirty-rate", "query-migrate",
-            "human-monitor-command"} <= names  # it did exercise them
+    # it did exercise them (a VM without VFIO devices does not read the flat view)
+    assert {"migrate-set-capabilities", "calc-dirty-rate", "query-migrate", "qom-list",
+            "query-status"} <= names
     assert not names & {"migrate", "stop", "cont", "migrate-set-parameters", "device_del",
                         "quit", "system_reset"}
 
