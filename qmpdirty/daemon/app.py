@@ -140,8 +140,9 @@ class Daemon:
         self.sink.publish(render.host_status(self.ctx.topics, online=False))
         remaining = max(0.1, deadline_s - (time.monotonic() - started))
         if not await self.sink.flush(remaining):
-            log.warning("stopping: broker unreachable; %d messages not delivered",
-                        len(self.sink.outbox))
+            why = "deadline passed" if self.sink.connected else "broker unreachable"
+            log.warning("stopping: %s; %d messages not delivered", why,
+                        len(self.sink.outbox) + self.sink.in_flight)
 
     async def _reconcile_until_stopped(self, fleet: Fleet) -> None:
         interval = self.cfg.discovery.rescan_interval_s
