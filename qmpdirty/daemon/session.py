@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from typing import Any
 
 from qmpdirty.daemon.migrations import MigrationWatch
@@ -26,8 +28,10 @@ from qmpdirty.errors import (
     QmpTimeoutError,
 )
 from qmpdirty.facts.model import VmIdentity, VmInfo
-from qmpdirty.qmp import queries, translate
+from qmpdirty.qmp import queries, topology, translate
 from qmpdirty.qmp.session import QmpSession
+from qmpdirty.qmp.topology import TopologyReader
+from qmpdirty.qmp.topology_wire import QomChild
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.discovery import discovery_messages
 from qmpdirty.telemetry.render import Outgoing, VmStamp
@@ -63,6 +67,7 @@ class SessionWatch:
         self._dropped_seen = 0
         self._topology_changed = asyncio.Event()
         self._published_vfio: tuple[bytes, bytes] | None = None
+        self.topology = TopologyReader(session)
 
     async def run(self) -> None:
         """Publish ``online`` and state, then work until the session ends (raises)."""
@@ -166,9 +171,11 @@ class SessionWatch:
         schedule = DirtyRatePlan(dcfg.mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
         last_start: float | None = None
         last_seen: tuple[float | None, float] | None = None
+        spread = random.uniform(0.5, 1.5)  # the first repeat spreads VMs over the interval
         while True:
             delay = seconds_until_due(schedule, self.ctx.clock(), last_start,
-                                      mig.is_active(self.vm.tracker), measuring=False)
+                                      mig.is_active(self.vm.tracker), measuring=False,
+                                      spread=spread)
             if delay is None:
                 await self.migrations.idle.wait()
                 continue
@@ -176,6 +183,7 @@ class SessionWatch:
                 await asyncio.sleep(delay)
                 continue
             last_start = self.ctx.clock()
+            spread = random.uniform(0.9, 1.1) if last_seen is not None else spread
             mode, why = choose_mode(dcfg.mode, self.version, self.has_vfio)
             if why:
                 log.info("VM %s: dirty rate by %s: %s", self.vm.name, mode, why)
@@ -215,9 +223,16 @@ class SessionWatch:
     async def _liveness(self) -> None:
         """A frozen QEMU (SIGSTOP, overload) keeps its socket open but answers nothing:
         ``unresponsive`` after a ``query-status`` timeout, ``online`` when it answers
-        again. The session is kept; commands meanwhile time out and are skipped."""
+        again. The session is kept; commands meanwhile time out and are skipped. Any
+        other reply within the interval proves QEMU answers: no probe then (at 1,000 VMs
+        the probes were 200 commands/s for nothing). Periods are jittered so that VMs
+        started together do not tick together."""
+        interval = self.ctx.cfg.qmp.liveness_interval_s
         while True:
-            await asyncio.sleep(self.ctx.cfg.qmp.liveness_interval_s)
+            tick = time.monotonic()
+            await asyncio.sleep(interval * random.uniform(0.9, 1.1))
+            if self.session.answered_at > tick and self.vm.state == "online":
+                continue  # another command was answered meanwhile: no probe needed
             try:
                 await queries.run_state(self.session)
             except QmpTimeoutError:
@@ -239,47 +254,48 @@ class SessionWatch:
 
     async def _vfio(self) -> None:
         """Evaluate now (every new session publishes), then on topology events
-        (debounced) and every ``refresh_interval_s``; publish what changed."""
+        (debounced, everything re-read), on a hot-plug, and every ``refresh_interval_s``
+        (cheap while the VM has no VFIO device: ``TopologyReader``); publish what changed."""
         vcfg = self.ctx.cfg.vfio
+        full = True
         while True:
-            await self._evaluate_vfio()
-            await self._until_topology_changes()
-            await asyncio.sleep(vcfg.debounce_s)  # hot-plug bursts: evaluate once
-            self._topology_changed.clear()
+            await self._evaluate_vfio(full)
+            full = await self._until_topology_changes()
+            if full:
+                await asyncio.sleep(vcfg.debounce_s)  # hot-plug bursts: evaluate once
+                self._topology_changed.clear()
 
-    async def _until_topology_changes(self) -> None:
-        """Until an event says so, the device lists change, or the refresh is due.
+    async def _until_topology_changes(self) -> bool:
+        """Until an event says so (True), the device lists change or the refresh is due
+        (False: the reader notices a new device itself).
 
         QEMU (<= 10.2) emits DEVICE_DELETED but no DEVICE_ADDED: a hot-plug shows only
         as a new child of /machine/peripheral[-anon], compared every hotplug_poll_s."""
         vcfg = self.ctx.cfg.vfio
-        deadline = self.ctx.clock() + vcfg.refresh_interval_s
-        baseline = await self._peripherals() if vcfg.hotplug_poll_s else None
+        deadline = self.ctx.clock() + vcfg.refresh_interval_s * random.uniform(0.9, 1.1)
+        baseline = self.topology.peripherals
         while (left := deadline - self.ctx.clock()) > 0:
             step = min(left, vcfg.hotplug_poll_s or left)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._topology_changed.wait(), step)
-                return
-            if baseline is not None and await self._peripherals() != baseline:
-                return
+                return True
+            if vcfg.hotplug_poll_s and await self._peripherals(baseline) != baseline:
+                return False
+        return False
 
-    async def _peripherals(self) -> frozenset[str]:
-        """The children of the device containers (two cheap ``qom-list`` calls)."""
-        found: set[str] = set()
-        for path in ("/machine/peripheral", "/machine/peripheral-anon"):
-            try:
-                reply = await self.session.execute("qom-list", {"path": path})
-            except QmpClosedError:
-                raise
-            except QmpError:
-                continue  # no such container yet, or QEMU frozen (liveness reports it)
-            if isinstance(reply, list):
-                found |= {str(p.get("name")) for p in reply if isinstance(p, dict)}
-        return frozenset(found)
-
-    async def _evaluate_vfio(self) -> None:
+    async def _peripherals(self, baseline: frozenset[QomChild]) -> frozenset[QomChild]:
+        """The children of the device containers (two cheap ``qom-list`` calls); the
+        baseline when QEMU cannot say (frozen: liveness reports it)."""
         try:
-            view = await evaluate(self.session, self.ctx.cfg)
+            return await topology.peripherals(self.session)
+        except QmpClosedError:
+            raise
+        except QmpError:
+            return baseline
+
+    async def _evaluate_vfio(self, full: bool) -> None:
+        try:
+            view = await evaluate(self.session, self.ctx.cfg, self.topology, full=full)
         except QmpClosedError:
             raise
         except QmpError as exc:

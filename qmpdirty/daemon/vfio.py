@@ -16,10 +16,11 @@ from qmpdirty.config import Config
 from qmpdirty.decisions.blockers import Reconciled, reconcile
 from qmpdirty.decisions.container_ranges import RangeReport, container_ranges
 from qmpdirty.decisions.tracking import TrackingVerdict, decide
-from qmpdirty.facts.topology import HostFacts, VmTopology
+from qmpdirty.facts.topology import Fact, HostFacts, VmTopology
+from qmpdirty.host.interpret import interpret_host
 from qmpdirty.host.sysfs import read_host
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.qmp.topology import gather_topology
+from qmpdirty.qmp.topology import TopologyReader, gather_topology
 from qmpdirty.telemetry import vfio
 from qmpdirty.telemetry.render import Outgoing, VmStamp
 
@@ -49,9 +50,13 @@ def evaluate_facts(topology: VmTopology, host: HostFacts) -> VfioView:
     return VfioView(topology, host, verdict, reconciled, ranges)
 
 
-async def evaluate(session: QmpSession, cfg: Config) -> VfioView:
-    """Gather over QMP and from the host, then decide."""
-    topology = await gather_topology(session)
+async def evaluate(session: QmpSession, cfg: Config, reader: TopologyReader | None = None,
+                   *, full: bool = False) -> VfioView:
+    """Gather over QMP (through the session's ``reader`` when it has one: cheaper
+    refreshes) and from the host, then decide. Host files are read only for devices:
+    without one there is nothing to read (and no worker thread per VM per refresh)."""
+    topology = await (reader.read(full=full) if reader else gather_topology(session))
     bdfs = [d.bdf for d in topology.devices if d.bdf]
-    host = await asyncio.to_thread(read_host, cfg.host, cfg.device_caps, bdfs)
+    host = await asyncio.to_thread(read_host, cfg.host, cfg.device_caps, bdfs) if bdfs \
+        else interpret_host({}, Fact[bool].unknown("no VFIO device"), cfg.device_caps)
     return evaluate_facts(topology, host)

@@ -29,14 +29,17 @@ class DirtyRatePlan:
 
 
 def seconds_until_due(
-    plan: DirtyRatePlan, now: float, last_start: float | None, migrating: bool, measuring: bool
+    plan: DirtyRatePlan, now: float, last_start: float | None, migrating: bool, measuring: bool,
+    *, spread: float = 1.0,
 ) -> float | None:
-    """0 when a measurement should start now, a delay otherwise; None while blocked."""
+    """0 when a measurement should start now, a delay otherwise; None while blocked.
+    ``spread`` scales this interval (the shell's jitter: VMs that started together must
+    not all measure at the same instant, hundreds of them on one host)."""
     if migrating or measuring:
         return None
     if last_start is None:
         return 0.0
-    return max(0.0, last_start + plan.interval_s - now)
+    return max(0.0, last_start + plan.interval_s * spread - now)
 
 
 def calc_dirty_rate_args(plan: DirtyRatePlan, version: tuple[int, int, int]) -> dict[str, object]:

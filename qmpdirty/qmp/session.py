@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Mapping
 
 from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
@@ -70,6 +71,8 @@ class QmpSession:
         self._client = client
         self._policy = policy
         self._timeout_s = timeout_s
+        #: ``time.monotonic()`` of the last reply (success or error): QEMU answers.
+        self.answered_at = time.monotonic()
 
     @classmethod
     async def open(
@@ -132,13 +135,16 @@ class QmpSession:
         limit = self._timeout_s if timeout_s is None else timeout_s
         try:
             async with asyncio.timeout(limit):
-                return await self._client.execute(command, arguments)
+                reply = await self._client.execute(command, arguments)
         except TimeoutError as exc:
             raise QmpTimeoutError(f"{command}: no reply within {limit:g}s") from exc
         except ExecuteError as exc:
+            self.answered_at = time.monotonic()
             raise QmpCommandError(command, exc.error_class, str(exc)) from exc
         except QMPError as exc:
             raise QmpClosedError(f"{command}: session closed ({_reason(exc)})") from exc
+        self.answered_at = time.monotonic()
+        return reply
 
     async def next_event(self) -> dict[str, object]:
         """The next event, in arrival order, as a plain dict (translate before use)."""

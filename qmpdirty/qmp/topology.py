@@ -4,7 +4,8 @@ Stage: shell. Asks QEMU, through ``QmpSession.execute`` only (allow-list, timeou
 for what ``topology_plan`` says is needed and hands the raw replies to it; all
 validation and translation happen there and in ``topology_wire``. Must not interpret
 replies itself, send anything but queries (``qom-list``, ``qom-get``, ``qom-list-get``,
-``query-*``, ``human-monitor-command "info mtree -f -o"``), or keep state between calls.
+``query-*``, ``human-monitor-command "info mtree -f -o"``). ``gather_topology`` keeps no
+state; ``TopologyReader`` (one per session) keeps the last gather to refresh cheaply.
 
 Round trips: one concurrent batch (version, the four QOM containers, query-pci,
 query-memory-devices, query-migrate, query-memory-size-summary, machine type and
@@ -24,6 +25,7 @@ None with the reason; any other error (e.g. a device unplugged mid-gather:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 from qmpdirty.errors import CommandNotAllowed, QmpCommandError, QmpTimeoutError
@@ -45,10 +47,62 @@ async def gather_topology(
     ``device_types``: the QOM types gathered as devices (VFIO's; tests on machines
     without VFIO pass stand-ins such as ``virtio-net-pci``).
     """
-    version_reply, children, aux = await asyncio.gather(
-        session.execute("query-version"), _children(session), _auxiliary(session)
+    gathered, _ = await _gather(session, device_types)
+    return plan.topology_from(gathered)
+
+
+#: The containers whose children can change at run time: device_add / device_del
+#: (peripheral, peripheral-anon) and object-add / object-del (objects). Children of
+#: /machine/unattached are created by the machine and never come or go afterwards.
+MUTABLE_CONTAINERS = (plan.PERIPHERAL, plan.PERIPHERAL_ANON, plan.OBJECTS)
+
+
+class TopologyReader:
+    """One VM's topology, refreshed cheaply while it has no VFIO device (one per session).
+
+    Such a VM can only gain one through a new child of a ``MUTABLE_CONTAINERS`` entry;
+    its version, machine type, vIOMMUs and machine-created children stay as they were.
+    So while it has no VFIO device and those containers list the same children, a
+    refresh asks for them and ``query-migrate`` (blocked-reasons) only: 4 commands, not
+    12, at every refresh of every VM of a host that has hundreds (issue 5). Anything
+    else, or ``full=True`` (a topology event), gathers everything again.
+    """
+
+    def __init__(self, session: QmpSession, *, device_types: frozenset[str] = VFIO_TYPES
+                 ) -> None:
+        self._session = session
+        self._types = device_types
+        self._last: plan.Gathered | None = None
+        self._listed: dict[str, tuple[tw.QomChild, ...]] = {}
+
+    @property
+    def peripherals(self) -> frozenset[tw.QomChild]:
+        """The children of peripheral and peripheral-anon at the last read."""
+        return frozenset(c for name in (plan.PERIPHERAL, plan.PERIPHERAL_ANON)
+                         for c in self._listed.get(name, ()))
+
+    async def read(self, *, full: bool = False) -> VmTopology:
+        last = self._last
+        if not full and last is not None and not last.targets.devices:
+            listed, migrate = await asyncio.gather(
+                _listings(self._session, MUTABLE_CONTAINERS),
+                self._session.execute("query-migrate"))
+            if all(listed[c] == self._listed.get(c) for c in MUTABLE_CONTAINERS):
+                self._last = dataclasses.replace(last, migrate=migrate)
+                return plan.topology_from(self._last)
+        self._last, self._listed = await _gather(self._session, self._types)
+        return plan.topology_from(self._last)
+
+
+async def _gather(session: QmpSession, device_types: frozenset[str]
+                  ) -> tuple[plan.Gathered, dict[str, tuple[tw.QomChild, ...]]]:
+    """Everything, and each container's children as listed."""
+    version_reply, listed, aux = await asyncio.gather(
+        session.execute("query-version"), _listings(session, plan.CONTAINERS),
+        _auxiliary(session)
     )
     version = translate.version_from(version_reply)
+    children = [child for name in plan.CONTAINERS for child in listed[name]]
     targets = plan.targets_from(children, device_types)
     # The flat view, BARs and memory devices decide only DMA-logging ranges: a VM
     # without VFIO devices (most of them) does not pay for them on every refresh.
@@ -58,16 +112,17 @@ async def gather_topology(
              for c in targets.devices if "addr" in properties.get(c.path, {})]
     owners = await _walk_buses(session, version, buses, targets.expander_ids())
     mtree, mtree_error = aux["mtree"]
-    return plan.topology_from(plan.Gathered(
+    return plan.Gathered(
         version=version, targets=targets, properties=properties, owners=owners,
         machine_type=aux["machine_type"][0], machine_iommu=aux["machine_iommu"][0],
         memory_size=aux["memory_size"][0], migrate=aux["migrate"][0], pci=aux["pci"][0],
         memory_devices=aux["memory_devices"][0], mtree=mtree, mtree_error=mtree_error,
-    ))
+    ), listed
 
 
-async def _children(session: QmpSession) -> list[tw.QomChild]:
-    """The children of every container; a container QEMU never created is empty."""
+async def _listings(session: QmpSession, containers: Sequence[str]
+                    ) -> dict[str, tuple[tw.QomChild, ...]]:
+    """Each container's children; a container QEMU never created is empty."""
     async def listing(container: str) -> tuple[tw.QomChild, ...]:
         try:
             reply = await session.execute("qom-list", {"path": container})
@@ -77,8 +132,14 @@ async def _children(session: QmpSession) -> list[tw.QomChild]:
             raise
         return tw.children_from(container, reply)
 
-    lists = await asyncio.gather(*(listing(c) for c in plan.CONTAINERS))
-    return [child for children in lists for child in children]
+    lists = await asyncio.gather(*(listing(c) for c in containers))
+    return dict(zip(containers, lists, strict=True))
+
+
+async def peripherals(session: QmpSession) -> frozenset[tw.QomChild]:
+    """The children of peripheral and peripheral-anon now (the hot-plug poll)."""
+    listed = await _listings(session, (plan.PERIPHERAL, plan.PERIPHERAL_ANON))
+    return frozenset(c for children in listed.values() for c in children)
 
 
 async def _auxiliary(session: QmpSession) -> dict[str, tuple[object | None, str | None]]:

@@ -18,7 +18,7 @@ from qmpdirty.lab.qemu import QemuSpec, QemuVm, QmpControl, query_migrate
 from qmpdirty.qmp.address import QmpAddress
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.qmp.topology import gather_topology
+from qmpdirty.qmp.topology import TopologyReader, gather_topology
 from tests.system.helpers import sock
 
 pytestmark = pytest.mark.system
@@ -197,3 +197,43 @@ async def test_round_trips_and_time_on_a_ten_device_q35(
     assert results["VFIO types"][:3] == (0, 9 + 3, 2)
     assert results["6 NICs as VFIO"][:3] == (6, 9 + 3 + 3 + 6 * 11 + 5 * 3, 4)
     assert all(took < 2.0 for *_, took in results.values())
+
+
+async def test_reader_refreshes_cheaply_until_a_device_or_an_object_comes(
+    lab_vm: LabVm, tmp_path: Path
+) -> None:
+    """Without VFIO devices a refresh is the three run-time containers + query-migrate;
+    a hot-plugged device (here a stand-in) or a new object brings back the full gather,
+    a VM with such devices always gathers in full, and a full read can be forced."""
+    vm, path = start(lab_vm, tmp_path, "topo-r",
+                     "-device", "pcie-root-port,id=rp_hot,bus=pcie.0,chassis=1,addr=2.0")
+    session = await CountingSession.open(
+        QmpAddress("unix", path), policy=CommandPolicy(enable_migration_events=False,
+                                                       measure_dirty_rate=False),
+        command_timeout_s=10.0, connect_timeout_s=10.0, event_queue_size=100, label="topo")
+    assert isinstance(session, CountingSession)
+    reader = TopologyReader(session, device_types=STAND_IN)
+    control = QmpControl(vm.spec.control_address)
+
+    async def calls_of_a_read(full: bool = False) -> tuple[int, VmTopology]:
+        before = session.calls
+        topology = await reader.read(full=full)
+        return session.calls - before, topology
+
+    try:
+        first_calls, first = await calls_of_a_read()
+        assert first_calls == 9 + 0  # no vIOMMU: nothing else to read
+        again_calls, again = await calls_of_a_read()
+        assert (again_calls, again) == (4, first)
+        assert (await calls_of_a_read(full=True))[0] == first_calls
+        control.cmd("object-add", **{"qom-type": "memory-backend-ram", "id": "m9",
+                                     "size": 4 * MIB})
+        assert (await calls_of_a_read())[0] == 4 + first_calls  # noticed, then in full
+        control.cmd("device_add", driver="virtio-net-pci", id="hot0", bus="rp_hot")
+        hot_calls, hot = await calls_of_a_read()
+        assert hot_calls > 4 + first_calls and [d.id for d in hot.devices] == ["hot0"]
+        assert "/machine/peripheral/hot0" in {c.path for c in reader.peripherals}
+        assert (await calls_of_a_read())[0] > 4  # devices present: always in full
+    finally:
+        control.close()
+        await session.close()

@@ -123,3 +123,10 @@ def test_calc_time_is_a_positive_integer_close_to_the_window(
 def test_seconds_until_due(now: float, last: float | None, migrating: bool, measuring: bool,
                            expected: float | None) -> None:
     assert seconds_until_due(plan(interval_s=30.0), now, last, migrating, measuring) == expected
+
+
+def test_spread_scales_only_the_interval() -> None:
+    assert seconds_until_due(plan(interval_s=30.0), 1000.0, 1000.0, False, False,
+                             spread=0.5) == 15.0
+    assert seconds_until_due(plan(interval_s=30.0), 1000.0, None, False, False,
+                             spread=1.5) == 0.0  # the first measurement is never delayed
