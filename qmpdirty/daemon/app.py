@@ -19,6 +19,7 @@ from pathlib import Path
 
 from qmpdirty import __version__
 from qmpdirty.config import Config, load_config
+from qmpdirty.daemon.collector import freeze_survivors
 from qmpdirty.daemon.fleet import Fleet, serve
 from qmpdirty.daemon.vmstate import Context, VmPublisher
 from qmpdirty.errors import ConfigError, QmpConnectError
@@ -96,6 +97,7 @@ class Daemon:
                     infra.create_task(self.sink.run(), name="mqtt-sink"),
                     infra.create_task(self._publish_stats(), name="daemon-stats"),
                     infra.create_task(self._watchdog(), name="watchdog"),
+                    infra.create_task(freeze_survivors(), name="gc-freeze"),
                 ]
                 if self.hooks is not None:
                     background.append(infra.create_task(self.hooks.run(), name="hooks"))

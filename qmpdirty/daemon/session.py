@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from typing import Any
@@ -222,64 +223,77 @@ class SessionWatch:
 
     async def _liveness(self) -> None:
         """A frozen QEMU (SIGSTOP, overload) keeps its socket open but answers nothing:
-        ``unresponsive`` after a ``query-status`` timeout, ``online`` when it answers
-        again. The session is kept; commands meanwhile time out and are skipped. Any
-        other reply within the interval proves QEMU answers: no probe then (at 1,000 VMs
-        the probes were 200 commands/s for nothing). Periods are jittered so that VMs
-        started together do not tick together."""
+        ``unresponsive`` as soon as any command times out with nothing answered since,
+        or a ``query-status`` probe does; ``online`` when it answers again. The session
+        is kept; commands meanwhile time out and are skipped. The probe is sent only when
+        no other command was answered within the interval (at 1,000 VMs the probes were
+        200 commands/s for nothing); periods are jittered so VMs do not tick together."""
         interval = self.ctx.cfg.qmp.liveness_interval_s
+        stalled = self.session.stalled
         while True:
             tick = time.monotonic()
-            await asyncio.sleep(interval * random.uniform(0.9, 1.1))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stalled.wait(), interval * random.uniform(0.9, 1.1))
+            if stalled.is_set():
+                stalled.clear()
+                if self.session.answered_at < self.session.stalled_at:
+                    self._unresponsive()
+                    continue
             if self.session.answered_at > tick and self.vm.state == "online":
                 continue  # another command was answered meanwhile: no probe needed
             try:
                 await queries.run_state(self.session)
             except QmpTimeoutError:
-                if self.vm.state == "online":
-                    log.warning("VM %s: QEMU does not answer (frozen?): unresponsive",
-                                self.vm.name)
-                    self.out.state("unresponsive")
+                self._unresponsive()
                 continue
             if self.vm.state == "unresponsive":
                 log.info("VM %s: QEMU answers again: online", self.vm.name)
                 self.out.state("online")
 
+    def _unresponsive(self) -> None:
+        if self.vm.state == "online":
+            log.warning("VM %s: QEMU does not answer (frozen?): unresponsive", self.vm.name)
+            self.out.state("unresponsive")
+
     async def _forecasts(self) -> None:
         """The retained pre-migration ``forecast``, refreshed periodically."""
+        interval = self.ctx.cfg.forecast.publish_interval_s
+        await asyncio.sleep(interval * random.uniform(0.5, 1.5))  # VMs started together
         while True:
-            await asyncio.sleep(self.ctx.cfg.forecast.publish_interval_s)
             await self.migrations.refresh_params()
             self.migrations.publish_forecast()
+            await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
     async def _vfio(self) -> None:
         """Evaluate now (every new session publishes), then on topology events
         (debounced, everything re-read), on a hot-plug, and every ``refresh_interval_s``
-        (cheap while the VM has no VFIO device: ``TopologyReader``); publish what changed."""
+        (cheap while the VM has no VFIO device: ``TopologyReader``); publish what changed.
+        The first refresh comes after 0.5-1.5 intervals: VMs started together spread."""
         vcfg = self.ctx.cfg.vfio
-        full = True
+        full, spread = True, random.uniform(0.5, 1.5)
         while True:
             await self._evaluate_vfio(full)
-            full = await self._until_topology_changes()
+            full = await self._until_topology_changes(vcfg.refresh_interval_s * spread)
+            spread = 1.0
             if full:
                 await asyncio.sleep(vcfg.debounce_s)  # hot-plug bursts: evaluate once
                 self._topology_changed.clear()
 
-    async def _until_topology_changes(self) -> bool:
+    async def _until_topology_changes(self, interval_s: float) -> bool:
         """Until an event says so (True), the device lists change or the refresh is due
         (False: the reader notices a new device itself).
 
         QEMU (<= 10.2) emits DEVICE_DELETED but no DEVICE_ADDED: a hot-plug shows only
-        as a new child of /machine/peripheral[-anon], compared every hotplug_poll_s."""
-        vcfg = self.ctx.cfg.vfio
-        deadline = self.ctx.clock() + vcfg.refresh_interval_s * random.uniform(0.9, 1.1)
+        as a new child of /machine/peripheral[-anon], compared at most hotplug_poll_s
+        apart; the refresh at the end lists them itself, so no poll falls on it."""
+        poll_s = self.ctx.cfg.vfio.hotplug_poll_s
+        steps = math.ceil(interval_s / poll_s) if poll_s else 1
         baseline = self.topology.peripherals
-        while (left := deadline - self.ctx.clock()) > 0:
-            step = min(left, vcfg.hotplug_poll_s or left)
+        for step in range(steps):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._topology_changed.wait(), step)
+                await asyncio.wait_for(self._topology_changed.wait(), interval_s / steps)
                 return True
-            if vcfg.hotplug_poll_s and await self._peripherals(baseline) != baseline:
+            if step < steps - 1 and await self._peripherals(baseline) != baseline:
                 return False
         return False
 

@@ -73,6 +73,9 @@ class QmpSession:
         self._timeout_s = timeout_s
         #: ``time.monotonic()`` of the last reply (success or error): QEMU answers.
         self.answered_at = time.monotonic()
+        #: Set (and ``stalled_at`` stamped) whenever a command times out.
+        self.stalled = asyncio.Event()
+        self.stalled_at = 0.0
 
     @classmethod
     async def open(
@@ -137,6 +140,8 @@ class QmpSession:
             async with asyncio.timeout(limit):
                 reply = await self._client.execute(command, arguments)
         except TimeoutError as exc:
+            self.stalled_at = time.monotonic()
+            self.stalled.set()
             raise QmpTimeoutError(f"{command}: no reply within {limit:g}s") from exc
         except ExecuteError as exc:
             self.answered_at = time.monotonic()

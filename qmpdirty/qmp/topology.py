@@ -90,7 +90,10 @@ class TopologyReader:
             if all(listed[c] == self._listed.get(c) for c in MUTABLE_CONTAINERS):
                 self._last = dataclasses.replace(last, migrate=migrate)
                 return plan.topology_from(self._last)
-        self._last, self._listed = await _gather(self._session, self._types)
+        self._last, listed = await _gather(self._session, self._types)
+        # only what a refresh compares: /machine/unattached alone lists ~200 children
+        # per VM (13 MiB at 1,000 VMs, measured with tracemalloc)
+        self._listed = {c: listed[c] for c in MUTABLE_CONTAINERS}
         return plan.topology_from(self._last)
 
 
