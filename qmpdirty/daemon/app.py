@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -109,6 +110,12 @@ class Daemon:
                 listener.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            # A broker client from a failed connect can sit in a reference cycle (its
+            # exception's traceback); finalised after the loop closed, paho's __del__
+            # calls back into the closed loop and prints a traceback. Collect it now
+            # (after the offline messages went out: a full collection takes a moment).
+            gc.unfreeze()
+            gc.collect()
 
     def _listener(self) -> QmpListener | None:
         s = self.cfg.server
