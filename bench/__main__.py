@@ -81,11 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stamp = {"ts": time.time(), "python": platform.python_version(),
              "machine": platform.machine(), "quick": args.quick}
-    results = {name: run(quick=args.quick) for name, run in benches.items()
-               if not args.names or name in args.names}
     RESULTS.mkdir(exist_ok=True)
-    for name, figures in results.items():
+    results: dict[str, list[Figure]] = {}
+    for name, run in benches.items():
+        if args.names and name not in args.names:
+            continue
+        print(f"bench: running {name}...", file=sys.stderr, flush=True)
+        began = time.monotonic()
+        results[name] = figures = run(quick=args.quick)
+        # written at once: a later benchmark that fails must not lose this one's figures
         (RESULTS / f"{name}.json").write_text(json.dumps({**stamp, "figures": figures}, indent=2))
+        print(f"bench: {name} done in {time.monotonic() - began:.0f} s", file=sys.stderr,
+              flush=True)
     (RESULTS / "latest.json").write_text(json.dumps({**stamp, "benchmarks": results}, indent=2))
     print(table(results))
     return 0
