@@ -146,6 +146,9 @@ class Daemon:
                 server.cancel()
                 tasks.append(server)
             await asyncio.wait(tasks, timeout=deadline_s / 2) if tasks else None
+        if self.hooks is not None:  # the vm-offline hooks the stop fired
+            left = deadline_s - (time.monotonic() - started)
+            await self.hooks.finish(max(0.1, left / 2))
         self.sink.publish(render.host_status(self.ctx.topics, online=False))
         remaining = max(0.1, deadline_s - (time.monotonic() - started))
         if not await self.sink.flush(remaining):

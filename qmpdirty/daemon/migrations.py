@@ -20,6 +20,7 @@ from qmpdirty.config import Config
 from qmpdirty.daemon.forecaster import Forecaster, View
 from qmpdirty.daemon.vmstate import VmPublisher
 from qmpdirty.decisions import migration as mig
+from qmpdirty.decisions.forecast import Published, material_change
 from qmpdirty.errors import QmpClosedError, QmpError
 from qmpdirty.facts.model import MigrationSnapshot, VmInfo
 from qmpdirty.qmp import queries
@@ -51,6 +52,7 @@ class MigrationWatch:
         self._applied: set[str] = set()
         self._pending_downtime_ms: int | None = None
         self._last_converges: bool | None = None
+        self._last_forecast: Published | None = None
         self._last_status: str | None = None
 
     @property
@@ -195,11 +197,16 @@ class MigrationWatch:
 
     # --- before any migration --------------------------------------------------
 
-    def publish_forecast(self) -> None:
-        """The retained pre-migration ``forecast`` (not while a migration runs)."""
+    def publish_forecast(self, *, only_if_moved: bool = False) -> None:
+        """The retained pre-migration ``forecast`` (not while a migration runs);
+        ``only_if_moved``: skip it unless it changed materially (``material_change``)."""
         if mig.is_active(self.out.vm.tracker):
             return
         view = self.forecaster.before(self.now(), self.info(), self.has_vfio())
+        published = (view.forecast, view.advice)
+        if only_if_moved and not material_change(self._last_forecast, published):
+            return
+        self._last_forecast = published
         msg = fc.forecast(self.out.stamp(), view.inputs, view.forecast, view.advice,
                           bandwidth_source=view.bandwidth_source, dirty=view.dirty)
         self.out.send(msg)

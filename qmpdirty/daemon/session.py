@@ -215,7 +215,7 @@ class SessionWatch:
                     self.out.stamp(), found, self._dirty_rate_expiry(), error_bound_rel=bound,
                     basis=basis))
                 self.migrations.forecaster.measured(found, self.ctx.clock())
-                self.migrations.publish_forecast()
+                self.migrations.publish_forecast(only_if_moved=True)
                 return (found.started_at_s, found.bytes_per_s)
             await asyncio.sleep(0.1)
         log.warning("VM %s: dirty-rate measurement did not finish in time", self.vm.name)

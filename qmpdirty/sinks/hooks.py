@@ -134,6 +134,7 @@ class HookRunner:
         """Put ``job``; when full, the oldest queued run makes room (counted, logged)."""
         if self._queue.full():
             dropped = self._queue.get_nowait()
+            self._queue.task_done()
             self.dropped_total += 1
             if self.dropped_total == 1 or self.dropped_total % 100 == 0:
                 log.warning("hook queue full (%d): dropped the oldest run (%s %s for %s); "
@@ -160,7 +161,21 @@ class HookRunner:
                 result = outcome(job.kind, job.command, exit_code=None, timed_out=False,
                                  error=f"internal error: {exc!r}",
                                  duration_s=time.monotonic() - started)
+            finally:
+                self._queue.task_done()
             self._report(job, result)
+
+    async def finish(self, timeout_s: float) -> bool:
+        """At stop: wait until every queued run (``vm-offline`` for every VM) has run,
+        at most ``timeout_s``; False (and a warning) when some had not."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._queue.join()
+            return True
+        except TimeoutError:
+            log.warning("stopping: %d hook runs still queued after %.1fs; not run",
+                        self._queue.qsize(), timeout_s)
+            return False
 
     def _report(self, job: HookJob, result: dict[str, object]) -> None:
         if not failed(result):

@@ -11,7 +11,15 @@ import pytest
 
 from qmpdirty.decisions.dirtyrate import choose_mode, error_bound
 from qmpdirty.decisions.estimate import Sample, bandwidth, bulk_pass_left_s, dirty_rate
-from qmpdirty.decisions.forecast import ForecastInputs, forecast, recommend
+from qmpdirty.decisions.forecast import (
+    Advice,
+    Forecast,
+    ForecastInputs,
+    Published,
+    forecast,
+    material_change,
+    recommend,
+)
 from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot
 
 MIB = 2**20
@@ -151,3 +159,29 @@ def test_mode_choice(configured: str, version: tuple[int, int, int], vfio: bool,
                      expected: str) -> None:
     mode, why = choose_mode(configured, version, vfio)  # type: ignore[arg-type]
     assert mode == expected and (bool(why) == (mode != configured))
+
+
+# --- when a new measurement republishes the forecast ------------------------------------
+
+def _pub(converges: bool | None = True, eta: float | None = 100.0, downtime: float | None = 200.0,
+         passes: int | None = 5, advice: tuple[Advice, ...] = ()) -> Published:
+    return Forecast(converges, eta, downtime, passes), advice
+
+
+@pytest.mark.parametrize(("before", "after", "expected"), [
+    (None, _pub(), True),  # nothing published yet
+    (_pub(), _pub(), False),
+    (_pub(eta=100.0), _pub(eta=109.0), False),  # a drift the periodic refresh carries
+    (_pub(eta=100.0), _pub(eta=111.0), True),
+    (_pub(downtime=200.0), _pub(downtime=170.0), True),
+    (_pub(eta=100.0), _pub(eta=None), True),  # appeared or vanished
+    (_pub(converges=True), _pub(converges=False), True),  # another verdict
+    (_pub(passes=5), _pub(passes=6), True),
+    (_pub(advice=(Advice("downtime-limit", 300.0, "r", True),)),
+     _pub(advice=(Advice("downtime-limit", 320.0, "r", True),)), False),
+    (_pub(advice=(Advice("downtime-limit", 300.0, "r", True),)),
+     _pub(advice=(Advice("downtime-limit", 400.0, "r", True),)), True),
+    (_pub(), _pub(advice=(Advice("auto-converge", None, "r", True),)), True),
+])
+def test_material_change(before: Published | None, after: Published, expected: bool) -> None:
+    assert material_change(before, after) is expected
