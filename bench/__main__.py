@@ -7,7 +7,8 @@ Each dict is one figure: ``name``, ``value``, ``unit``, ``note`` and optionally
 ``target``, written ``"< 50"`` or ``">= 10"`` in the figure's unit.
 
 Prints a table (with ``ok`` / ``MISSED`` against the targets) and writes
-``bench/results/<name>.json`` per benchmark plus ``bench/results/latest.json``.
+``bench/results/<name>.json`` as each benchmark finishes, then ``latest.json``: every
+benchmark's latest figures (each with its run's stamp).
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ def table(results: dict[str, list[Figure]]) -> str:
                                 row[6]]).rstrip() for row in rows)
 
 
+def latest() -> dict[str, Any]:
+    """Every benchmark's latest figures (``results/<name>.json``), each with its own
+    run's stamp: running one benchmark updates it without dropping the others."""
+    found: dict[str, Any] = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        if path.stem != "latest":
+            found[path.stem] = json.loads(path.read_text())
+    return {"benchmarks": found}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
@@ -93,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / f"{name}.json").write_text(json.dumps({**stamp, "figures": figures}, indent=2))
         print(f"bench: {name} done in {time.monotonic() - began:.0f} s", file=sys.stderr,
               flush=True)
-    (RESULTS / "latest.json").write_text(json.dumps({**stamp, "benchmarks": results}, indent=2))
+    (RESULTS / "latest.json").write_text(json.dumps(latest(), indent=2))
     print(table(results))
     return 0
 
