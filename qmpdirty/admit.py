@@ -23,15 +23,17 @@ import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from qmpdirty.config import Config, load_config
 from qmpdirty.errors import ConfigError, SinkError
 from qmpdirty.sinks.mqtt import read_retained
 from qmpdirty.telemetry.schema import BlockersPayload, ForecastPayload
 from qmpdirty.telemetry.topics import TopicKind, Topics, sanitise
+
+M = TypeVar("M", bound=BaseModel)
 
 EXIT_ADMIT, EXIT_DENY, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 ANY_HOST = "+"
@@ -181,19 +183,20 @@ def _filters(topics: Topics, vm: str) -> list[str]:
 
 def _parse(state: Retained) -> tuple[BlockersPayload | None, ForecastPayload | None]:
     """Validate with the payload models; a bad payload raises ValueError naming it."""
+    where = f"on {state.host}"
+    return (_validated(BlockersPayload, state.blockers, f"blockers {where} are"),
+            _validated(ForecastPayload, state.forecast, f"forecast {where} is"))
+
+
+def _validated(model: type[M], raw: bytes | None, subject: str) -> M | None:
+    """``raw`` as ``model``; ``subject`` names it in the error ("forecast on h is")."""
+    if raw is None:
+        return None
     try:
-        blockers = BlockersPayload.model_validate_json(state.blockers) \
-            if state.blockers is not None else None
+        return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise ValueError(f"the retained blockers on {state.host} are not a valid "
-                         f"payload: {exc.error_count()} error(s)") from None
-    try:
-        forecast = ForecastPayload.model_validate_json(state.forecast) \
-            if state.forecast is not None else None
-    except ValidationError as exc:
-        raise ValueError(f"the retained forecast on {state.host} is not a valid "
-                         f"payload: {exc.error_count()} error(s)") from None
-    return blockers, forecast
+        raise ValueError(f"the retained {subject} not a valid payload: "
+                         f"{exc.error_count()} error(s)") from None
 
 
 def _emit(as_json: bool, code: int, report: dict[str, Any], lines: list[str]) -> int:

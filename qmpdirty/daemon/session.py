@@ -183,8 +183,9 @@ class SessionWatch:
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
+            if last_start is not None:  # the first repeat keeps its wide spread
+                spread = random.uniform(0.9, 1.1)
             last_start = self.ctx.clock()
-            spread = random.uniform(0.9, 1.1) if last_seen is not None else spread
             mode, why = choose_mode(dcfg.mode, self.version, self.has_vfio)
             if why:
                 log.info("VM %s: dirty rate by %s: %s", self.vm.name, mode, why)
