@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.guest import ensure_guest
-from qmpdirty.lab.qemu import (
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.guest import ensure_guest
+from qmpdirty.demo.lab.qemu import (
     QemuSpec,
     QemuVm,
     QmpControl,

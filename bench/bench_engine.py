@@ -14,8 +14,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from qmpdirty.daemon.vfio import evaluate_facts
+from qmpdirty.decisions.vfio.evaluate import evaluate as evaluate_facts
 from qmpdirty.facts.topology import FlatSection
+from qmpdirty.telemetry import vfio
 from qmpdirty.telemetry.render import VmStamp
 from qmpdirty.telemetry.topics import Topics
 from tests.support.vfio_cases import dev, host_dev, hosts, topo
@@ -48,8 +49,8 @@ def bench_decision(sections: int, runs: int) -> dict[str, Any]:
     for _ in range(runs):
         started = time.perf_counter()
         view = evaluate_facts(topology, host)
-        view.tracking(stamp)
-        view.blockers(stamp)
+        vfio.tracking(stamp, view)
+        vfio.blockers(stamp, view)
         times.append((time.perf_counter() - started) * 1000)
     modes = sorted({d.mode for d in view.verdict.devices})
     fits = view.ranges[view.verdict.containers[0].id].fits

@@ -28,8 +28,8 @@ from typing import Any
 from bench.fakectl import FakeFleet
 from bench.harness import BROKER_CONFIG, BenchDaemon, Subscriber, machine, scale_config
 from bench.labvms import LabVms
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import QmpControl
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import QmpControl
 
 Figure = dict[str, Any]
 POLL_INTERVAL_S = 0.5

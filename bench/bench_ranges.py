@@ -18,9 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from qmpdirty.decisions.planner import Span, kernel_combine, normalise, optimal_plan
-from qmpdirty.decisions.ranges import check_fit, predict_ranges
-from qmpdirty.facts.topology import Fact, FlatKind, FlatSection, HostDevice
+from qmpdirty.decisions.vfio.planner import Span, kernel_combine, normalise, optimal_plan
+from qmpdirty.decisions.vfio.ranges import check_fit, predict_ranges
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import HostDevice
+from qmpdirty.facts.topology import FlatKind, FlatSection
 
 T = TypeVar("T")
 SEED = 20240611

@@ -44,7 +44,7 @@ from bench.harness import (
     wait_until,
 )
 from bench.labvms import LabVms
-from qmpdirty.lab.broker import Mosquitto
+from qmpdirty.demo.lab.broker import Mosquitto
 
 Figure = dict[str, Any]
 SOAK_MARKS_S = (60, 300, 600)

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from qmpdirty.lab import end_child, track_child
+from qmpdirty.demo.lab import end_child, track_child
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ Run once by hand, when the QEMU the project targets changes::
 
     .venv/bin/python -m bench.record_qmp            # writes bench/data/qemu-<version>.json
 
-It boots the lab guest (``qmpdirty.lab``, TCG) on a libvirt-like q35 machine (four
+It boots the lab guest (``qmpdirty.demo.lab``, TCG) on a libvirt-like q35 machine (four
 PCIe root ports with virtio-net, virtio-balloon, virtio-rng and virtio-serial), asks
 every command the daemon sends and stores each ``return`` (or error) verbatim; then
 it records STOP/RESUME, a page-sampling dirty-rate measurement and a bandwidth-limited
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qmpdirty.lab.guest import ensure_guest
-from qmpdirty.lab.qemu import QemuSpec, QemuVm, QmpCommandError, QmpControl
+from qmpdirty.demo.lab.guest import ensure_guest
+from qmpdirty.demo.lab.qemu import LabCommandError, QemuSpec, QemuVm, QmpControl
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -73,7 +73,7 @@ def ask(control: QmpControl, command: str, arguments: dict[str, Any]) -> dict[st
     """``{"return": ...}`` or ``{"error": {"class", "desc"}}``, as QEMU answered."""
     try:
         return {"return": control.cmd(command, **arguments)}
-    except QmpCommandError as exc:
+    except LabCommandError as exc:
         return {"error": {"class": exc.error_class, "desc": exc.desc}}
 
 

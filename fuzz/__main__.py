@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qmpdirty.errors import QmpReplyError
-from qmpdirty.qmp import mtree, translate
+from qmpdirty.qmp import translate
+from qmpdirty.qmp.topology import mtree
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),

@@ -16,7 +16,6 @@ wrapped. Outcomes such as "VM blocked" are values, not exceptions.
      |    +-- QmpReplyError          a reply did not have the expected shape
      |    +-- CommandNotAllowed      the allow-list refused to send a command
      +-- SinkError                   publication could not proceed
-     +-- LabError                    the demo/test lab could not build or start something
 """
 
 
@@ -83,6 +82,3 @@ class CommandNotAllowed(QmpError):
 class SinkError(QmpDirtyError):
     """A telemetry sink could not proceed (bad TLS files, unreadable password)."""
 
-
-class LabError(QmpDirtyError):
-    """The lab (demo and tests) could not build a guest or start a process."""

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.guest import GuestImage, ensure_guest
-from qmpdirty.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.guest import GuestImage, ensure_guest
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from tests.support.mqtt import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from qmpdirty import __version__
 from qmpdirty.config import Config, load_config
 from qmpdirty.daemon.collector import freeze_survivors
 from qmpdirty.daemon.fleet import Fleet, serve
-from qmpdirty.daemon.vmstate import Context, VmPublisher
+from qmpdirty.daemon.vm import Context, VmPublisher
 from qmpdirty.errors import ConfigError, QmpConnectError
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.listener import QmpListener

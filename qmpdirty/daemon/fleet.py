@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from qmpdirty.config import Config
+from qmpdirty.config.address import QmpAddress
 from qmpdirty.daemon.session import SessionWatch
-from qmpdirty.daemon.vmstate import Context, VmPublisher, VmState
+from qmpdirty.daemon.vm import Context, VmPublisher, VmState
 from qmpdirty.errors import QmpClosedError, QmpConnectError, QmpError
+from qmpdirty.facts.qemu import OLDEST_SUPPORTED, since
 from qmpdirty.qmp import queries
-from qmpdirty.qmp.address import QmpAddress
 from qmpdirty.qmp.listener import QmpListener
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.qmp.versions import is_supported
 from qmpdirty.telemetry.topics import sanitise
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ async def run_session(
     error: str | None = None
     try:
         version = await queries.qemu_version(session)
-        if not is_supported(version):
+        if not since(version, OLDEST_SUPPORTED):
             log.warning("%s: QEMU %s is older than 8.0; replies may not match",
                         label, ".".join(map(str, version)))
         identity = await queries.identify(session, pid)

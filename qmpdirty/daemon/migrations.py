@@ -17,12 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from qmpdirty.config import Config
-from qmpdirty.daemon.forecaster import Forecaster, View
-from qmpdirty.daemon.vmstate import VmPublisher
-from qmpdirty.decisions import migration as mig
-from qmpdirty.decisions.forecast import Published, material_change
+from qmpdirty.daemon.vm import VmPublisher
+from qmpdirty.decisions.migration import tracker as mig
+from qmpdirty.decisions.migration.forecast import Published, material_change
+from qmpdirty.decisions.migration.forecaster import Forecaster, View
 from qmpdirty.errors import QmpClosedError, QmpError
-from qmpdirty.facts.model import MigrationSnapshot, VmInfo
+from qmpdirty.facts.vm import MigrationSnapshot, VmInfo
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.sinks.hooks import forecast_turned_negative

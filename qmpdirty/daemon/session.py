@@ -17,10 +17,15 @@ import time
 from typing import Any
 
 from qmpdirty.daemon.migrations import MigrationWatch
-from qmpdirty.daemon.vfio import evaluate
-from qmpdirty.daemon.vmstate import Context, VmPublisher, VmState
-from qmpdirty.decisions import migration as mig
-from qmpdirty.decisions.dirtyrate import DirtyRatePlan, choose_mode, error_bound, seconds_until_due
+from qmpdirty.daemon.vfio import gather_and_evaluate
+from qmpdirty.daemon.vm import Context, VmPublisher, VmState
+from qmpdirty.decisions.migration import tracker as mig
+from qmpdirty.decisions.migration.dirtyrate import (
+    DirtyRatePlan,
+    choose_mode,
+    error_bound,
+    seconds_until_due,
+)
 from qmpdirty.errors import (
     QmpClosedError,
     QmpCommandError,
@@ -28,12 +33,14 @@ from qmpdirty.errors import (
     QmpReplyError,
     QmpTimeoutError,
 )
-from qmpdirty.facts.model import VmIdentity, VmInfo
-from qmpdirty.qmp import queries, topology, translate
+from qmpdirty.facts.qemu import QemuVersion
+from qmpdirty.facts.vm import VmIdentity, VmInfo
+from qmpdirty.qmp import gather as topology
+from qmpdirty.qmp import queries, translate
+from qmpdirty.qmp.gather import TopologyReader
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.qmp.topology import TopologyReader
-from qmpdirty.qmp.topology_wire import QomChild
-from qmpdirty.telemetry import render
+from qmpdirty.qmp.topology.replies import QomChild
+from qmpdirty.telemetry import render, vfio
 from qmpdirty.telemetry.discovery import discovery_messages
 from qmpdirty.telemetry.render import Outgoing, VmStamp
 
@@ -52,7 +59,7 @@ class SessionWatch:
 
     def __init__(
         self, ctx: Context, session: QmpSession, vm: VmState, *,
-        version: tuple[int, int, int], identity: VmIdentity, qmp_label: str,
+        version: QemuVersion, identity: VmIdentity, qmp_label: str,
     ) -> None:
         self.ctx = ctx
         self.session = session
@@ -310,7 +317,7 @@ class SessionWatch:
 
     async def _evaluate_vfio(self, full: bool) -> None:
         try:
-            view = await evaluate(self.session, self.ctx.cfg, self.topology, full=full)
+            view = await gather_and_evaluate(self.session, self.ctx.cfg, self.topology, full=full)
         except QmpClosedError:
             raise
         except QmpError as exc:
@@ -318,11 +325,12 @@ class SessionWatch:
             return
         self.has_vfio = bool(view.topology.devices)
         probe = VmStamp(self.ctx.topics, self.vm.name, 0, 0.0)
-        key = (view.tracking(probe).payload, view.blockers(probe).payload)
+        key = (vfio.tracking(probe, view).payload, vfio.blockers(probe, view).payload)
         if key == self._published_vfio:
             return
         before, self._published_vfio = self._published_vfio, key
-        tracking, blockers = view.tracking(self.out.stamp()), view.blockers(self.out.stamp())
+        tracking = vfio.tracking(self.out.stamp(), view)
+        blockers = vfio.blockers(self.out.stamp(), view)
         self.out.send(tracking)
         self.out.send(blockers)
         if before is not None and before[0] != key[0]:

@@ -1,7 +1,7 @@
-"""Facts about a VM's VFIO topology and the host beneath it (pure core).
+"""Facts about a VM's VFIO topology, as QEMU shows it over QMP (pure core).
 
 Stage: facts. Filled by the shell (``qmp/topology.py`` over QMP, ``host/`` from
-sysfs/debugfs/proc and ``[[device_caps]]``), read by ``decisions/tracking``,
+sysfs/debugfs/proc and ``[[device_caps]]`` into ``facts.host``), read by ``decisions/tracking``,
 ``decisions/blockers`` and ``decisions/ranges``. Plain immutable values, no I/O.
 
 A fact that could not be read is ``None`` together with a reason in the matching
@@ -11,32 +11,16 @@ unknown fact say so in their reasons.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Literal
 
-T = TypeVar("T")
+from qmpdirty.facts.qemu import QemuVersion
 
 OnOffAuto = Literal["on", "off", "auto"]
 
 #: QOM types of VFIO devices (reference §4.1). vfio-ap / vfio-ccw are non-PCI.
 VFIO_PCI_TYPES = frozenset({"vfio-pci", "vfio-pci-nohotplug", "vfio-user-pci"})
 VFIO_TYPES = VFIO_PCI_TYPES | {"vfio-ap", "vfio-ccw"}
-
-
-@dataclass(frozen=True, slots=True)
-class Fact(Generic[T]):
-    """A value and where it came from; ``value`` None means unknown, ``source`` says why."""
-
-    value: T | None
-    source: str
-
-    @property
-    def known(self) -> bool:
-        return self.value is not None
-
-    @classmethod
-    def unknown(cls, reason: str) -> Fact[T]:
-        return cls(None, f"unknown: {reason}")
 
 
 # --- the VM, over QMP ----------------------------------------------------------
@@ -147,7 +131,7 @@ class PciBar:
 class VmTopology:
     """Everything about one VM that decides VFIO dirty tracking and its ranges."""
 
-    qemu_version: tuple[int, int, int]
+    qemu_version: QemuVersion
     machine: str | None
     ram_size: int | None
     devices: tuple[VfioDevice, ...] = ()  # in realize order
@@ -159,35 +143,3 @@ class VmTopology:
     pci_bars: tuple[PciBar, ...] = ()
     blocked_reasons: tuple[str, ...] = ()
     only_migratable: bool | None = None
-
-
-# --- the host, from sysfs / debugfs / proc / config --------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HostDevice:
-    """What the host says about one physical device backing a VFIO device."""
-
-    bdf: str
-    driver: Fact[str]
-    migration: Fact[bool]  # driver has mig_ops with STOP_COPY
-    p2p: Fact[bool]
-    pre_copy: Fact[bool]
-    dma_logging: Fact[bool]  # log_ops: what QEMU's PROBE(DMA_LOGGING_START) tests
-    iommu_unit: Fact[str]
-    iommu_dirty_tracking: Fact[bool]  # host IOMMU unit can do dirty tracking (§5.1)
-    mdev: bool = False
-    max_ranges: int | None = None  # device range limit (config: mlx5/pds firmware)
-    max_log2_address_space: int | None = None  # mlx5 pg_track_log_max_addr_space
-
-
-@dataclass(frozen=True, slots=True)
-class HostFacts:
-    """The host: one ``HostDevice`` per BDF that was asked about, plus global facts."""
-
-    devices: dict[str, HostDevice] = field(default_factory=dict)
-    address_width: Fact[int] = field(default_factory=lambda: Fact[int].unknown("not read"))
-    page_size: int = 4096
-
-    def device(self, bdf: str | None) -> HostDevice | None:
-        return self.devices.get(bdf) if bdf else None

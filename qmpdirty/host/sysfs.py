@@ -18,19 +18,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from qmpdirty.config import DeviceCapsConfig, HostConfig
-from qmpdirty.facts.topology import Fact, HostFacts
-from qmpdirty.host.interpret import (
-    DebugfsView,
-    IommuView,
-    RawDevice,
-    Read,
-    Text,
-    Unread,
+from qmpdirty.decisions.vfio.host_caps import (
     interpret_host,
     iommu_kind,
     scalable_mode_from_cmdline,
     scalable_mode_from_kconfig,
 )
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import DebugfsView, HostFacts, IommuView, RawDevice, Read, Text, Unread
 
 #: sysfs/debugfs attributes are one page; a kernel config is a few hundred KiB.
 ATTRIBUTE_LIMIT = 64 * 1024

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from qmpdirty.decisions.dirtyrate import DirtyRatePlan, calc_dirty_rate_args, query_dirty_rate_args
 from qmpdirty.errors import QmpCommandError
-from qmpdirty.facts.model import (
+from qmpdirty.facts.qemu import QemuVersion
+from qmpdirty.facts.vm import (
     DirtyRateMeasurement,
     MigrationParams,
     MigrationSnapshot,
@@ -18,6 +18,7 @@ from qmpdirty.facts.model import (
     VmInfo,
 )
 from qmpdirty.qmp import translate
+from qmpdirty.qmp.arguments import DirtyRateRequest, calc_dirty_rate_args, query_dirty_rate_args
 from qmpdirty.qmp.commands import EVENTS_ON
 from qmpdirty.qmp.session import QmpSession
 
@@ -28,7 +29,7 @@ async def identify(session: QmpSession, pid: int | None) -> VmIdentity:
     return translate.identity_from(name, uuid, pid)
 
 
-async def qemu_version(session: QmpSession) -> tuple[int, int, int]:
+async def qemu_version(session: QmpSession) -> QemuVersion:
     """``query-version``."""
     return translate.version_from(await session.execute("query-version"))
 
@@ -47,7 +48,7 @@ async def enable_migration_events(session: QmpSession) -> None:
 
 
 async def gather_info(
-    session: QmpSession, version: tuple[int, int, int], identity: VmIdentity,
+    session: QmpSession, version: QemuVersion, identity: VmIdentity,
     migration_events: bool | None,
 ) -> VmInfo:
     """Everything ``vm/<vm>/info`` publishes, asked concurrently."""
@@ -84,14 +85,14 @@ async def migration_params(session: QmpSession) -> MigrationParams:
 
 
 async def start_dirty_rate(
-    session: QmpSession, plan: DirtyRatePlan, version: tuple[int, int, int]
+    session: QmpSession, plan: DirtyRateRequest, version: QemuVersion
 ) -> None:
     """``calc-dirty-rate``; raises QmpCommandError if one is already being measured."""
     await session.execute("calc-dirty-rate", calc_dirty_rate_args(plan, version))
 
 
 async def read_dirty_rate(
-    session: QmpSession, version: tuple[int, int, int]
+    session: QmpSession, version: QemuVersion
 ) -> DirtyRateMeasurement | None:
     """``query-dirty-rate``: the measurement, or None while QEMU is still measuring."""
     reply = await session.execute("query-dirty-rate", query_dirty_rate_args(version))

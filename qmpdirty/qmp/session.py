@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
 from qemu.qmp.message import Message
 
+from qmpdirty.config.address import QmpAddress
 from qmpdirty.errors import (
     QmpClosedError,
     QmpCommandError,
     QmpConnectError,
     QmpTimeoutError,
 )
-from qmpdirty.qmp.address import QmpAddress
 from qmpdirty.qmp.commands import CommandPolicy
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from qmpdirty.errors import QmpReplyError
-from qmpdirty.facts.model import (
+from qmpdirty.facts.qemu import QemuVersion
+from qmpdirty.facts.vm import (
     DirtyRateMeasurement,
     MigrationParams,
     MigrationSnapshot,
@@ -63,7 +64,7 @@ def identity_from(name_reply: object, uuid_reply: object, pid: int | None) -> Vm
     return VmIdentity(name=name, uuid=None if uuid == _NULL_UUID else uuid, pid=pid)
 
 
-def version_from(reply: object) -> tuple[int, int, int]:
+def version_from(reply: object) -> QemuVersion:
     """``query-version`` -> (major, minor, micro)."""
     q = parse_reply(wire.VersionInfo, "query-version", reply).qemu
     return (q.major, q.minor, q.micro)
@@ -84,7 +85,7 @@ def migration_events_from(reply: object) -> bool:
 
 def info_from(
     *,
-    version: tuple[int, int, int],
+    version: QemuVersion,
     identity: VmIdentity,
     machine: str | None,
     kvm_reply: object,

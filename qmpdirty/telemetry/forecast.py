@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from qmpdirty.decisions.estimate import DirtyEstimate
-from qmpdirty.decisions.forecast import MODEL, Advice, Forecast, ForecastInputs
+from qmpdirty.decisions.migration.estimate import DirtyEstimate
+from qmpdirty.decisions.migration.forecast import MODEL, Advice, Forecast, ForecastInputs
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.render import Outgoing, VmStamp, vm_message
 from qmpdirty.telemetry.topics import TopicKind

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from qmpdirty.decisions.migration import Migration, Outcome
-from qmpdirty.decisions.migration_errors import error_cause
-from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
+from qmpdirty.decisions.migration.errors import error_cause
+from qmpdirty.decisions.migration.tracker import Migration, Outcome
+from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.topics import TopicKind, Topics
 

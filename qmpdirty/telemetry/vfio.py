@@ -7,9 +7,9 @@ arrive as ``RangeReport`` values computed per container by ``decisions.ranges``.
 
 from __future__ import annotations
 
-from qmpdirty.decisions.blockers import Reconciled
-from qmpdirty.decisions.container_ranges import RangeReport
-from qmpdirty.decisions.tracking import ContainerVerdict, DeviceVerdict, TrackingVerdict
+from qmpdirty.decisions.vfio.container_ranges import RangeReport
+from qmpdirty.decisions.vfio.evaluate import VfioVerdict
+from qmpdirty.decisions.vfio.tracking import ContainerVerdict, DeviceVerdict
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.render import Outgoing, VmStamp, vm_message
 from qmpdirty.telemetry.topics import TopicKind
@@ -38,9 +38,9 @@ def _container(c: ContainerVerdict, r: RangeReport) -> schema.TrackedContainer:
     )
 
 
-def tracking(stamp: VmStamp, version: tuple[int, int, int], verdict: TrackingVerdict,
-             ranges: dict[str, RangeReport]) -> Outgoing:
+def tracking(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
     """``vm/<vm>/tracking``."""
+    version, verdict, ranges = v.topology.qemu_version, v.verdict, v.ranges
     model = schema.TrackingPayload.model_validate({
         **stamp.common(), "qemu_version": ".".join(map(str, version)),
         "devices": [_device(d) for d in verdict.devices],
@@ -52,8 +52,9 @@ def tracking(stamp: VmStamp, version: tuple[int, int, int], verdict: TrackingVer
     return vm_message(stamp, TopicKind.TRACKING, model)
 
 
-def blockers(stamp: VmStamp, r: Reconciled) -> Outgoing:
+def blockers(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
     """``vm/<vm>/blockers``."""
+    r = v.reconciled
     model = schema.BlockersPayload.model_validate({
         **stamp.common(), "migratable": r.migratable,
         "predicted": [schema.PredictedBlocker(text=b.text, device=b.device,

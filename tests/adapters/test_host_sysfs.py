@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qmpdirty.config import DeviceCapsConfig
-from qmpdirty.facts.topology import Fact, HostFacts
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import HostFacts
 from qmpdirty.host import read_host
 from qmpdirty.host.sysfs import canonical_address
 from tests.support.fakehost import (

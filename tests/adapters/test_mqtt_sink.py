@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qmpdirty.config import MqttConfig
-from qmpdirty.lab.broker import Mosquitto
+from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.sinks.mqtt import WINDOW, MqttSink
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing
@@ -264,7 +264,7 @@ def _certs(tmp: Path) -> tuple[Path, Path, Path]:
 
 async def test_mqtts_with_a_private_ca(tmp_path: Path) -> None:
     ca, cert, key = _certs(tmp_path)
-    from qmpdirty.lab.qemu import free_port
+    from qmpdirty.demo.lab.qemu import free_port
 
     port = free_port()
     tls = [f"listener {port} 127.0.0.1", f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from qmpdirty.config.address import QmpAddress
 from qmpdirty.errors import (
     CommandNotAllowed,
     QmpClosedError,
@@ -17,7 +18,6 @@ from qmpdirty.errors import (
     QmpTimeoutError,
 )
 from qmpdirty.qmp import translate
-from qmpdirty.qmp.address import QmpAddress
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.session import QmpSession
 from tests.adapters.scripted_qmp import HangUp, QmpError, ScriptedQmp, Silence

@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
+from qmpdirty.config.address import QmpAddress
 from qmpdirty.errors import QmpCommandError, QmpReplyError
 from qmpdirty.facts.topology import VFIO_TYPES, VfioDevice, Viommu, VmTopology
-from qmpdirty.qmp.address import QmpAddress
 from qmpdirty.qmp.commands import CommandPolicy
+from qmpdirty.qmp.gather import gather_topology
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.qmp.topology import gather_topology
 from tests.adapters.scripted_qmp import QmpError, ScriptedQmp
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "topology"

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from qemu.qmp import ExecuteError, QMPClient
 
-from qmpdirty.lab import end_child
-from qmpdirty.qmp.mtree import flat_view_for
+from qmpdirty.demo.lab import end_child
+from qmpdirty.qmp.topology.mtree import flat_view_for
 from tests.support.golden import QEMU_ARGS
 from tests.support.qapi_schema import SchemaMismatch
 from tests.support.vfio_lab import start_qemu

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.lab import LabError
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.guest import GuestImage, ensure_guest
-from qmpdirty.lab.qemu import (
+from qmpdirty.demo.lab import DemoError
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.guest import GuestImage, ensure_guest
+from qmpdirty.demo.lab.qemu import (
+    LabCommandError,
     QemuSpec,
     QemuVm,
-    QmpCommandError,
     QmpControl,
     enable_events,
     free_port,
@@ -89,7 +89,7 @@ async def test_control_works_over_tcp_inside_a_running_event_loop(vm16: QemuVm) 
     assert vm16.spec.qmp_tcp_port is not None
     with QmpControl(("127.0.0.1", vm16.spec.qmp_tcp_port)) as control:
         assert control.cmd("query-name") == {"name": "lab16"}
-        with pytest.raises(QmpCommandError, match="CommandNotFound"):
+        with pytest.raises(LabCommandError, match="CommandNotFound"):
             control.cmd("no-such-command")
 
 
@@ -114,7 +114,7 @@ def test_wait_ready_reports_an_early_exit_with_the_logs(guest: GuestImage, tmp_p
     spec = QemuSpec(name="broken", extra_args=("-no-such-option",))
     with (
         QemuVm(spec, guest, tmp_path) as vm,
-        pytest.raises(LabError, match=r"(?s)exited with 1 .*-no-such-option"),
+        pytest.raises(DemoError, match=r"(?s)exited with 1 .*-no-such-option"),
     ):
         vm.wait_ready(30)
 

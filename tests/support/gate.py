@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from qmpdirty.lab.qemu import free_port
+from qmpdirty.demo.lab.qemu import free_port
 
 
 class Gate:

@@ -9,14 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from qmpdirty.facts.topology import (
-    Fact,
-    HostDevice,
-    HostFacts,
-    VfioDevice,
-    Viommu,
-    VmTopology,
-)
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import HostDevice, HostFacts
+from qmpdirty.facts.topology import VfioDevice, Viommu, VmTopology
 
 #: driver -> (migration, p2p, dma_logging) as debugfs features would show them
 DRIVERS: dict[str, tuple[bool, bool, bool]] = {

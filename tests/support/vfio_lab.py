@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qmpdirty.lab import end_child, track_child
+from qmpdirty.demo.lab import end_child, track_child
 from tests.support.vfio_scenario import Scenario
 from tests.support.vfio_standin import Endpoint, VfioStandIn
 

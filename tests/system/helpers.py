@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qmpdirty.lab.broker import Mosquitto
+from qmpdirty.demo.lab.broker import Mosquitto
 
 HOST = "testhost"
 PREFIX = f"qmpdirty/{HOST}"

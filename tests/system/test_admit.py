@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from paho.mqtt import publish
 
-from qmpdirty.lab import free_port
-from qmpdirty.lab.broker import Mosquitto
+from qmpdirty.demo.lab import free_port
+from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.telemetry.schema import (
     BlockersPayload,
     ForecastPayload,

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import (
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import (
     QemuSpec,
     QemuVm,
     QmpControl,

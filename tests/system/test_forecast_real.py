@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import (
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import (
     QemuSpec,
     QemuVm,
     QmpControl,

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import QemuSpec, QemuVm, QmpControl
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl
 from tests.support.daemon import DaemonProcess
 from tests.support.mqtt import Recorder
 from tests.system.helpers import base_config, sock, vm_topic

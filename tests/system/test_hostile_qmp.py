@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from tests.adapters.scripted_qmp import GREETING, Raw, ScriptedQmp
 from tests.support.daemon import DaemonProcess
 from tests.support.mqtt import Recorder

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import QemuSpec, QemuVm, QmpControl
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.listener import QmpListener
 from tests.support.daemon import DaemonProcess

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.lab.broker import Mosquitto
+from qmpdirty.demo.lab.broker import Mosquitto
 from tests.support.daemon import QMPDIRTY, write_config
 from tests.system.test_admit import retain, state
 

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from tests.support.daemon import DaemonProcess
 from tests.support.mqtt import Recorder
 from tests.system.helpers import PREFIX, base_config, sock, vm_topic
@@ -168,7 +168,7 @@ def test_crash_in_one_vm_does_not_stop_others(
 def test_tcp_client_mode_and_every_vm_offline_on_sigterm(
     broker: Mosquitto, recorder: Recorder, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
 ) -> None:
-    from qmpdirty.lab.qemu import free_port
+    from qmpdirty.demo.lab.qemu import free_port
 
     port = free_port()
     lab_vm(QemuSpec(name="tcpvm", qmp_tcp_port=port, rate_mib=2)).wait_qmp()
@@ -195,7 +195,7 @@ def test_broker_away_overflow_is_counted_and_published(
     lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
 ) -> None:
     """Outbox of 3 records, broker absent at start, 10 events: 7 dropped, and said so."""
-    from qmpdirty.lab.qemu import QmpControl, free_port
+    from qmpdirty.demo.lab.qemu import QmpControl, free_port
 
     port = free_port()
     qmp, ctl = sock(tmp_path, "ovf"), sock(tmp_path, "ovfctl")

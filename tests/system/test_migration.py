@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import (
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import (
     QemuSpec,
     QemuVm,
     QmpControl,

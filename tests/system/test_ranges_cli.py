@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from qmpdirty.lab.qemu import QemuSpec, QemuVm
-from qmpdirty.rangecli import owners_from_qom, parse_version
+from qmpdirty.cli.ranges import owners_from_qom, parse_version
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from tests.support.daemon import QMPDIRTY
 from tests.system.helpers import sock
 

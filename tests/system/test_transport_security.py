@@ -13,8 +13,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from qmpdirty.lab.broker import Mosquitto
-from qmpdirty.lab.qemu import QemuSpec, QemuVm, free_port
+from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, free_port
 from tests.support.daemon import QMPDIRTY, DaemonProcess, write_config
 from tests.system.helpers import HOST, base_config, sock
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from qmpdirty.lab import end_child
-from qmpdirty.lab.broker import Mosquitto
+from qmpdirty.demo.lab import end_child
+from qmpdirty.demo.lab.broker import Mosquitto
 from tests.support import golden, golden_v10
 from tests.support.daemon import QMPDIRTY, DaemonProcess
 from tests.support.fakehost import build

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.qmp.address import ADDRESS_HINT, QmpAddress, parse_qmp_address
+from qmpdirty.config.address import ADDRESS_HINT, QmpAddress, parse_qmp_address
 
 GOOD = [
     ("unix:/run/qemu/vm1.sock", QmpAddress("unix", path=Path("/run/qemu/vm1.sock")), "vm1"),

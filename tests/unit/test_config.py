@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qmpdirty.config import Config, load_config, read_secret
+from qmpdirty.config.address import ADDRESS_HINT
 from qmpdirty.errors import ConfigError, QmpDirtyError
-from qmpdirty.qmp.address import ADDRESS_HINT
 
 SECRET = "hunter2-s3cr3t"
 

@@ -1,4 +1,4 @@
-"""Dirty-rate scheduling and arguments per QEMU version (decisions/dirtyrate, qmp/versions)."""
+"""Dirty-rate scheduling and arguments per QEMU version (migration/dirtyrate, facts/qemu)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qmpdirty.decisions.dirtyrate import (
-    DirtyRateMode,
+from qmpdirty.decisions.migration.dirtyrate import (
     DirtyRatePlan,
-    calc_dirty_rate_args,
-    query_dirty_rate_args,
     seconds_until_due,
 )
-from qmpdirty.qmp.versions import (
-    CALC_TIME_UNIT_SINCE,
-    OLDEST_SUPPORTED,
-    has_calc_time_unit,
-    is_supported,
-)
+from qmpdirty.facts.qemu import CALC_TIME_UNIT, OLDEST_SUPPORTED, since
+from qmpdirty.facts.vm import DirtyRateMode
+from qmpdirty.qmp.arguments import calc_dirty_rate_args, query_dirty_rate_args
 
 
 def plan(mode: DirtyRateMode = "page-sampling", window_s: float = 1.0, sample_pages: int = 512,
@@ -33,8 +27,8 @@ def plan(mode: DirtyRateMode = "page-sampling", window_s: float = 1.0, sample_pa
      ((8, 2, 0), True), ((8, 2, 1), True), ((9, 0, 0), True), ((10, 0, 2), True)],
 )
 def test_calc_time_unit_since_8_2(version: tuple[int, int, int], expected: bool) -> None:
-    assert CALC_TIME_UNIT_SINCE == (8, 2, 0)
-    assert has_calc_time_unit(version) is expected
+    assert CALC_TIME_UNIT == (8, 2, 0)
+    assert since(version, CALC_TIME_UNIT) is expected
 
 
 @pytest.mark.parametrize(
@@ -43,7 +37,7 @@ def test_calc_time_unit_since_8_2(version: tuple[int, int, int], expected: bool)
 )
 def test_supported_since_8_0(version: tuple[int, int, int], expected: bool) -> None:
     assert OLDEST_SUPPORTED == (8, 0, 0)
-    assert is_supported(version) is expected
+    assert since(version, OLDEST_SUPPORTED) is expected
 
 
 ARGS = [
@@ -100,7 +94,7 @@ def test_calc_time_is_a_positive_integer_close_to_the_window(
     args = calc_dirty_rate_args(plan(mode, window_s=window_s), version)
     calc_time = args["calc-time"]
     assert isinstance(calc_time, int) and calc_time >= 1
-    unit_s = 0.001 if has_calc_time_unit(version) else 1.0
+    unit_s = 0.001 if since(version, CALC_TIME_UNIT) else 1.0
     assert abs(calc_time * unit_s - window_s) <= max(unit_s / 2, unit_s - window_s) + 1e-9
     assert ("sample-pages" in args) == (mode == "page-sampling")
 

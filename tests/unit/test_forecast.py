@@ -9,9 +9,9 @@ import math
 
 import pytest
 
-from qmpdirty.decisions.dirtyrate import choose_mode, error_bound
-from qmpdirty.decisions.estimate import Sample, bandwidth, bulk_pass_left_s, dirty_rate
-from qmpdirty.decisions.forecast import (
+from qmpdirty.decisions.migration.dirtyrate import choose_mode, error_bound
+from qmpdirty.decisions.migration.estimate import Sample, bandwidth, bulk_pass_left_s, dirty_rate
+from qmpdirty.decisions.migration.forecast import (
     Advice,
     Forecast,
     ForecastInputs,
@@ -20,7 +20,7 @@ from qmpdirty.decisions.forecast import (
     material_change,
     recommend,
 )
-from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot
+from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot
 
 MIB = 2**20
 

@@ -12,17 +12,10 @@ from pathlib import Path
 import pytest
 
 from qmpdirty.config import DeviceCapsConfig
-from qmpdirty.facts.topology import Fact
-from qmpdirty.host import interpret
-from qmpdirty.host.interpret import (
+from qmpdirty.decisions.vfio import host_caps as interpret
+from qmpdirty.decisions.vfio.host_caps import (
     DRIVER_TABLE,
     Caps,
-    DebugfsView,
-    IommuView,
-    RawDevice,
-    Read,
-    Text,
-    Unread,
     address_width,
     amd_dirty_tracking,
     debugfs_caps,
@@ -37,6 +30,8 @@ from qmpdirty.host.interpret import (
     scalable_mode_from_cmdline,
     scalable_mode_from_kconfig,
 )
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import DebugfsView, IommuView, RawDevice, Read, Text, Unread
 
 SMTS, SLADS, SMPWC = 1 << 43, 1 << 45, 1 << 48
 BDF = "0000:3b:00.1"

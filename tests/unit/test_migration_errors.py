@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qmpdirty.decisions import migration as mig
-from qmpdirty.decisions.migration_errors import error_cause
+from qmpdirty.decisions.migration import tracker as mig
+from qmpdirty.decisions.migration.errors import error_cause
 
 PREFIX = "vfio: Could not start dirty page tracking - "
 
@@ -53,7 +53,7 @@ def test_vfio_device_states_fold_into_the_running_migration() -> None:
 def test_summary_payload_carries_the_cause_and_device_states() -> None:
     import json
 
-    from qmpdirty.facts.model import MigrationSnapshot
+    from qmpdirty.facts.vm import MigrationSnapshot
     from qmpdirty.telemetry import render
     from qmpdirty.telemetry.topics import Topics
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qmpdirty.decisions.migration import (
+from qmpdirty.decisions.migration.tracker import (
     NEAR_END,
     PHASE_OF,
     TRANSITIONS,
@@ -36,7 +36,7 @@ from qmpdirty.decisions.migration import (
     observe,
     poll_interval_s,
 )
-from qmpdirty.facts.model import MigrationSnapshot
+from qmpdirty.facts.vm import MigrationSnapshot
 from qmpdirty.qmp.translate import event_from, migration_snapshot_from
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qmpdirty.decisions.planner import (
+from qmpdirty.decisions.vfio.planner import (
     Span,
     covered_bytes,
     kernel_combine,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qmpdirty.decisions.ranges import (
+from qmpdirty.decisions.vfio.ranges import (
     DirtyRanges,
     Fit,
     check_fit,
@@ -22,8 +22,10 @@ from qmpdirty.decisions.ranges import (
     log_max_ranges,
     predict_ranges,
 )
-from qmpdirty.facts.topology import Fact, FlatKind, FlatSection, HostDevice
-from qmpdirty.qmp.mtree import flat_view_for, parse_flat_views
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import HostDevice
+from qmpdirty.facts.topology import FlatKind, FlatSection
+from qmpdirty.qmp.topology.mtree import flat_view_for, parse_flat_views
 
 MTREE = Path(__file__).resolve().parents[1] / "data" / "mtree"
 V10: tuple[int, int, int] = (10, 0, 2)

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from qmpdirty.decisions.blockers import reconcile
-from qmpdirty.decisions.forecast import ForecastInputs, forecast
-from qmpdirty.decisions.migration import Migration, migration_id
-from qmpdirty.decisions.tracking import TrackingVerdict
-from qmpdirty.facts.model import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
+from qmpdirty.decisions.migration.forecast import ForecastInputs, forecast
+from qmpdirty.decisions.migration.tracker import Migration, migration_id
+from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
+from qmpdirty.facts.host import HostFacts
+from qmpdirty.facts.topology import VmTopology
+from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
 from qmpdirty.qmp.translate import event_from, migration_snapshot_from
 from qmpdirty.telemetry import forecast as fc
 from qmpdirty.telemetry import render, schema, vfio
@@ -59,7 +60,13 @@ def body(msg: Outgoing) -> dict[str, Any]:
 
 
 # (id, render call, topic, kind, payload model)
-NO_VFIO = TrackingVerdict((), (), (), ())
+NO_VFIO = evaluate(VmTopology((10, 0, 2), "pc-q35-10.0", 2**30), HostFacts())
+
+
+def observed_only(observed: tuple[str, ...]) -> VfioVerdict:
+    """An evaluation of a VM without VFIO devices whose QEMU reports ``observed``."""
+    return evaluate(VmTopology((10, 0, 2), "pc-q35-10.0", 2**30, blocked_reasons=observed),
+                    HostFacts())
 FC_IN = ForecastInputs(bandwidth_bytes_per_s=1e8, dirty_bytes_per_s=1e7, remaining_bytes=10**9,
                        downtime_limit_ms=300)
 
@@ -84,9 +91,9 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      f"{VM}/error", TopicKind.ERROR, schema.VmErrorPayload),
     ("event", lambda: render.event(STAMP, EVENT, 3600), f"{VM}/event/MIGRATION_PASS",
      TopicKind.EVENT, schema.EventPayload),
-    ("tracking", lambda: vfio.tracking(STAMP, (10, 0, 2), NO_VFIO, {}), f"{VM}/tracking",
+    ("tracking", lambda: vfio.tracking(STAMP, NO_VFIO), f"{VM}/tracking",
      TopicKind.TRACKING, schema.TrackingPayload),
-    ("blockers", lambda: vfio.blockers(STAMP, reconcile((), ())), f"{VM}/blockers",
+    ("blockers", lambda: vfio.blockers(STAMP, NO_VFIO), f"{VM}/blockers",
      TopicKind.BLOCKERS, schema.BlockersPayload),
     ("forecast", lambda: fc.forecast(STAMP, FC_IN, forecast(FC_IN), (),
                                      bandwidth_source="configured", dirty=None),
@@ -263,7 +270,7 @@ def test_event_name_is_sanitised_in_the_topic() -> None:
 
 
 def test_tracking_payload_of_a_vm_without_vfio() -> None:
-    data = body(vfio.tracking(STAMP, (10, 0, 2), NO_VFIO, {}))
+    data = body(vfio.tracking(STAMP, NO_VFIO))
     assert (data["devices"], data["containers"], data["complete"]) == ([], [], True)
     assert data["qemu_version"] == "10.0.2" and data["realize_errors"] == []
 
@@ -275,7 +282,7 @@ def test_tracking_payload_of_a_vm_without_vfio() -> None:
 )
 def test_blockers_payload_from_observation_alone(observed: tuple[str, ...], migratable: bool,
                                                  agree: bool) -> None:
-    data = body(vfio.blockers(STAMP, reconcile((), observed)))
+    data = body(vfio.blockers(STAMP, observed_only(observed)))
     assert data["migratable"] is migratable
     assert data["observed"] == list(observed)
     assert data["predicted"] == []
@@ -311,7 +318,7 @@ def test_statuses_are_plain_text(online: bool) -> None:
 
 def test_negative_seq_is_rejected_by_the_schema() -> None:
     with pytest.raises(ValidationError):
-        vfio.tracking(VmStamp(TOPICS, "web1", -1, TS), (10, 0, 2), NO_VFIO, {})
+        vfio.tracking(VmStamp(TOPICS, "web1", -1, TS), NO_VFIO)
 
 
 def test_unknown_role_is_rejected_by_the_schema() -> None:

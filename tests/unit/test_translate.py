@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qmpdirty.errors import QmpError, QmpReplyError
-from qmpdirty.facts.model import MigrationSnapshot, VmIdentity
+from qmpdirty.facts.vm import MigrationSnapshot, VmIdentity
 from qmpdirty.qmp import translate
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"

@@ -12,9 +12,11 @@ from dataclasses import replace
 
 import pytest
 
-from qmpdirty.decisions.blockers import is_vfio_blocker, reconcile
-from qmpdirty.decisions.tracking import TrackingVerdict, decide
-from qmpdirty.facts.topology import Fact, HostFacts, VmTopology
+from qmpdirty.decisions.vfio.blockers import is_vfio_blocker, reconcile
+from qmpdirty.decisions.vfio.tracking import TrackingVerdict, decide
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import HostFacts
+from qmpdirty.facts.topology import VmTopology
 from tests.support.vfio_cases import dev, host_dev, hosts, topo
 
 B0 = "0000:3b:00.0"

@@ -8,7 +8,7 @@ new text (the tests must not compute them with the code under test)::
     .venv/bin/python tests/data/mtree/record.py            # writes tests/data/mtree/
     .venv/bin/python tests/data/mtree/record.py --out DIR  # somewhere else
 
-Each recording starts a lab QEMU (``qmpdirty.lab.qemu.QemuVm``, TCG) and reads the
+Each recording starts a lab QEMU (``qmpdirty.demo.lab.qemu.QemuVm``, TCG) and reads the
 flat view through the lab's own QMP client (``QmpControl``). Layouts that need no
 firmware are taken at once under ``-S``; the one with PCI BARs lets SeaBIOS program
 them, waits for the lab guest's ready line, then ``stop``s the VM before reading.
@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from qmpdirty.lab.guest import ensure_guest  # noqa: E402
-from qmpdirty.lab.qemu import QemuSpec, QemuVm, QmpControl  # noqa: E402
+from qmpdirty.demo.lab.guest import ensure_guest  # noqa: E402
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
+from qmpdirty.config.address import QmpAddress  # noqa: E402
 from qmpdirty.errors import QmpCommandError  # noqa: E402
 from qmpdirty.facts.topology import VFIO_TYPES  # noqa: E402
-from qmpdirty.qmp.address import QmpAddress  # noqa: E402
 from qmpdirty.qmp.commands import CommandPolicy  # noqa: E402
+from qmpdirty.qmp.gather import gather_topology  # noqa: E402
 from qmpdirty.qmp.session import QmpSession  # noqa: E402
-from qmpdirty.qmp.topology import gather_topology  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 STAND_INS = frozenset({"virtio-net-pci"})

@@ -1,0 +1,267 @@
+"""The configuration's sections, as pydantic models (stage: config; no I/O).
+
+Split out of ``config.py``, which loads, merges and reports problems; each model here
+validates one TOML table. Unknown keys are rejected (``extra="forbid"``).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from qmpdirty.config.address import QmpAddress, parse_qmp_address
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Section):
+    """``[mqtt]``: the broker and how to publish to it."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password_file: Path | None = None
+    client_id: str | None = None
+    topic_prefix: str = "qmpdirty"
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=65535)
+    outbox_size: int = Field(default=10_000, ge=1, le=10_000_000)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    event_expiry_s: int = Field(default=3600, ge=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        # Never echo the URL: it may hold a password.
+        parts = urlsplit(value)
+        if "@" in parts.netloc:
+            raise ValueError("put credentials in username / password_file, not in the URL")
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError("bad port: use a number from 1 to 65535") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> MqttConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class HostConfig(_Section):
+    """``[host]``: this host's name in topics and where its kernel facts are read."""
+
+    name: str = ""
+    sysfs_root: Path = Path("/sys")
+    proc_root: Path = Path("/proc")
+    debugfs_root: Path = Path("/sys/kernel/debug")
+    boot_root: Path = Path("/boot")  # holds config-<release>, the running kernel's config
+
+    @property
+    def resolved_name(self) -> str:
+        """The configured name, else the short host name."""
+        return self.name or socket.gethostname().split(".")[0]
+
+
+class VmConfig(_Section):
+    """``[[vm]]``: one QEMU to connect to (client mode)."""
+
+    name: str | None = None
+    qmp: str
+
+    @field_validator("qmp")
+    @classmethod
+    def _qmp(cls, value: str) -> str:
+        parse_qmp_address(value)
+        return value
+
+    @property
+    def address(self) -> QmpAddress:
+        return parse_qmp_address(self.qmp)
+
+
+class DiscoveryConfig(_Section):
+    """``[discovery]``: QMP sockets found by glob, rescanned periodically."""
+
+    globs: list[str] = Field(default_factory=list)
+    rescan_interval_s: float = Field(default=10.0, gt=0)
+
+
+class ServerConfig(_Section):
+    """``[server]``: the socket QEMUs dial (server mode). Empty ``socket`` = off."""
+
+    socket: Path | None = None
+    mode: str = "0660"
+    group: str | None = None
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if not (len(value) in (3, 4) and all(c in "01234567" for c in value)):
+            raise ValueError("must be an octal file mode such as \"0660\"")
+        return value
+
+    @property
+    def mode_bits(self) -> int:
+        return int(self.mode, 8)
+
+
+class QmpConfig(_Section):
+    """``[qmp]``: timeouts, reconnection and what the daemon may change."""
+
+    command_timeout_s: float = Field(default=5.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    reconnect_initial_s: float = Field(default=0.2, gt=0)
+    reconnect_max_s: float = Field(default=5.0, gt=0)
+    enable_migration_events: bool = True
+    event_queue_size: int = Field(default=1000, ge=10)
+    liveness_interval_s: float = Field(default=5.0, gt=0, description="query-status this "
+                                       "often; no reply in command_timeout_s = unresponsive")
+
+
+class DirtyRateConfig(_Section):
+    """``[dirty_rate]``: periodic ``calc-dirty-rate``."""
+
+    enabled: bool = True
+    mode: Literal["page-sampling", "dirty-bitmap", "dirty-ring"] = "page-sampling"
+    interval_s: float = Field(default=30.0, gt=0)
+    window_s: float = Field(default=1.0, gt=0, le=60)
+    sample_pages: int = Field(default=512, ge=1, le=1_000_000)
+
+
+class MigrationConfig(_Section):
+    """``[migration]``: ``query-migrate`` polling while a migration runs."""
+
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    poll_interval_fast_s: float = Field(default=0.25, gt=0)
+
+
+class ForecastConfig(_Section):
+    """``[forecast]``: the convergence model's assumptions."""
+
+    bandwidth_bytes_per_s: float | None = Field(
+        default=None, gt=0, description="assumed before a migration; default: last measured")
+    vfio_stop_copy_bytes: int = Field(default=0, ge=0)
+    max_passes: int = Field(default=30, ge=1, le=1000)
+    publish_interval_s: float = Field(default=30.0, gt=0)
+
+
+class PolicyConfig(_Section):
+    """``[policy]``: what the daemon may change in a VM. Everything off by default."""
+
+    apply_recommendations: bool = False
+    under_libvirt: bool = True
+
+
+class VfioConfig(_Section):
+    """``[vfio]``: the VFIO dirty-tracking engine's re-evaluation."""
+
+    enabled: bool = True
+    refresh_interval_s: float = Field(default=60.0, gt=0)
+    debounce_s: float = Field(default=0.5, ge=0, le=60)
+    hotplug_poll_s: float = Field(default=5.0, ge=0, description="QEMU has no DEVICE_ADDED "
+                                  "event: compare the device lists this often (0 = off)")
+
+
+class DeviceCapsConfig(_Section):
+    """``[[device_caps]]``: what the host cannot show about a device, stated by the
+    operator, matched by ``bdf`` or by bound ``driver`` (a BDF entry wins)."""
+
+    bdf: str | None = None
+    driver: str | None = None
+    migration: bool | None = None
+    p2p: bool | None = None
+    pre_copy: bool | None = None
+    dma_logging: bool | None = None
+    max_ranges: int | None = Field(default=None, ge=1, le=65535)
+    max_log2_address_space: int | None = Field(default=None, ge=12, le=64)
+
+    @field_validator("bdf")
+    @classmethod
+    def _bdf(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]",
+                                                  value):
+            raise ValueError("must be a PCI address such as \"0000:3b:00.1\" (lower case)")
+        return value
+
+    @model_validator(mode="after")
+    def _selector(self) -> DeviceCapsConfig:
+        if (self.bdf is None) == (self.driver is None):
+            raise ValueError("give exactly one of bdf or driver")
+        return self
+
+
+HookEvent = Literal["migration-status", "blockers-changed", "tracking-changed",
+                    "forecast-negative", "vm-online", "vm-offline", "*"]
+COMMAND_HINT = 'command = ["/usr/local/bin/on-migration", "--flag"] (a list; run without a shell)'
+
+
+class HooksConfig(_Section):
+    """``[hooks]``: the hook runner's worker pool, queue and default timeout."""
+
+    max_concurrent: int = Field(default=4, ge=1, le=64)
+    queue_size: int = Field(default=100, ge=1, le=100_000)
+    timeout_s: float = Field(default=10.0, gt=0, le=3600)
+
+
+class HookConfig(_Section):
+    """``[[hook]]``: one executable run (without a shell) on one kind of event."""
+
+    event: HookEvent
+    command: list[str] = Field(min_length=1)
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_is_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError("must be a list of strings, not one string: no shell splits it")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        if not value[0].startswith("/"):
+            raise ValueError("the executable must be an absolute path (PATH is not searched)")
+        if any("\0" in arg for arg in value):
+            raise ValueError("arguments cannot contain NUL characters")
+        return value
+
+
+class HomeAssistantConfig(_Section):
+    """``[homeassistant]``: MQTT discovery messages for Home Assistant."""
+
+    enabled: bool = False
+    discovery_prefix: str = Field(default="homeassistant", min_length=1)
+
+
+class DaemonConfig(_Section):
+    """``[daemon]``: lifecycle and logging."""
+
+    shutdown_deadline_s: float = Field(default=10.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

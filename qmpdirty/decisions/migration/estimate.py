@@ -1,0 +1,93 @@
+"""Bandwidth, dirty rate and the bulk pass, estimated from ``query-migrate`` samples
+(pure core).
+
+Stage: decisions. QEMU's ``ram.dirty-pages-rate`` stays 0 until the first full pass
+has ended (its second dirty sync) - seconds or minutes into a slow migration. Until
+then the dirty rate is estimated (``source: estimate``): first from the last
+pre-migration ``calc-dirty-rate`` measurement when recent, else from the samples:
+remaining falls by the pages processed and rises by pages re-dirtied after being
+sent, so ``(d remaining + d processed) / dt`` is the re-dirty rate of the part
+already sent, scaled up by the share of RAM sent so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot
+
+#: A pre-migration measurement older than this does not stand for the guest now.
+PRE_MIGRATION_MAX_AGE_S = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    ts: float
+    snapshot: MigrationSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class DirtyEstimate:
+    bytes_per_s: float
+    source: str  # "migration" (QEMU's own) or "estimate"
+    basis: str  # how it was obtained, for the payload's provenance
+
+
+def bandwidth(samples: Sequence[Sample]) -> float | None:
+    """Smoothed bandwidth: mean of the last three non-zero ``ram.mbps`` readings."""
+    seen = [s.snapshot.bandwidth_bytes_per_s for s in samples[-3:]
+            if s.snapshot.bandwidth_bytes_per_s]
+    return sum(seen) / len(seen) if seen else None
+
+
+def _processed(s: MigrationSnapshot) -> int | None:
+    if s.page_size is None or s.normal_pages is None or s.zero_pages is None:
+        return None
+    return (s.normal_pages + s.zero_pages) * s.page_size
+
+
+def dirty_rate(samples: Sequence[Sample], pre: DirtyRateMeasurement | None,
+               pre_age_s: float | None) -> DirtyEstimate | None:
+    """QEMU's rate once it has one, else the best estimate, else None."""
+    if samples and samples[-1].snapshot.dirty_bytes_per_s:
+        return DirtyEstimate(samples[-1].snapshot.dirty_bytes_per_s or 0.0, "migration",
+                             "ram.dirty-pages-rate x page-size")
+    if pre is not None and pre_age_s is not None and pre_age_s <= PRE_MIGRATION_MAX_AGE_S:
+        return DirtyEstimate(pre.bytes_per_s, "estimate",
+                             f"last {pre.mode} measurement, {pre_age_s:.0f} s before")
+    return _from_slope(samples)
+
+
+def _from_slope(samples: Sequence[Sample]) -> DirtyEstimate | None:
+    if len(samples) < 2:
+        return None
+    a, b = samples[0], samples[-1]
+    pa, pb = _processed(a.snapshot), _processed(b.snapshot)
+    ra, rb = a.snapshot.remaining_bytes, b.snapshot.remaining_bytes
+    total = b.snapshot.total_bytes
+    dt = b.ts - a.ts
+    if None in (pa, pb, ra, rb) or not total or dt <= 0:
+        return None
+    assert pa is not None and pb is not None and ra is not None and rb is not None
+    redirty = max(0.0, (rb - ra + pb - pa) / dt)
+    sent_share = min(1.0, max(pb / total, 0.05))
+    return DirtyEstimate(redirty / sent_share, "estimate",
+                         f"remaining/processed slope over {dt:.1f} s, scaled by the "
+                         f"{sent_share:.0%} of RAM sent")
+
+
+def bulk_pass_left_s(samples: Sequence[Sample], bw: float | None) -> float | None:
+    """Seconds left in the first pass: remaining bytes, scaled by the share of pages
+    with content seen so far (zero pages are nearly free), over the bandwidth."""
+    if not samples or not bw:
+        return None
+    s = samples[-1].snapshot
+    if s.remaining_bytes is None:
+        return None
+    share = 1.0
+    if s.normal_pages and s.zero_pages is not None and s.total_bytes and s.page_size:
+        processed = (s.normal_pages + s.zero_pages) * s.page_size
+        if processed >= 0.05 * s.total_bytes:  # too early, and the share is noise
+            share = max(0.05, s.normal_pages / (s.normal_pages + s.zero_pages))
+    return s.remaining_bytes * share / bw

@@ -1,0 +1,167 @@
+"""Will a migration converge, when, and with what downtime? (pure core)
+
+Stage: decisions. A geometric model of QEMU's pre-copy (migration/migration.c
+``migration_iteration_run``): every pass sends what is dirty at a bandwidth ``B``
+while the guest dirties ``D`` bytes/s; the next pass must send what the last one
+let the guest dirty, capped by the guest's RAM. QEMU switches over when the
+pending bytes - RAM still dirty plus VFIO's stop-copy data, which
+``vfio_state_pending_exact`` adds to ``must_precopy`` - fit in
+``B x downtime-limit``. So the migration converges when ``D < B`` (remaining
+shrinks by ``D/B`` each pass) or the remaining already fits, and never when VFIO's
+stop-copy data alone exceeds the downtime budget.
+
+Limits (README § Forecast): zero pages cost almost nothing on the wire, so a first
+pass over mostly empty RAM is faster than ``bytes/B`` (during a migration the model
+scales it by the share of non-zero pages seen so far); ``D`` is the rate of
+*distinct* pages dirtied per window, so a small working set saturates; throttling
+(auto-converge, dirty-limit) and multifd/compression are not modelled; VFIO stop-copy
+size is not reported by QEMU and comes from configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qmpdirty.facts.qemu import DIRTY_LIMIT, QemuVersion, since
+
+MODEL = "geometric-precopy-v1"
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastInputs:
+    """Everything the model needs; ``None`` where unknown."""
+
+    bandwidth_bytes_per_s: float | None
+    dirty_bytes_per_s: float | None
+    remaining_bytes: int | None  # bytes still to send in the current pass
+    downtime_limit_ms: float | None
+    vfio_bytes: int = 0  # stop-copy data sent during the downtime
+    ram_bytes: int | None = None  # cap on what a pass can leave dirty
+    first_pass_s: float | None = None  # time left in the bulk pass, when measured
+    in_first_pass: bool = True
+    max_passes: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    converges: bool | None
+    eta_s: float | None  # from now to completion (including the downtime)
+    downtime_ms: float | None
+    passes: int | None  # further passes expected before switchover
+    notes: tuple[str, ...] = ()
+
+
+def forecast(i: ForecastInputs) -> Forecast:
+    """Run the model; unknown inputs give ``converges: None`` and say which."""
+    missing = [name for name, value in (
+        ("bandwidth", i.bandwidth_bytes_per_s), ("dirty rate", i.dirty_bytes_per_s),
+        ("remaining bytes", i.remaining_bytes), ("downtime limit", i.downtime_limit_ms))
+        if value is None]
+    if missing:
+        return Forecast(None, None, None, None, (f"unknown: {', '.join(missing)}",))
+    assert i.bandwidth_bytes_per_s is not None and i.dirty_bytes_per_s is not None
+    assert i.remaining_bytes is not None and i.downtime_limit_ms is not None
+    b, d = i.bandwidth_bytes_per_s, i.dirty_bytes_per_s
+    if b <= 0:
+        return Forecast(False, None, None, None, ("bandwidth is 0: nothing moves",))
+    budget = b * i.downtime_limit_ms / 1000  # QEMU's threshold_size
+    cap = float(i.ram_bytes) if i.ram_bytes else float("inf")
+    if i.vfio_bytes > budget:
+        return Forecast(False, None, i.vfio_bytes / b * 1000, None, (
+            f"VFIO stop-copy data ({i.vfio_bytes} B) alone exceeds the downtime budget "
+            f"({budget:.0f} B = bandwidth x downtime-limit)",))
+    return _iterate(i, b, d, budget, cap)
+
+
+def _iterate(i: ForecastInputs, b: float, d: float, budget: float, cap: float) -> Forecast:
+    remaining = float(i.remaining_bytes or 0)
+    eta = 0.0
+    passes = 0
+    if remaining + i.vfio_bytes > budget:
+        # the pass under way (the bulk pass may have its own measured duration)
+        t = i.first_pass_s if (i.in_first_pass and i.first_pass_s is not None) else remaining / b
+        eta, remaining, passes = t, min(d * t, cap), 1
+        while remaining + i.vfio_bytes > budget and passes < i.max_passes:
+            if d >= b and remaining >= cap:
+                break  # the whole RAM stays dirty: no pass can shrink it
+            t = remaining / b
+            eta, remaining, passes = eta + t, min(d * t, cap), passes + 1
+            if d >= b:
+                break  # remaining no longer shrinks
+    downtime_s = (remaining + i.vfio_bytes) / b
+    if remaining + i.vfio_bytes <= budget:
+        return Forecast(True, eta + downtime_s, downtime_s * 1000, passes)
+    why = (f"the guest dirties {d / 2**20:.1f} MiB/s, at least the {b / 2**20:.1f} MiB/s "
+           "bandwidth: each pass leaves as much dirty as it sent") if d >= b else (
+        f"more than {i.max_passes} passes needed")
+    return Forecast(False, None, downtime_s * 1000, None, (why,))
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    action: str
+    value: float | None
+    reason: str
+    applicable: bool
+
+
+def recommend(i: ForecastInputs, f: Forecast, *, vcpus: int | None, has_vfio: bool,
+              qemu_version: QemuVersion, kvm: bool) -> tuple[Advice, ...]:
+    """When the forecast says no: what would make it converge (advice only)."""
+    if f.converges is not False or i.bandwidth_bytes_per_s is None:
+        return ()
+    b = i.bandwidth_bytes_per_s
+    d = i.dirty_bytes_per_s or 0.0
+    remaining = float(i.remaining_bytes or 0)
+    # what a pass leaves dirty once it no longer shrinks: the last pass must send it
+    steady = min(d * remaining / b, float(i.ram_bytes or remaining))
+    needed_ms = (steady + i.vfio_bytes) / b * 1000
+    out = [Advice("downtime-limit", float(int(needed_ms) + 1),
+                  f"with this downtime limit (ms) the last pass fits: "
+                  f"{needed_ms:.0f} ms of data at {b / 2**20:.1f} MiB/s", True)]
+    target = 0.5 * b  # leave half the bandwidth for progress
+    per_vcpu = target / max(vcpus or 1, 1) / 2**20
+    dirty_limit_ok = since(qemu_version, DIRTY_LIMIT) and kvm
+    out.append(Advice("dirty-limit", float(max(1, int(per_vcpu))),
+                      f"throttle each vCPU to {per_vcpu:.0f} MB/s (vcpu-dirty-limit) so the "
+                      "guest dirties half the bandwidth", dirty_limit_ok))
+    out.append(Advice("auto-converge", None, "throttle vCPUs progressively until the dirty "
+                      "rate falls below the bandwidth (capability auto-converge)", True))
+    out.append(Advice("postcopy", None, "switch to post-copy: converges whatever the dirty rate"
+                      + ("; refused by QEMU with VFIO devices" if has_vfio else ""),
+                      not has_vfio))
+    if d > 0:
+        out.append(Advice("bandwidth", 2 * d, "a max-bandwidth of twice the dirty rate "
+                          "converges in a few passes, if the link allows it", True))
+    return tuple(out)
+
+
+#: A new dirty-rate measurement republishes the retained ``forecast`` only when it moves
+#: it at least this much (relative); the periodic refresh carries smaller drifts. At
+#: 1,000 VMs measured every 5 s, unchanged forecasts were 230 of 530 messages/s.
+MATERIAL_CHANGE = 0.10
+
+Published = tuple[Forecast, tuple[Advice, ...]]
+
+
+def material_change(before: Published | None, after: Published,
+                    rel: float = MATERIAL_CHANGE) -> bool:
+    """Whether ``after`` says something ``before`` did not: another verdict, pass count,
+    note or set of recommendations, or an ETA, downtime or recommended value that moved
+    by more than ``rel`` of its published value (or appeared, or vanished)."""
+    if before is None:
+        return True
+    (f0, a0), (f1, a1) = before, after
+    if (f0.converges, f0.passes, f0.notes) != (f1.converges, f1.passes, f1.notes):
+        return True
+    if [(a.action, a.applicable) for a in a0] != [(a.action, a.applicable) for a in a1]:
+        return True
+    pairs = [(f0.eta_s, f1.eta_s), (f0.downtime_ms, f1.downtime_ms),
+             *((x.value, y.value) for x, y in zip(a0, a1, strict=True))]
+    return any(_moved(x, y, rel) for x, y in pairs)
+
+
+def _moved(x: float | None, y: float | None, rel: float) -> bool:
+    if x is None or y is None:
+        return (x is None) != (y is None)
+    return abs(y - x) > rel * abs(x) if x else y != x  # relative to the published value

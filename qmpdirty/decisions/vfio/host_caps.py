@@ -1,0 +1,349 @@
+"""Raw host files -> ``HostDevice`` / ``HostFacts`` (pure core of the host probe).
+
+Stage: host interpretation. Takes what ``host/sysfs.py`` read from sysfs, debugfs, proc
+and /boot (each file as ``Text``, or ``Unread`` with the reason), plus the operator's
+``[[device_caps]]``, and decides every fact with a short human ``source``. It must not
+do I/O, log, read the clock or raise on bad input: malformed text is an unknown fact.
+Kernel rules cite Linux 7.1.8 (reference §5.1-§5.3). Precedence per migration fact:
+debugfs, then ``[[device_caps]]`` (``bdf`` entry, then ``driver`` entry), then the driver
+table of §5.3; a lower source that disagrees is named in ``source`` as "overridden".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import (
+    DebugfsView,
+    HostDevice,
+    HostFacts,
+    IommuKind,
+    RawDevice,
+    Read,
+    Unread,
+)
+
+if TYPE_CHECKING:
+    from qmpdirty.config.sections import DeviceCapsConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """The four migration facts of a device, from one source."""
+
+    migration: Fact[bool]
+    p2p: Fact[bool]
+    pre_copy: Fact[bool]
+    dma_logging: Fact[bool]
+
+
+def unknown(reason: str) -> Fact[bool]:
+    return Fact[bool].unknown(reason)
+
+
+def _why(fact: Fact[Any]) -> str:
+    return fact.source.removeprefix("unknown: ")
+
+
+def _same(fact: Fact[bool]) -> Caps:
+    return Caps(fact, fact, fact, fact)
+
+
+_WORD = re.compile(r"[a-z0-9_-]+")
+
+
+def parse_hex(text: str) -> int | None:
+    """A sysfs ``%llx`` value (optional 0x, at most 64 bits); None when malformed."""
+    word = text.strip().lower().removeprefix("0x")
+    if not 0 < len(word) <= 16 or any(c not in "0123456789abcdef" for c in word):
+        return None
+    return int(word, 16)
+
+
+def _register(read: Read) -> int | str:
+    """The register value, or the reason it is unknown."""
+    if isinstance(read, Unread):
+        return read.reason
+    value = parse_hex(read.text)
+    if value is None:
+        return f"{read.label} is not a hex value: {read.text.strip()[:24]!r}"
+    return value
+
+
+def parse_features(text: str) -> frozenset[str] | None:
+    """The words of debugfs ``migration/features`` (one per line, drivers/vfio/debugfs.c
+    ``vfio_device_features_read``); None when a word is not a plain token."""
+    words = text.split()
+    return None if any(not _WORD.fullmatch(w) for w in words) else frozenset(words)
+
+
+KCONFIG_SM = "CONFIG_INTEL_IOMMU_SCALABLE_MODE_DEFAULT_ON"
+
+
+def scalable_mode_from_cmdline(cmdline: Read) -> Fact[bool] | None:
+    """``intel_iommu=...sm_on|sm_off`` (intel_iommu_setup() applies options in order, by
+    prefix: the last one wins). None: the command line does not say, the kernel config
+    default applies. Unreadable: unknown, since it could have overridden the default."""
+    if isinstance(cmdline, Unread):
+        return unknown(f"scalable mode: {cmdline.reason}")
+    found: Fact[bool] | None = None
+    for word in cmdline.text.split():
+        key, _, value = word.partition("=")
+        if key != "intel_iommu":
+            continue
+        for option in value.strip('"').split(","):
+            if option.startswith(("sm_on", "sm_off")):
+                found = Fact(option.startswith("sm_on"), f"{cmdline.label} intel_iommu={value}")
+    return found
+
+
+def scalable_mode_from_kconfig(kconfig: Read) -> Fact[bool]:
+    """The default: ``CONFIG_INTEL_IOMMU_SCALABLE_MODE_DEFAULT_ON`` (absent = not set)."""
+    if isinstance(kconfig, Unread):
+        return unknown(f"scalable mode: no intel_iommu=sm_on|sm_off and {kconfig.reason}")
+    lines = [line.strip() for line in kconfig.text.splitlines()]
+    if not any(line.startswith("CONFIG_") for line in lines):
+        return unknown(f"scalable mode: {kconfig.label} is not a kernel config")
+    if f"{KCONFIG_SM}=y" in lines:
+        return Fact(True, f"{kconfig.label} {KCONFIG_SM}=y")
+    return Fact(False, f"{kconfig.label}: {KCONFIG_SM} not set")
+
+
+# --- host IOMMU dirty tracking (reference §5.1) -------------------------------------------
+
+ECAP_SMTS, ECAP_SLADS, ECAP_SMPWC = 43, 45, 48  # drivers/iommu/intel/iommu.h
+EFR_HATS_SHIFT, EFR_HDSUP = 10, 52  # FEATURE_HATS GENMASK_ULL(11, 10), FEATURE_HDSUP
+
+
+def iommu_kind(unit: str, entries: Iterable[str]) -> IommuKind:
+    """From the unit directory's entries (``intel-iommu``/``amd-iommu`` groups) or name."""
+    names = set(entries)
+    if "intel-iommu" in names or "amd-iommu" in names:
+        return "intel" if "intel-iommu" in names else "amd"
+    return "arm-smmu-v3" if unit.startswith("smmu3.") else "other"
+
+
+def intel_dirty_tracking(ecap: Read, sm: Fact[bool]) -> Fact[bool]:
+    """``ssads_supported()``: scalable mode on and ECAP SMTS, SLADS and SMPWC."""
+    value = _register(ecap)
+    if isinstance(value, str):
+        return unknown(value)
+    bits = (("SMTS", ECAP_SMTS), ("SLADS", ECAP_SLADS), ("SMPWC", ECAP_SMPWC))
+    missing = [name for name, bit in bits if not value >> bit & 1]
+    if missing:
+        return Fact(False, f"{ecap.label}: no {'/'.join(missing)}")
+    if sm.value is None:
+        return unknown(f"{ecap.label} has SMTS+SLADS+SMPWC but {_why(sm)}")
+    state = "on" if sm.value else "off"
+    return Fact(sm.value, f"{ecap.label} SMTS+SLADS+SMPWC, scalable mode {state} ({sm.source})")
+
+
+def amd_dirty_tracking(features: Read) -> Fact[bool]:
+    """``amd_iommu_hd_support()``: false with ``amd_iommu_hatdis`` (EFR HATS == 3, or the
+    IVHD HATDis attribute, which sysfs does not show), else EFR HDSup (bit 52).
+    ``features`` is "efr:efr2"; older kernels print the EFR alone."""
+    if isinstance(features, Unread):
+        return unknown(features.reason)
+    parts = [parse_hex(p) for p in features.text.strip().split(":")]
+    efr = parts[0]
+    if len(parts) > 2 or efr is None or None in parts:
+        return unknown(f"{features.label} is not efr:efr2 hex: {features.text.strip()[:40]!r}")
+    if efr >> EFR_HATS_SHIFT & 3 == 3:
+        return Fact(False, f"{features.label}: EFR HATS=3, host translation disabled")
+    if not efr >> EFR_HDSUP & 1:
+        return Fact(False, f"{features.label}: no HDSup (EFR bit 52)")
+    return Fact(True, f"{features.label} HDSup (EFR bit 52); IVHD HATDis is not in sysfs, "
+                      "assumed clear")
+
+
+def iommu_facts(raw: RawDevice, sm: Fact[bool]) -> tuple[Fact[str], Fact[bool]]:
+    """The device's IOMMU unit and whether that unit can track dirty pages."""
+    if raw.mdev:
+        return (Fact[str].unknown("mdev: no IOMMU unit of its own"),
+                Fact(False, "mdev: QEMU attaches it to the IOAS without a HWPT (reference §1.2)"))
+    view = raw.iommu
+    if view is None or isinstance(view.unit, Unread):
+        why = view.unit.reason if view and isinstance(view.unit, Unread) else "not read"
+        reason = f"{why} (IOMMU off, or the device is not behind one)"
+        return Fact[str].unknown(reason), unknown(reason)
+    unit = Fact(view.unit.text, view.unit.label)
+    if view.kind == "intel" and view.registers is not None:
+        return unit, intel_dirty_tracking(view.registers, sm)
+    if view.kind == "amd" and view.registers is not None:
+        return unit, amd_dirty_tracking(view.registers)
+    if view.kind == "arm-smmu-v3":
+        return unit, unknown(f"{view.unit.text}: ARM SMMUv3 has no sysfs attribute for IDR0 "
+                             "(HTTU); dmesg 'features 0x...' bits 22 and 8 tell")
+    return unit, unknown(f"{view.unit.text}: not an Intel VT-d or AMD-Vi unit")
+
+
+def address_width(raws: Iterable[RawDevice | None]) -> Fact[int]:
+    """The smallest MGAW, ``((cap >> 16) & 0x3f) + 1``, over the Intel units of the asked
+    devices (to compare with a vIOMMU's aw-bits)."""
+    caps = {r.iommu.cap.label: r.iommu.cap for r in raws
+            if r and r.iommu and r.iommu.kind == "intel" and r.iommu.cap is not None}
+    values = {label: _register(cap) for label, cap in caps.items()}
+    widths = [Fact[int].unknown(v) if isinstance(v, str) else
+              Fact((v >> 16 & 0x3F) + 1, f"{label} MGAW") for label, v in values.items()]
+    if not widths:
+        return Fact[int].unknown("no asked device is behind an Intel VT-d unit "
+                                 "(only its cap register gives the width)")
+    known = [w for w in widths if w.value is not None]
+    return min(known, key=lambda w: w.value or 0) if known else Fact[int].unknown(
+        "; ".join(_why(w) for w in widths))
+
+
+# --- migration facts from debugfs (reference §5.2) ---------------------------------------
+
+_DEBUGFS_UNKNOWN = {
+    "unmounted": "debugfs not mounted at {root} (mount it or state the facts in [[device_caps]])",
+    "unreadable": "debugfs at {root} not readable: {detail} (run as root or state the facts "
+                  "in [[device_caps]])",
+    "no-vfio": "debugfs at {root} has no vfio/ (kernel < 6.8 or CONFIG_VFIO_DEBUGFS off)",
+    "no-device": "debugfs has no vfio/{address} (device not bound to a VFIO driver?)",
+}
+
+
+def debugfs_caps(address: str, view: DebugfsView) -> Caps:
+    """The ``migration`` dir exists iff the driver has mig_ops (drivers/vfio/debugfs.c);
+    ``features`` (6.18+) lists stop-copy, p2p, pre-copy and dirty-tracking (log_ops)."""
+    here = f"debugfs vfio/{address}"
+    if view.state == "no-migration":
+        return _same(Fact(False, f"{here} has no migration/ (driver without mig_ops)"))
+    if view.state != "migration":
+        text = _DEBUGFS_UNKNOWN[view.state]
+        return _same(unknown(text.format(root=view.root, detail=view.detail, address=address)))
+    # vfio_pci_core_register_device() refuses mig_ops without STOP_COPY.
+    has_ops = Fact(True, f"{here}/migration exists (mig_ops)")
+    features = view.features
+    if features is None or isinstance(features, Unread):
+        reason = (f"{here}/migration/features absent (kernel < 6.18)"
+                  if features is None or features.absent else features.reason)
+        return Caps(has_ops, unknown(reason), unknown(reason), unknown(reason))
+    words = parse_features(features.text)
+    if words is None:
+        bad = unknown(f"{features.label} is not a feature list: {features.text.strip()[:40]!r}")
+        return Caps(has_ops, bad, bad, bad)
+    return Caps(*(Fact(word in words, features.label)
+                  for word in ("stop-copy", "p2p", "pre-copy", "dirty-tracking")))
+
+
+# --- the driver table (reference §5.3) -----------------------------------------------------
+
+
+_Row = tuple[tuple[bool | None, ...], str] | tuple[tuple[bool | None, ...], str, str]
+_NO_MIG_OPS: _Row = ((False, False, False, False), "has no mig_ops")
+#: driver -> ((migration, p2p, pre_copy, dma_logging), what it sets, what None depends on)
+_DRIVERS: dict[str, _Row] = {
+    **dict.fromkeys(("vfio-pci", "nvgrace_gpu_vfio_pci", "ism_vfio_pci"), _NO_MIG_OPS),
+    "mlx5_vfio_pci": ((None, None, None, None), "", "depends on firmware caps"),
+    "pds_vfio_pci": ((None, True, False, True), "sets STOP_COPY|P2P and log_ops",
+                     "mig_ops only on a VF"),
+    "hisi_acc_vfio_pci": ((None, False, True, False), "sets STOP_COPY|PRE_COPY, no log_ops",
+                          "mig_ops only if probe picks the migration ops"),
+    "virtio_vfio_pci": ((None, True, True, False), "sets STOP_COPY|P2P|PRE_COPY, no log_ops",
+                        "mig_ops only on a VF with admin device parts"),
+    "qat_vfio_pci": ((True, True, True, False), "sets STOP_COPY|P2P|PRE_COPY, no log_ops"),
+    "xe-vfio-pci": ((None, True, False, False), "sets STOP_COPY|P2P, no log_ops",
+                    "mig_ops only if xe_sriov_vfio_migration_supported()"),
+    "mtty": ((True, True, True, True), "sets STOP_COPY|P2P|PRE_COPY and stub log_ops"),
+}
+
+
+def _table_caps(name: str, values: tuple[bool | None, ...], sets: str, depends: str = "") -> Caps:
+    def one(value: bool | None) -> Fact[bool]:
+        if value is None:
+            return unknown(f"{name}: {depends}; state it in [[device_caps]]")
+        return Fact(value, f"driver table: {name} {sets} (reference §5.3)")
+
+    return Caps(*(one(v) for v in values))
+
+
+#: What each known driver sets when nothing can be read (None: depends on the device).
+DRIVER_TABLE: dict[str, Caps] = {name: _table_caps(name, *row) for name, row in _DRIVERS.items()}
+
+
+def driver_caps(driver: Fact[str]) -> Caps:
+    """The expected facts of the bound driver, when nothing better is known."""
+    if driver.value is None:
+        return _same(unknown("no bound driver to look up"))
+    return DRIVER_TABLE.get(driver.value) or _same(
+        unknown(f"{driver.value} is not in the driver table; state it in [[device_caps]]"))
+
+
+def decide(read: Fact[bool], stated: Sequence[Fact[bool]], table: Fact[bool]) -> Fact[bool]:
+    """The first known of read, stated (best first), table; a later known value that
+    disagrees is named as overridden. All unknown: the reasons of read and table."""
+    known = [f for f in (read, *stated, table) if f.value is not None]
+    if not known:
+        return unknown("; ".join(dict.fromkeys((_why(read), _why(table)))))
+    chosen = known[0]
+    notes = [f"{f.source} said {str(f.value).lower()}, overridden"
+             for f in known[1:] if f.value != chosen.value]
+    return Fact(chosen.value, "; ".join([chosen.source, *notes]))
+
+
+def stated_entries(address: str, driver: str | None,
+                   caps: Sequence[DeviceCapsConfig]) -> list[tuple[str, DeviceCapsConfig]]:
+    """The ``[[device_caps]]`` entries that apply, best first: by BDF, then by driver
+    (the first entry of each kind counts)."""
+    by_bdf = next((c for c in caps if c.bdf is not None and c.bdf == address), None)
+    by_driver = next((c for c in caps if c.driver is not None and c.driver == driver), None)
+    return [(f"config [[device_caps]] {label}", entry) for label, entry in
+            ((f"bdf={address}", by_bdf), (f"driver={driver}", by_driver)) if entry is not None]
+
+
+def driver_fact(raw: RawDevice) -> Fact[str]:
+    """The bound driver: basename of the ``driver`` link."""
+    if not raw.present:
+        where = "bus/mdev/devices" if raw.mdev else "bus/pci/devices"
+        return Fact[str].unknown(f"no {raw.address} under sysfs {where}")
+    if isinstance(raw.driver, Unread):
+        return Fact[str].unknown(f"no driver bound ({raw.driver.label} absent)"
+                                 if raw.driver.absent else raw.driver.reason)
+    return Fact(raw.driver.text, raw.driver.label)
+
+
+def interpret_device(raw: RawDevice, sm: Fact[bool],
+                     caps: Sequence[DeviceCapsConfig]) -> HostDevice:
+    """One device's facts (``sm``: whether Intel scalable mode is on)."""
+    driver = driver_fact(raw)
+    if not raw.present:
+        return unknown_device(raw.address, _why(driver), raw.mdev)
+    read, table = debugfs_caps(raw.address, raw.debugfs), driver_caps(driver)
+    entries = stated_entries(raw.address, driver.value, caps)
+
+    def fact(name: str) -> Fact[bool]:
+        stated = [Fact(value, label) for label, entry in entries
+                  if (value := getattr(entry, name)) is not None]
+        return decide(getattr(read, name), stated, getattr(table, name))
+
+    unit, dirty = iommu_facts(raw, sm)
+    return HostDevice(
+        bdf=raw.address, driver=driver, migration=fact("migration"), p2p=fact("p2p"),
+        pre_copy=fact("pre_copy"), dma_logging=fact("dma_logging"), iommu_unit=unit,
+        iommu_dirty_tracking=dirty, mdev=raw.mdev,
+        max_ranges=next((e.max_ranges for _, e in entries if e.max_ranges), None),
+        max_log2_address_space=next(
+            (e.max_log2_address_space for _, e in entries if e.max_log2_address_space), None),
+    )
+
+
+def unknown_device(bdf: str, why: str, mdev: bool = False) -> HostDevice:
+    """A device the host does not show at all: every fact unknown for the same reason."""
+    return HostDevice(bdf=bdf, driver=Fact[str].unknown(why), migration=unknown(why),
+                      p2p=unknown(why), pre_copy=unknown(why), dma_logging=unknown(why),
+                      iommu_unit=Fact[str].unknown(why), iommu_dirty_tracking=unknown(why),
+                      mdev=mdev)
+
+
+def interpret_host(raws: Mapping[str, RawDevice | None], sm: Fact[bool],
+                   caps: Sequence[DeviceCapsConfig]) -> HostFacts:
+    """``HostFacts`` keyed by the addresses as asked (None: not an address)."""
+    devices = {asked: interpret_device(raw, sm, caps) if raw else unknown_device(
+        asked, f"{asked!r} is not a PCI address or an mdev UUID") for asked, raw in raws.items()}
+    return HostFacts(devices=devices, address_width=address_width(raws.values()))

@@ -1,0 +1,83 @@
+"""QEMU by version: the one place that knows what changed when (pure facts).
+
+Stage: facts. Every version-dependent choice in qmpdirty, *how to ask QEMU* as well
+as *what QEMU will do*, asks ``since(version, X)`` with one of the constants below.
+Each names the first release with the behaviour and the source that says so
+(reference §7, checked against the QEMU trees named in the comments, and the
+``Since:`` lines of QEMU's QAPI schema). Supporting another release is one edit here.
+Must not do I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+#: A QEMU release as (major, minor, micro), from ``query-version``.
+QemuVersion: TypeAlias = tuple[int, int, int]
+
+# --- Supported range ----------------------------------------------------------------
+
+#: Oldest QEMU whose replies qmpdirty is built against (design: 8.0 and newer).
+OLDEST_SUPPORTED: QemuVersion = (8, 0, 0)
+#: The version ``qmpdirty ranges`` assumes for a flat view read from a file when none
+#: is given: the newest release whose DMA-logging range rules qmpdirty models
+#: unchanged from 10.x (11.0 leaves read-only sections out: ``READONLY_BYPASS``).
+ASSUMED_FOR_FILES: QemuVersion = (10, 2, 0)
+
+# --- How to ask QEMU ------------------------------------------------------------------
+
+#: ``calc-dirty-rate`` / ``query-dirty-rate`` accept ``calc-time-unit`` (QAPI "Since: 8.2").
+CALC_TIME_UNIT: QemuVersion = (8, 2, 0)
+#: ``qom-list-get`` (QAPI "Since: 10.1").
+QOM_LIST_GET: QemuVersion = (10, 1, 0)
+#: There is no ``DEVICE_ADDED`` QMP event up to and including this release (qapi/qdev.json
+#: has only DEVICE_DELETED): a hot-plug is noticed by listing the device containers.
+LAST_WITHOUT_DEVICE_ADDED: QemuVersion = (10, 2, 0)
+
+# --- What QEMU does: migration ----------------------------------------------------------
+
+#: ``migrate-set-parameters vcpu-dirty-limit`` with the ``dirty-limit`` capability
+#: (QAPI "Since: 8.1"; KVM's dirty ring only).
+DIRTY_LIMIT: QemuVersion = (8, 1, 0)
+
+# --- What QEMU does: VFIO -----------------------------------------------------------------
+
+#: Migration protocol v2 + device DMA logging with two ranges (32/64); global vIOMMU
+#: and multiple-device blockers (commit 5255bbf4ec16, e46883204c38).
+DMA_LOGGING: QemuVersion = (8, 0, 0)
+#: ``enable-migration`` (OnOffAuto) replaces ``x-enable-migration``; per-device
+#: ``%s:``-prefixed blockers (pull of June 2023, "Make VFIO migration non-experimental").
+ENABLE_MIGRATION: QemuVersion = (8, 1, 0)
+#: Multiple devices allowed when all support P2P; third DMA-logging range for vfio-pci
+#: BARs >= 4 GiB (pull-vfio-20230911: "Separate vfio-pci ranges", P2P series).
+P2P_MULTI_DEVICE: QemuVersion = (8, 2, 0)
+PCI64_RANGE: QemuVersion = (8, 2, 0)
+#: IOMMUFD backend (``-object iommufd``, ``iommufd=`` link); no dirty tracking yet.
+IOMMUFD: QemuVersion = (9, 0, 0)
+#: IOMMUFD HWPT dirty tracking; ``x-device-dirty-page-tracking``; blocker text
+#: "...doesn't support device and IOMMU dirty tracking"; ``migration-events``.
+IOMMUFD_DIRTY: QemuVersion = (9, 1, 0)
+#: Dirty tracking decoupled from migration ("started" flags, pull-vfio-20241226):
+#: no QEMU-side "all dirty" fallback; a dirty-bitmap or dirty-ring ``calc-dirty-rate``
+#: window starts VFIO dirty tracking (DMA logging / IOMMU) too (reference §4.8).
+TRACKING_STARTED: QemuVersion = (10, 0, 0)
+#: vIOMMU allowed unless the device would use DMA logging; read-only sections left
+#: out of the DMA-logging ranges; large-memory type1 blocker (pull-vfio-20260113).
+VIOMMU_RELAXED: QemuVersion = (11, 0, 0)
+READONLY_BYPASS: QemuVersion = (11, 0, 0)
+LARGE_MEMORY_BLOCKER: QemuVersion = (11, 0, 0)
+
+
+def since(version: QemuVersion, first: QemuVersion) -> bool:
+    """True when ``version`` has the behaviour introduced in ``first`` (every constant
+    above is an x.y.0 release, so major.minor decides: a stable 10.0.2 has 10.0's)."""
+    return version[:2] >= first[:2]
+
+
+def parse_version(text: str) -> QemuVersion:
+    """``"10.1"`` or ``"10.1.2"`` as a version; ``ValueError`` naming the text if not."""
+    parts = text.strip().split(".")
+    if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"QEMU version {text!r}: expected MAJOR.MINOR[.MICRO], e.g. 10.1")
+    major, minor, *micro = (int(p) for p in parts)
+    return (major, minor, micro[0] if micro else 0)
