@@ -43,7 +43,7 @@ from qmpdirty.facts.qemu import (
 )
 from qmpdirty.facts.topology import VfioDevice, VmTopology
 from qmpdirty.qmp.topology import replies as tw
-from qmpdirty.qmp.translate import machine_from
+from qmpdirty.qmp.translate import basics_from, machine_from
 
 PERIPHERAL = "/machine/peripheral"
 PERIPHERAL_ANON = tw.PERIPHERAL_ANON
@@ -264,9 +264,8 @@ def topology_from(gathered: Gathered) -> VmTopology:
     else:
         flat_view, flat_source = tw.flat_view_from(gathered.mtree)
     return VmTopology(
-        qemu_version=gathered.version,
-        machine=machine_from(gathered.machine_type),
-        ram_size=tw.ram_size_from(gathered.memory_size),
+        basics=basics_from(gathered.version, machine_from(gathered.machine_type),
+                           gathered.memory_size),
         devices=devices_from(gathered),
         iommufd_objects=tuple(sorted(c.path for c in gathered.targets.iommufds)),
         viommus=(*viommus, built_in) if built_in else tuple(viommus),

@@ -215,11 +215,6 @@ def blocked_reasons_from(reply: object) -> tuple[str, ...]:
     return tuple(parse_reply(wire.MigrationInfo, "query-migrate", reply).blocked_reasons)
 
 
-def ram_size_from(reply: object) -> int:
-    """``query-memory-size-summary`` -> ``base-memory`` (QEMU's ``ram_size``)."""
-    return parse_reply(wire.MemorySizeSummary, "query-memory-size-summary", reply).base_memory
-
-
 def flat_view_from(reply: object) -> tuple[tuple[FlatSection, ...] | None, str]:
     """``info mtree -f -o`` text -> the view of address space ``memory``, and its source."""
     if not isinstance(reply, str):
