@@ -1,4 +1,4 @@
-"""Topology translation (qmp/topology_wire.py, qmp/topology_plan.py): pure, table-driven.
+"""Topology translation (qmp/topology/replies.py, plan.py): pure, table-driven.
 
 Replies come from ``tests/data/topology/*.json`` (QEMU 10.0.2, ``record_topology.py``)
 where QEMU can give them; VFIO property maps use the types ``device-list-properties
@@ -348,17 +348,3 @@ def test_any_property_values_translate_or_raise_reply_error(props: dict[str, obj
     ):
         with contextlib.suppress(QmpReplyError):
             translate()
-
-
-@settings(max_examples=200, deadline=None)
-@given(replies=st.lists(JSON, min_size=7, max_size=7), props=PROPERTY_MAPS)
-def test_any_gathered_replies_assemble_or_raise_reply_error(
-    replies: list[object], props: dict[str, object]
-) -> None:
-    targets = plan.Targets(devices=(HOSTDEV,), viommus=(HOSTDEV,))
-    gathered = plan.Gathered(
-        version=(10, 0, 2), targets=targets, properties={HOSTDEV.path: props}, owners={},
-        machine_type=replies[0], machine_iommu=replies[1], memory_size=replies[2],
-        migrate=replies[3], pci=replies[4], memory_devices=replies[5], mtree=replies[6])
-    with contextlib.suppress(QmpReplyError):
-        plan.topology_from(gathered)
