@@ -44,7 +44,7 @@ from qmpdirty.facts.qemu import (
 from qmpdirty.facts.topology import VfioDevice
 from qmpdirty.qmp.topology import replies as tw
 
-PERIPHERAL = "/machine/peripheral"
+PERIPHERAL = tw.PERIPHERAL
 PERIPHERAL_ANON = tw.PERIPHERAL_ANON
 UNATTACHED = "/machine/unattached"
 OBJECTS = "/objects"

@@ -42,6 +42,8 @@ from qmpdirty.qmp.translate import parse_reply, parse_reply_list
 
 _T = TypeVar("_T")
 _ABSENT = re.compile(r"^Property '[^']*' not found$")
+#: ``-device`` with ``id=`` (``/machine/peripheral/<id>``) and without (``device[N]``).
+PERIPHERAL = "/machine/peripheral"
 PERIPHERAL_ANON = "/machine/peripheral-anon"
 
 
@@ -74,6 +76,13 @@ def children_from(container: str, reply: object) -> tuple[QomChild, ...]:
         for e in entries
         if e.type.startswith("child<") and e.type.endswith(">")
     )
+
+
+def owner_name(child: QomChild) -> str:
+    """How ``info mtree -o`` names a device as a region's owner: its id (``owner:{dev
+    id=X}``: the name under /machine/peripheral), else its QOM path (``dev path=...``)."""
+    parent, name = child.path.rsplit("/", 1)
+    return name if parent == PERIPHERAL else child.path
 
 
 def is_absent_property(error_class: str, desc: str) -> bool:
@@ -215,11 +224,16 @@ def blocked_reasons_from(reply: object) -> tuple[str, ...]:
     return tuple(parse_reply(wire.MigrationInfo, "query-migrate", reply).blocked_reasons)
 
 
+def text_from(reply: object) -> str:
+    """An HMP command's reply (``human-monitor-command`` returns the text it printed)."""
+    if not isinstance(reply, str):
+        raise QmpReplyError(f"human-monitor-command: expected text, got {type(reply).__name__}")
+    return reply
+
+
 def flat_view_from(reply: object) -> tuple[tuple[FlatSection, ...] | None, str]:
     """``info mtree -f -o`` text -> the view of address space ``memory``, and its source."""
-    if not isinstance(reply, str):
-        raise QmpReplyError("human-monitor-command: the reply is not text")
-    sections = flat_view_for(reply, "memory")
+    sections = flat_view_for(text_from(reply), "memory")
     if sections is None:
         return None, 'unknown: no flat view of address space "memory" in info mtree -f -o'
     return sections, "info mtree -f -o"
