@@ -126,6 +126,8 @@ class ListingQuery(Query[dict[str, tuple[QomChild, ...]]]):
 
 
 def _listings(containers: tuple[str, ...]) -> Steps[dict[str, tuple[QomChild, ...]]]:
+    if not containers:
+        return {}
     batch = [_listing(c) for c in containers]
     answers = Answers(batch, (yield batch))
     return {c: _children(answers, c) for c in containers}
@@ -144,7 +146,7 @@ def _children(answers: Answers, container: str) -> tuple[QomChild, ...]:
 
 
 def _refresh(previous: Gathered) -> Steps[Gathered | None]:
-    """The previous gather with today's blocked-reasons, or None when children changed."""
+    """The previous gather with QEMU's current blocked-reasons; None when children changed."""
     batch = [Request("query-migrate"), *(_listing(c) for c in MUTABLE_CONTAINERS)]
     answers = Answers(batch, (yield batch))
     migrate = answers.value()
