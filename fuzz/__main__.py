@@ -1,28 +1,38 @@
 """``python -m fuzz [--cases N]``: hammer every parser of untrusted QMP input.
 
-Targets: every reply translator (``qmp.translate``), the VFIO topology translation
-(``qmp.topology_wire``/``topology_plan`` via their public functions), the
-``info mtree -f -o`` parser and the event translator. Each target gets N cases of
-arbitrary JSON values (and, for the parser, arbitrary and mtree-shaped text); the
-only acceptable outcomes are a value or ``QmpReplyError``. Prints the case count
-per target and every crash; exits 1 on any crash. Default N = 12,000 per target:
-108,000 cases in all.
+Targets: every reply translator (``qmp.translate``), the VFIO topology query
+(``qmp.topology.query.TopologyQuery``, driven without a socket by ``exchange.drive``:
+QEMU 10.0.2's recorded replies with hostile ones put in at drawn places, so every round
+and every reply translator is reached), the ``info mtree -f -o`` parser and the event
+translator. Each target gets N cases of arbitrary JSON values (and, for the parser,
+arbitrary and mtree-shaped text; for the query, QMP error replies too); the only
+acceptable outcomes are a value or ``QmpReplyError`` (and for the query, an error reply
+it cannot do without: ``QmpCommandError``). Prints the case count per target and every
+crash; exits 1 on any crash. Default N = 12,000 per target: 120,000 cases in all.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
+import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qmpdirty.errors import QmpReplyError
+from qmpdirty.errors import QmpCommandError, QmpReplyError
+from qmpdirty.facts.qemu import QemuVersion
+from qmpdirty.facts.topology import VFIO_TYPES
 from qmpdirty.qmp import translate
 from qmpdirty.qmp.topology import mtree
+from qmpdirty.qmp.topology.exchange import Failed, Returned, drive
+from qmpdirty.qmp.topology.query import TopologyQuery
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
@@ -38,6 +48,60 @@ MTREE = st.lists(st.sampled_from(['FlatView #0', ' AS "memory", root: system', '
                                   'region: system']) | LINE | st.text(max_size=80),
                  max_size=30).map("\n".join)
 
+#: QEMU 10.0.2's replies to a whole gather (``virtio-net-pci`` standing in for VFIO devices).
+RECORDED = Path(__file__).resolve().parents[1] / "tests/data/topology/q35-intel-pxb.json"
+#: Hostile replies by the position of the command they answer (a gather asks ~63); an
+#: error reply mostly ends the gather at once, so values are drawn three times as often.
+RETURNED = JSON.map(Returned)
+FAILED = st.builds(Failed, st.sampled_from(["GenericError", "DeviceNotFound", "CommandNotFound"]),
+                   st.text(max_size=40))
+HOSTILE = st.dictionaries(st.integers(min_value=0, max_value=70),
+                          RETURNED | RETURNED | RETURNED | FAILED, min_size=1, max_size=6)
+GATHER = st.tuples(HOSTILE, st.none() | st.sampled_from([(8, 0, 0), (9, 1, 0), (10, 1, 0)]))
+Arguments = Mapping[str, object] | None
+
+
+def _key(command: str, arguments: Arguments) -> str:
+    return json.dumps([command, dict(arguments or {})], sort_keys=True)
+
+
+@functools.cache
+def _recording() -> tuple[dict[str, object], dict[str, object]]:
+    """The recorded replies by command, and every object read as ``qom-list-get`` has it."""
+    doc = json.loads(RECORDED.read_text())
+    return {_key(e["execute"], e["arguments"]): Failed(e["error"]["class"], e["error"]["desc"])
+            if "error" in e else Returned(e["return"]) for e in doc["transcript"]}, doc["objects"]
+
+
+def _recorded(command: str, arguments: Arguments) -> object:
+    """The recorded reply; for the other versions' reads, what that QEMU would say."""
+    replies, objects = _recording()
+    if (reply := replies.get(_key(command, arguments))) is not None:
+        return reply
+    args = dict(arguments or {})
+    if command == "qom-get":  # a property 10.0.2 was not asked for
+        return Failed("GenericError", f"Property '{args['path']}.{args['property']}' not found")
+    paths = args.get("paths")
+    if command == "qom-list-get" and isinstance(paths, list) and all(p in objects for p in paths):
+        return [{"properties": objects[p]} for p in paths]
+    return Failed("DeviceNotFound", f"{command}: nothing recorded")
+
+
+def gather(case: tuple[dict[int, object], QemuVersion | None]) -> object:
+    """One topology gather with hostile replies at the drawn positions; an error reply
+    the query cannot do without (``QmpCommandError``) is a correct outcome."""
+    hostile, version = case
+    asked = itertools.count()
+
+    def answer(command: str, arguments: Arguments) -> object:
+        return hostile.get(next(asked)) or _recorded(command, arguments)
+
+    try:
+        return drive(TopologyQuery(VFIO_TYPES | {"virtio-net-pci"}, version=version), answer)
+    except QmpCommandError:
+        return None
+
+
 TARGETS: dict[str, tuple[Callable[[Any], object], st.SearchStrategy[Any]]] = {
     "version": (translate.version_from, JSON),
     "identity": (lambda v: translate.identity_from(v, v, None), JSON),
@@ -48,6 +112,7 @@ TARGETS: dict[str, tuple[Callable[[Any], object], st.SearchStrategy[Any]]] = {
     "run-state": (translate.run_state_from, JSON),
     "capabilities": (translate.migration_events_from, JSON),
     "mtree": (mtree.parse_flat_views, MTREE),
+    "topology-query": (gather, GATHER),
 }
 
 
@@ -73,7 +138,7 @@ def fuzz(name: str, cases: int) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m fuzz")
-    p.add_argument("--cases", type=int, default=12_000, help="per target (9 targets)")
+    p.add_argument("--cases", type=int, default=12_000, help=f"per target ({len(TARGETS)} targets)")
     p.add_argument("targets", nargs="*", default=list(TARGETS))
     args = p.parse_args()
     total, crashes = 0, []

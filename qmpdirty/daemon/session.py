@@ -85,8 +85,8 @@ class SessionWatch:
         self.out.status(online=True)
         self.out.fire("vm-online", info_msg)
         self._announce()
-        log.info("VM %s online (%s, QEMU %s)", self.vm.name, self.qmp_label, self.info.qemu_version
-                 if self.info else "?")
+        log.info("VM %s online (%s, QEMU %s)", self.vm.name, self.qmp_label,
+                 self.info.basics.version_text if self.info else "?")
         await self.migrations.poll()
         self.migrations.publish_forecast()
         async with asyncio.TaskGroup() as tg:
@@ -217,7 +217,7 @@ class SessionWatch:
         while self.ctx.clock() < deadline:
             found = await queries.read_dirty_rate(self.session, self.version)
             if found is not None and (found.started_at_s, found.bytes_per_s) != last_seen:
-                ram = self.info.ram_bytes if self.info else None
+                ram = self.info.basics.ram_bytes if self.info else None
                 bound, basis = error_bound(found, ram)
                 self.out.send(render.dirty_rate_measured(
                     self.out.stamp(), found, self._dirty_rate_expiry(), error_bound_rel=bound,

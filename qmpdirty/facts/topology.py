@@ -1,8 +1,8 @@
 """Facts about a VM's VFIO topology, as QEMU shows it over QMP (pure core).
 
-Stage: facts. Filled by the shell (``qmp/topology.py`` over QMP, ``host/`` from
-sysfs/debugfs/proc and ``[[device_caps]]`` into ``facts.host``), read by ``decisions/tracking``,
-``decisions/blockers`` and ``decisions/ranges``. Plain immutable values, no I/O.
+Stage: facts. Filled over QMP by the topology query (``qmp/topology``, driven by
+``qmp/gather.py``; ``facts.host`` holds what the host says), read by
+``decisions/vfio``. Plain immutable values, no I/O.
 
 A fact that could not be read is ``None`` together with a reason in the matching
 ``*_source`` field (``Fact``), never an exception: decisions that rest on an
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from qmpdirty.facts.qemu import QemuVersion
+from qmpdirty.facts.vm import VmBasics
 
 OnOffAuto = Literal["on", "off", "auto"]
 
@@ -131,9 +131,7 @@ class PciBar:
 class VmTopology:
     """Everything about one VM that decides VFIO dirty tracking and its ranges."""
 
-    qemu_version: QemuVersion
-    machine: str | None
-    ram_size: int | None
+    basics: VmBasics  # version, machine, RAM (the same value as ``VmInfo.basics``)
     devices: tuple[VfioDevice, ...] = ()  # in realize order
     iommufd_objects: tuple[str, ...] = ()
     viommus: tuple[Viommu, ...] = ()

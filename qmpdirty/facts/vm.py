@@ -26,15 +26,47 @@ class VmIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class VmBasics:
+    """Which QEMU runs the VM, on which machine, with how much RAM: the facts that
+    ``VmInfo`` and ``facts.topology.VmTopology`` share (one value, read once per gather).
+
+    From ``query-version``, ``qom-get /machine type`` and ``query-memory-size-summary``
+    (hw/core/machine-qmp-cmds.c ``qmp_query_memory_size_summary``). RAM has one meaning
+    per name, in bytes:
+
+    * ``base_ram_bytes``: the ``-m`` size, QEMU's ``current_machine->ram_size``
+      (``base-memory``). What QEMU's own VFIO check compares with (11.0
+      ``vfio_dirty_tracking_exceed_limit``); memory devices are not in it.
+    * ``plugged_ram_bytes``: RAM in memory devices now (pc-dimm, nvdimm, virtio-mem's
+      plugged part...; ``plugged-memory``); 0 when QEMU reports none.
+    * ``ram_bytes`` (property): both, all the RAM the guest has now: what a migration
+      copies, what the forecast caps a pass at, and what ``info`` publishes as
+      ``ram_bytes``.
+    """
+
+    version: QemuVersion
+    machine: str | None  # ``pc-q35-10.0``; None when QEMU did not say
+    base_ram_bytes: int
+    plugged_ram_bytes: int = 0
+
+    @property
+    def ram_bytes(self) -> int:
+        """All the guest's RAM now: ``base_ram_bytes`` + ``plugged_ram_bytes``."""
+        return self.base_ram_bytes + self.plugged_ram_bytes
+
+    @property
+    def version_text(self) -> str:
+        """The version as published: ``"10.0.2"``."""
+        return ".".join(str(part) for part in self.version)
+
+
+@dataclass(frozen=True, slots=True)
 class VmInfo:
     """The slowly changing facts published on ``vm/<vm>/info``."""
 
-    qemu_version: str
-    qemu_version_tuple: QemuVersion
+    basics: VmBasics
     uuid: str | None
-    machine: str | None
     accel: str | None
-    ram_bytes: int | None
     vcpus: int | None
     run_state: str | None
     migration_events: bool | None

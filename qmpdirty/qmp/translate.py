@@ -19,6 +19,7 @@ from qmpdirty.facts.vm import (
     MigrationParams,
     MigrationSnapshot,
     QmpEvent,
+    VmBasics,
     VmIdentity,
     VmInfo,
 )
@@ -77,6 +78,14 @@ def machine_from(qom_type: object) -> str | None:
     return qom_type.removesuffix("-machine")
 
 
+def basics_from(version: QemuVersion, machine: str | None, memory_reply: object) -> VmBasics:
+    """Version, machine and ``query-memory-size-summary`` -> ``VmBasics`` (``plugged-memory``
+    is absent when this QEMU has no memory devices: 0)."""
+    mem = parse_reply(wire.MemorySizeSummary, "query-memory-size-summary", memory_reply)
+    return VmBasics(version=version, machine=machine, base_ram_bytes=mem.base_memory,
+                    plugged_ram_bytes=mem.plugged_memory or 0)
+
+
 def migration_events_from(reply: object) -> bool:
     """``query-migrate-capabilities`` -> whether capability ``events`` is on."""
     caps = parse_reply_list(wire.MigrationCapabilityStatus, "query-migrate-capabilities", reply)
@@ -102,14 +111,10 @@ def info_from(
     kvm = parse_reply(wire.KvmInfo, "query-kvm", kvm_reply)
     status = parse_reply(wire.StatusInfo, "query-status", status_reply)
     cpus = parse_reply_list(wire.CpuInfoFast, "query-cpus-fast", cpus_reply)
-    mem = parse_reply(wire.MemorySizeSummary, "query-memory-size-summary", memory_reply)
     return VmInfo(
-        qemu_version=".".join(str(p) for p in version),
-        qemu_version_tuple=version,
+        basics=basics_from(version, machine, memory_reply),
         uuid=identity.uuid,
-        machine=machine,
         accel="kvm" if kvm.enabled else "tcg",
-        ram_bytes=mem.base_memory + (mem.plugged_memory or 0),
         vcpus=len(cpus),
         run_state=status.status,
         migration_events=migration_events,

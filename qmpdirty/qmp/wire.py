@@ -1,5 +1,9 @@
 """Models of the QMP replies and events qmpdirty reads (pure core, boundary validation).
 
+Stage: translate (the boundary). The one home of reply models: ``translate`` and
+``topology/replies`` validate with these and nothing else. Must not do I/O or turn
+replies into facts (that is ``translate`` / ``topology/replies``).
+
 Shapes follow QEMU's QAPI schema (qapi/*.json). Unknown fields are ignored because
 newer QEMUs add them; missing optional fields are None. ``qemu.qmp`` types every
 reply as ``object``: nothing from QEMU is used before it passed one of these models.
@@ -141,6 +145,82 @@ class DirtyRateInfo(_Wire):
     sample_pages: Int | None = Field(default=None, alias="sample-pages")
     mode: str = "page-sampling"
     vcpu_dirty_rate: list[DirtyRateVcpu] | None = Field(default=None, alias="vcpu-dirty-rate")
+
+
+# --- QOM, PCI and memory devices (the VFIO topology, ``qmp/topology``) ---------------------
+
+
+class ObjectPropertyInfo(_Wire):
+    """One ``qom-list`` entry; a child has ``type`` ``child<TYPE>``."""
+
+    name: str
+    type: str
+
+
+class ObjectPropertyValue(_Wire):
+    """QEMU 10.1 ``qom-list-get``: ``value`` is absent when the property cannot be read."""
+
+    name: str
+    type: str
+    value: Any = None
+
+
+class ObjectPropertiesValues(_Wire):
+    """One object's entry in the ``qom-list-get`` reply."""
+
+    properties: list[ObjectPropertyValue]
+
+
+class PciMemoryRegion(_Wire):
+    bar: Int
+    type: str
+    address: Int
+    size: Int
+    prefetch: bool = False
+    mem_type_64: bool = False
+
+
+class PciBridgeInfo(_Wire):
+    devices: list[PciDeviceInfo] = Field(default_factory=list)
+
+
+class PciDeviceInfo(_Wire):
+    bus: Int
+    slot: Int
+    function: Int
+    qdev_id: str
+    regions: list[PciMemoryRegion]
+    pci_bridge: PciBridgeInfo | None = None
+
+
+PciBridgeInfo.model_rebuild()
+
+
+class PciInfo(_Wire):
+    """One bus of ``query-pci``; an unassigned BAR has ``address`` -1."""
+
+    bus: Int
+    devices: list[PciDeviceInfo]
+
+
+class MemoryDeviceData(_Wire):
+    """``data`` of every ``MemoryDeviceInfo`` kind (qapi/machine.json 10.0): dimm and
+    nvdimm have ``addr``; virtio-pmem, virtio-mem, sgx-epc ``memaddr``; hv-balloon an
+    optional ``memaddr``/``memdev`` and no ``size``; virtio-mem, hv-balloon ``max-size``."""
+
+    id: str | None = None
+    addr: Int | None = None
+    memaddr: Int | None = None
+    size: Int | None = None
+    max_size: Int | None = Field(default=None, alias="max-size")
+    memdev: str | None = None
+
+
+class MemoryDeviceInfo(_Wire):
+    """One entry of ``query-memory-devices``."""
+
+    type: str
+    data: MemoryDeviceData
 
 
 class EventTimestamp(_Wire):

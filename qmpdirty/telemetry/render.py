@@ -107,8 +107,8 @@ def daemon_state(
 def info(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None) -> Outgoing:
     """``vm/<vm>/info``."""
     model = schema.InfoPayload.model_validate({
-        **stamp.common(), "qemu_version": facts.qemu_version, "uuid": facts.uuid,
-        "machine": facts.machine, "accel": facts.accel, "ram_bytes": facts.ram_bytes,
+        **stamp.common(), "qemu_version": facts.basics.version_text, "uuid": facts.uuid,
+        "machine": facts.basics.machine, "accel": facts.accel, "ram_bytes": facts.basics.ram_bytes,
         "vcpus": facts.vcpus, "run_state": facts.run_state, "qmp": qmp, "pid": pid,
         "migration_events": facts.migration_events,
     })

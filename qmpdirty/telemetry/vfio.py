@@ -40,9 +40,9 @@ def _container(c: ContainerVerdict, r: RangeReport) -> schema.TrackedContainer:
 
 def tracking(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
     """``vm/<vm>/tracking``."""
-    version, verdict, ranges = v.topology.qemu_version, v.verdict, v.ranges
+    verdict, ranges = v.verdict, v.ranges
     model = schema.TrackingPayload.model_validate({
-        **stamp.common(), "qemu_version": ".".join(map(str, version)),
+        **stamp.common(), "qemu_version": v.topology.basics.version_text,
         "devices": [_device(d) for d in verdict.devices],
         "containers": [_container(c, ranges.get(c.id, RangeReport()))
                        for c in verdict.containers],

@@ -27,6 +27,7 @@ import pytest
 from qmpdirty.config.address import QmpAddress
 from qmpdirty.errors import QmpCommandError, QmpReplyError
 from qmpdirty.facts.topology import VFIO_TYPES, VfioDevice, Viommu, VmTopology
+from qmpdirty.facts.vm import VmBasics
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.gather import gather_topology
 from qmpdirty.qmp.session import QmpSession
@@ -247,7 +248,7 @@ async def test_recorded_stand_ins_replay_exactly() -> None:
     assert topology.viommus == (Viommu("/machine/peripheral-anon/device[0]", "intel-iommu",
                                        aw_bits=48, caching_mode=True, dma_translation=True),)
     assert topology.iommufd_objects == ("/objects/iommufd0",)
-    assert topology.machine == "pc-q35-10.0" and topology.ram_size == 256 * 2**20
+    assert topology.basics == VmBasics((10, 0, 2), "pc-q35-10.0", base_ram_bytes=256 * 2**20)
     assert any("vvfat (rw)" in r for r in topology.blocked_reasons)
     vmem = topology.memory_devices[0]
     assert (vmem.kind, vmem.id, vmem.addr, vmem.max_size) == ("virtio-mem", "vmem0", 2**32,

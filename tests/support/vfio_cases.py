@@ -12,6 +12,7 @@ from typing import Any
 from qmpdirty.facts.fact import Fact
 from qmpdirty.facts.host import HostDevice, HostFacts
 from qmpdirty.facts.topology import VfioDevice, Viommu, VmTopology
+from qmpdirty.facts.vm import VmBasics
 
 #: driver -> (migration, p2p, dma_logging) as debugfs features would show them
 DRIVERS: dict[str, tuple[bool, bool, bool]] = {
@@ -54,7 +55,7 @@ def topo(version: str, *devices: VfioDevice, viommu: bool = False, ram: int = 2*
          blocked: tuple[str, ...] = ()) -> VmTopology:
     major, minor = (int(x) for x in version.split(".")[:2])
     return VmTopology(
-        qemu_version=(major, minor, 0), machine="pc-q35-10.0", ram_size=ram,
+        basics=VmBasics((major, minor, 0), "pc-q35-10.0", base_ram_bytes=ram),
         devices=devices,
         viommus=(Viommu("/machine/peripheral/iommu0", "intel-iommu", 48, True, True),)
         if viommu else (),

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qmpdirty.cli.ranges import owners_from_qom, parse_version
+from qmpdirty.cli.ranges import parse_version, vfio_pci_owners
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.errors import QmpReplyError
+from qmpdirty.qmp.topology.exchange import drive
+from qmpdirty.qmp.topology.query import PERIPHERALS, ListingQuery
 from tests.support.daemon import QMPDIRTY
 from tests.system.helpers import sock
 
@@ -126,12 +129,20 @@ def test_overlapping_64_and_pci64_are_reported_not_combined(tmp_path: Path) -> N
 
 def test_owner_discovery_spells_owners_as_mtree_prints_them() -> None:
     # qom-list replies as QEMU gives them: id-named children, anonymous device[N]
-    peripheral = [{"name": "type", "type": "string"},
-                  {"name": "hostdev0", "type": "child<vfio-pci>"},
-                  {"name": "vga0", "type": "child<VGA>"}]
-    anon = [{"name": "device[0]", "type": "child<vfio-pci-nohotplug>"}, "junk"]
-    assert owners_from_qom([("/machine/peripheral", peripheral),
-                            ("/machine/peripheral-anon", anon)]) == (
+    replies: dict[object, object] = {
+        "/machine/peripheral": [{"name": "type", "type": "string"},
+                                {"name": "hostdev0", "type": "child<vfio-pci>"},
+                                {"name": "vga0", "type": "child<VGA>"}],
+        "/machine/peripheral-anon": [{"name": "device[0]", "type": "child<vfio-pci-nohotplug>"}],
+    }
+
+    def answer(_command: str, arguments: Mapping[str, object] | None) -> object:
+        return replies[(arguments or {})["path"]]
+
+    listed = drive(ListingQuery(PERIPHERALS), answer)
+    assert vfio_pci_owners(c for name in PERIPHERALS for c in listed[name]) == (
         "hostdev0", "/machine/peripheral-anon/device[0]")
-    assert owners_from_qom([("/machine/peripheral", {"not": "a list"})]) == ()
+    replies["/machine/peripheral"] = {"not": "a list"}  # validated like every reply
+    with pytest.raises(QmpReplyError, match="qom-list /machine/peripheral"):
+        drive(ListingQuery(PERIPHERALS), answer)
     assert parse_version("10.0") == (10, 0, 0) and parse_version("8.2.1") == (8, 2, 1)

@@ -93,7 +93,7 @@ async def test_intel_iommu_and_a_bypassing_pxb(lab_vm: LabVm, tmp_path: Path) ->
     assert all(d.host is None and d.enable_migration is None for d in topology.devices)
     assert topology.viommus == (Viommu("/machine/peripheral-anon/device[0]", "intel-iommu",
                                        aw_bits=48, caching_mode=True, dma_translation=True),)
-    assert topology.machine == "pc-q35-10.0"
+    assert topology.basics.machine == "pc-q35-10.0"
     # no VFIO device on this VM: with the real types the gatherer finds none
     assert (await gather(path, VFIO_TYPES))[0].devices == ()
 
@@ -118,8 +118,9 @@ async def test_virtio_mem_device_and_its_region(lab_vm: LabVm, tmp_path: Path) -
                     "-device", "virtio-mem-pci,memdev=mem1,id=vmem0,requested-size=128M")
     # the memory map is gathered for VMs with VFIO devices: let virtio-mem stand in for one
     topology, _ = await gather(path, frozenset({"virtio-mem-pci"}))
-    assert topology.ram_size == 256 * MIB
+    assert topology.basics.base_ram_bytes == 256 * MIB
     (vmem,) = topology.memory_devices
+    assert topology.basics.plugged_ram_bytes == vmem.size  # stopped: nothing plugged yet
     assert vmem == MemoryDevice("virtio-mem", "vmem0", vmem.addr, 0, 512 * MIB, "/objects/mem1")
     assert vmem.addr is not None and vmem.addr >= 4 * 1024 * MIB  # device memory above 4G
     assert topology.flat_view is not None and topology.flat_view_source == "info mtree -f -o"

@@ -15,7 +15,13 @@ from qmpdirty.decisions.migration.tracker import Migration, migration_id
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.facts.host import HostFacts
 from qmpdirty.facts.topology import VmTopology
-from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
+from qmpdirty.facts.vm import (
+    DirtyRateMeasurement,
+    MigrationSnapshot,
+    QmpEvent,
+    VmBasics,
+    VmInfo,
+)
 from qmpdirty.qmp.translate import event_from, migration_snapshot_from
 from qmpdirty.telemetry import forecast as fc
 from qmpdirty.telemetry import render, schema, vfio
@@ -44,8 +50,9 @@ MIGRATION = Migration(
     peak_dirty_bytes_per_s=ACTIVE.dirty_bytes_per_s,
 )
 INFO = VmInfo(
-    qemu_version="10.0.2", qemu_version_tuple=(10, 0, 2), uuid=None, machine="pc-i440fx-10.0",
-    accel="tcg", ram_bytes=128 << 20, vcpus=1, run_state="running", migration_events=True,
+    basics=VmBasics((10, 0, 2), "pc-i440fx-10.0", base_ram_bytes=96 << 20,
+                    plugged_ram_bytes=32 << 20),
+    uuid=None, accel="tcg", vcpus=1, run_state="running", migration_events=True,
 )
 MEASURED = DirtyRateMeasurement(bytes_per_s=60.0 * 2**20, mode="page-sampling", window_s=0.5,
                                 sample_pages=512, started_at_s=STARTED, vcpu_bytes_per_s=())
@@ -60,12 +67,13 @@ def body(msg: Outgoing) -> dict[str, Any]:
 
 
 # (id, render call, topic, kind, payload model)
-NO_VFIO = evaluate(VmTopology((10, 0, 2), "pc-q35-10.0", 2**30), HostFacts())
+Q35 = VmBasics((10, 0, 2), "pc-q35-10.0", 2**30)
+NO_VFIO = evaluate(VmTopology(Q35), HostFacts())
 
 
 def observed_only(observed: tuple[str, ...]) -> VfioVerdict:
     """An evaluation of a VM without VFIO devices whose QEMU reports ``observed``."""
-    return evaluate(VmTopology((10, 0, 2), "pc-q35-10.0", 2**30, blocked_reasons=observed),
+    return evaluate(VmTopology(Q35, blocked_reasons=observed),
                     HostFacts())
 FC_IN = ForecastInputs(bandwidth_bytes_per_s=1e8, dirty_bytes_per_s=1e7, remaining_bytes=10**9,
                        downtime_limit_ms=300)

@@ -1,4 +1,4 @@
-"""Topology translation (qmp/topology_wire.py, qmp/topology_plan.py): pure, table-driven.
+"""Topology translation (qmp/topology/replies.py, plan.py): pure, table-driven.
 
 Replies come from ``tests/data/topology/*.json`` (QEMU 10.0.2, ``record_topology.py``)
 where QEMU can give them; VFIO property maps use the types ``device-list-properties
@@ -286,12 +286,11 @@ def test_memory_devices(reply: object, expected: list[MemoryDevice]) -> None:
     assert list(tw.memory_devices_from(reply)) == expected
 
 
-def test_blocked_reasons_ram_size_and_flat_view() -> None:
+def test_blocked_reasons_and_flat_view() -> None:
     reasons = tw.blocked_reasons_from(recorded(PXB, "query-migrate"))
     assert [r.split("'")[0] for r in reasons] == ["The qcow format used by node ",
                                                   "The vvfat (rw) format used by node "]
     assert tw.blocked_reasons_from(recorded(FIRMWARE, "query-migrate")) == ()
-    assert tw.ram_size_from(recorded(PXB, "query-memory-size-summary")) == 256 * 2**20
     text = recorded(PXB, "human-monitor-command", **{"command-line": "info mtree -f -o"})
     sections, source = tw.flat_view_from(text)
     assert source == "info mtree -f -o" and sections is not None
@@ -326,7 +325,7 @@ PROPERTY_MAPS = st.dictionaries(
 TRANSLATORS: list[Callable[[Any], object]] = [
     lambda r: tw.children_from("/machine/peripheral", r),
     lambda r: tw.properties_from_list_get(["/a"], r),
-    tw.pci_bars_from, tw.memory_devices_from, tw.blocked_reasons_from, tw.ram_size_from,
+    tw.pci_bars_from, tw.memory_devices_from, tw.blocked_reasons_from,
     tw.flat_view_from, lambda r: tw.machine_viommu(r, []),
 ]
 
@@ -349,17 +348,3 @@ def test_any_property_values_translate_or_raise_reply_error(props: dict[str, obj
     ):
         with contextlib.suppress(QmpReplyError):
             translate()
-
-
-@settings(max_examples=200, deadline=None)
-@given(replies=st.lists(JSON, min_size=7, max_size=7), props=PROPERTY_MAPS)
-def test_any_gathered_replies_assemble_or_raise_reply_error(
-    replies: list[object], props: dict[str, object]
-) -> None:
-    targets = plan.Targets(devices=(HOSTDEV,), viommus=(HOSTDEV,))
-    gathered = plan.Gathered(
-        version=(10, 0, 2), targets=targets, properties={HOSTDEV.path: props}, owners={},
-        machine_type=replies[0], machine_iommu=replies[1], memory_size=replies[2],
-        migrate=replies[3], pci=replies[4], memory_devices=replies[5], mtree=replies[6])
-    with contextlib.suppress(QmpReplyError):
-        plan.topology_from(gathered)

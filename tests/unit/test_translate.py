@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qmpdirty.errors import QmpError, QmpReplyError
-from qmpdirty.facts.vm import MigrationSnapshot, VmIdentity
+from qmpdirty.facts.vm import MigrationSnapshot, VmBasics, VmIdentity
 from qmpdirty.qmp import translate
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"
@@ -112,13 +112,12 @@ def test_migration_events_needs_the_events_capability_itself() -> None:
 
 def test_info_from_recorded() -> None:
     info = translate.info_from(**info_kwargs())
-    assert info.qemu_version == "10.0.2"
-    assert info.qemu_version_tuple == (10, 0, 2)
+    assert info.basics == VmBasics((10, 0, 2), "pc-i440fx-10.0", base_ram_bytes=128 * MIB)
+    assert info.basics.version_text == "10.0.2"
     assert info.accel == "tcg"
-    assert info.ram_bytes == 128 * MIB
+    assert info.basics.ram_bytes == 128 * MIB
     assert info.vcpus == 1
     assert info.run_state == "running"
-    assert info.machine == "pc-i440fx-10.0"
     assert info.uuid is None
     assert info.migration_events is True
 
@@ -130,7 +129,9 @@ def test_info_from_kvm_and_plugged_memory() -> None:
         cpus_reply=[{"cpu-index": i} for i in range(4)],
         identity=VmIdentity("x", "u"),
     ))
-    assert (info.accel, info.ram_bytes, info.vcpus, info.uuid) == ("kvm", 1536, 4, "u")
+    assert (info.accel, info.basics.ram_bytes, info.vcpus, info.uuid) == ("kvm", 1536, 4, "u")
+    # one meaning per name: -m (QEMU's ram_size) and memory devices, and the sum
+    assert (info.basics.base_ram_bytes, info.basics.plugged_ram_bytes) == (1024, 512)
 
 
 @pytest.mark.parametrize(("name", "state"), [("query-status.prelaunch.json", "prelaunch"),

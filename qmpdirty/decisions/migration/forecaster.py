@@ -72,7 +72,7 @@ class Forecaster:
             bandwidth_bytes_per_s=bw, dirty_bytes_per_s=dirty.bytes_per_s if dirty else None,
             remaining_bytes=snap.remaining_bytes if snap else None,
             downtime_limit_ms=self._downtime(), vfio_bytes=self._vfio(has_vfio),
-            ram_bytes=info.ram_bytes if info else None, in_first_pass=first,
+            ram_bytes=info.basics.ram_bytes if info else None, in_first_pass=first,
             first_pass_s=estimate.bulk_pass_left_s(list(self.samples), bw) if first else None,
             max_passes=self.cfg.max_passes)
         return self._view(inputs, source if bw else "unknown", dirty, info, has_vfio)
@@ -91,16 +91,16 @@ class Forecaster:
                                        f"{m.mode}, {m.window_s:g} s window") if m else None
         inputs = ForecastInputs(
             bandwidth_bytes_per_s=bw, dirty_bytes_per_s=m.bytes_per_s if m else None,
-            remaining_bytes=info.ram_bytes if info else None,
+            remaining_bytes=info.basics.ram_bytes if info else None,
             downtime_limit_ms=self._downtime(), vfio_bytes=self._vfio(has_vfio),
-            ram_bytes=info.ram_bytes if info else None, max_passes=self.cfg.max_passes)
+            ram_bytes=info.basics.ram_bytes if info else None, max_passes=self.cfg.max_passes)
         return self._view(inputs, source if bw else "unknown", dirty, info, has_vfio)
 
     def _view(self, inputs: ForecastInputs, source: str, dirty: estimate.DirtyEstimate | None,
               info: VmInfo | None, has_vfio: bool) -> View:
         f = forecast(inputs)
         advice = recommend(inputs, f, vcpus=info.vcpus if info else None, has_vfio=has_vfio,
-                           qemu_version=info.qemu_version_tuple if info else (0, 0, 0),
+                           qemu_version=info.basics.version if info else (0, 0, 0),
                            kvm=bool(info and info.accel == "kvm"))
         return View(inputs, f, advice, source, dirty)
 

@@ -40,7 +40,7 @@ def container_ranges(c: ContainerVerdict, topology: VmTopology, host: HostFacts)
     if topology.flat_view is None:
         return RangeReport(limits=(f"flat view unavailable ({topology.flat_view_source}): "
                                    "ranges cannot be computed",))
-    predicted = predict_ranges(topology.flat_view, c.vfio_owners, topology.qemu_version,
+    predicted = predict_ranges(topology.flat_view, c.vfio_owners, topology.basics.version,
                                host.page_size)
     fits: list[bool | None] = []
     limits: list[str] = [*predicted.notes]

@@ -90,7 +90,7 @@ def behind_viommu(device: VfioDevice, topology: VmTopology, notes: list[str]) ->
 
 def replay(topology: VmTopology, host: HostFacts) -> tuple[list[DeviceState], list[Blocker]]:
     """Every VFIO device's realize outcome, in realize order, plus the global blockers."""
-    run = _Replay(topology.qemu_version, topology, host)
+    run = _Replay(topology.basics.version, topology, host)
     for device in sorted(topology.devices, key=lambda d: d.realize_index):
         run.states.append(_realize(run, device))
     return run.states, run.global_blockers
@@ -201,8 +201,8 @@ def _finish(state: DeviceState, b: Blocker, enable: str, notes: list[str],
 
 def _large_memory(run: _Replay, state: DeviceState, notes: list[str]) -> Blocker | None:
     """11.0 ``vfio_dirty_tracking_exceed_limit``: type1 bitmap vs ``ram_size``."""
-    ram = run.topology.ram_size
-    if not since(run.version, LARGE_MEMORY_BLOCKER) or state.device.iommufd or ram is None:
+    ram = run.topology.basics.base_ram_bytes  # ``ram_size``: -m, not memory devices
+    if not since(run.version, LARGE_MEMORY_BLOCKER) or state.device.iommufd:
         return None
     if ram <= TYPE1_MAX_TRACKED_BYTES:
         return None

@@ -129,7 +129,7 @@ def decide(topology: VmTopology, host: HostFacts) -> TrackingVerdict:
     containers = []
     engines: dict[str, Engine] = {}
     for cid, members in groups.items():
-        engine, why = _engine(topology.qemu_version, backends[cid], members)
+        engine, why = _engine(topology.basics.version, backends[cid], members)
         engines[cid] = engine
         containers.append(ContainerVerdict(cid, backends[cid], tuple(members), engine, (why,)))
     devices = []

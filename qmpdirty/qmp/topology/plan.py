@@ -1,9 +1,9 @@
-"""What to ask QEMU for a VM's topology, and how the answers become ``VmTopology`` (pure).
+"""What to read of which QOM object for a VM's topology, and the devices' order (pure).
 
-Stage: translate. Chooses the QOM objects and properties ``qmp/topology.py`` reads
-(per type and QEMU version), follows PCI buses up to their host bridge, estimates
-the realize order and assembles the facts from ``topology_wire`` values. Must not
-do I/O, import asyncio/socket/logging/time/os, or hold a session.
+Stage: translate. Chooses the QOM objects and properties the topology query
+(``query``) reads, per type and QEMU version, follows PCI buses up to their host
+bridge and estimates the realize order of the VFIO devices from ``replies`` values.
+Must not do I/O, import asyncio/socket/logging/time/os, or hold a session.
 
 **vIOMMU bypass** (hw/pci/pci.c ``pci_bus_bypass_iommu``): a device's bus leads, via
 the device providing each bus (a bridge, whose own ``parent_bus`` goes on up), to a
@@ -41,11 +41,10 @@ from qmpdirty.facts.qemu import (
     QemuVersion,
     since,
 )
-from qmpdirty.facts.topology import VfioDevice, VmTopology
+from qmpdirty.facts.topology import VfioDevice
 from qmpdirty.qmp.topology import replies as tw
-from qmpdirty.qmp.translate import machine_from
 
-PERIPHERAL = "/machine/peripheral"
+PERIPHERAL = tw.PERIPHERAL
 PERIPHERAL_ANON = tw.PERIPHERAL_ANON
 UNATTACHED = "/machine/unattached"
 OBJECTS = "/objects"
@@ -214,34 +213,24 @@ def realize_order(paths: Sequence[str], hotplugged: Sequence[bool | None],
     return index
 
 
-# --- the whole topology -------------------------------------------------------------------
+# --- the devices -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Gathered:
-    """Everything the shell collected; replies QEMU sent as-is stay raw (``object``)."""
-
-    version: QemuVersion
-    targets: Targets
-    properties: Mapping[str, Mapping[str, object]]
-    owners: Mapping[str, tw.BusOwner]
-    machine_type: object | None
-    machine_iommu: object | None
-    memory_size: object
-    migrate: object
-    pci: object
-    memory_devices: object
-    mtree: object | None
-    mtree_error: str | None = None
+def device_buses(devices: Sequence[tw.QomChild], properties: Mapping[str, Mapping[str, object]]
+                 ) -> list[str | None]:
+    """The buses the PCI devices among ``devices`` sit on (where the bus walk starts)."""
+    return [tw.parent_bus_of(c.path, properties.get(c.path, {}))
+            for c in devices if "addr" in properties.get(c.path, {})]
 
 
-def devices_from(gathered: Gathered) -> tuple[VfioDevice, ...]:
+def devices_from(targets: Targets, properties: Mapping[str, Mapping[str, object]],
+                 owners: Mapping[str, tw.BusOwner]) -> tuple[VfioDevice, ...]:
     """The VFIO devices, in estimated realize order."""
-    children = gathered.targets.devices
-    props = [gathered.properties.get(c.path, {}) for c in children]
+    children = targets.devices
+    props = [properties.get(c.path, {}) for c in children]
     placements = [
-        placement_of(tw.parent_bus_of(c.path, p), tw.devfn_of(c.path, p), gathered.owners,
-                     gathered.targets.expander_ids())
+        placement_of(tw.parent_bus_of(c.path, p), tw.devfn_of(c.path, p), owners,
+                     targets.expander_ids())
         if "addr" in p else Placement()
         for c, p in zip(children, props, strict=True)
     ]
@@ -252,27 +241,3 @@ def devices_from(gathered: Gathered) -> tuple[VfioDevice, ...]:
         for c, p, pl, i in zip(children, props, placements, order, strict=True)
     ]
     return tuple(sorted(devices, key=lambda d: d.realize_index))
-
-
-def topology_from(gathered: Gathered) -> VmTopology:
-    """Assemble the facts; QmpReplyError for any reply of the wrong shape."""
-    viommus = sorted((tw.viommu_from(c, gathered.properties.get(c.path, {}))
-                      for c in gathered.targets.viommus), key=lambda v: v.qom_path)
-    built_in = tw.machine_viommu(gathered.machine_iommu, viommus)
-    if gathered.mtree is None:
-        flat_view, flat_source = None, f"unknown: {gathered.mtree_error or 'not read'}"
-    else:
-        flat_view, flat_source = tw.flat_view_from(gathered.mtree)
-    return VmTopology(
-        qemu_version=gathered.version,
-        machine=machine_from(gathered.machine_type),
-        ram_size=tw.ram_size_from(gathered.memory_size),
-        devices=devices_from(gathered),
-        iommufd_objects=tuple(sorted(c.path for c in gathered.targets.iommufds)),
-        viommus=(*viommus, built_in) if built_in else tuple(viommus),
-        memory_devices=tw.memory_devices_from(gathered.memory_devices),
-        flat_view=flat_view,
-        flat_view_source=flat_source,
-        pci_bars=tw.pci_bars_from(gathered.pci),
-        blocked_reasons=tw.blocked_reasons_from(gathered.migrate),
-    )

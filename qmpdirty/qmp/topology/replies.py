@@ -1,10 +1,10 @@
 """QOM, PCI and memory replies -> topology values (pure core).
 
-Stage: translate. Validates each raw reply that ``qmp/topology.py`` collected with a
-strict model (shapes from qapi/qom.json, pci.json, machine.json) and turns it into
+Stage: translate. Validates each raw reply the topology query received with a strict
+``wire`` model (shapes from qapi/qom.json, pci.json, machine.json) and turns it into
 ``facts.topology`` values. A wrong shape becomes ``QmpReplyError``, never another
 exception. Must not do I/O, import asyncio/socket/logging/time/os, or hold a session;
-what to ask and how the pieces are put together is ``topology_plan``.
+what to ask and how the pieces are put together is ``plan`` and ``query``.
 
 Verified on QEMU 10.0.2 (``qemu-system-x86_64 -M q35``):
 
@@ -23,18 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from qmpdirty.errors import QmpReplyError
 from qmpdirty.facts.topology import (
@@ -51,79 +42,9 @@ from qmpdirty.qmp.translate import parse_reply, parse_reply_list
 
 _T = TypeVar("_T")
 _ABSENT = re.compile(r"^Property '[^']*' not found$")
+#: ``-device`` with ``id=`` (``/machine/peripheral/<id>``) and without (``device[N]``).
+PERIPHERAL = "/machine/peripheral"
 PERIPHERAL_ANON = "/machine/peripheral-anon"
-
-
-class _Reply(BaseModel):
-    # as in ``wire``: exact JSON types, unknown members ignored (newer QEMUs add them)
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, strict=True)
-
-
-class ObjectPropertyInfo(_Reply):
-    """One ``qom-list`` entry; a child has ``type`` ``child<TYPE>``."""
-
-    name: str
-    type: str
-
-
-class ObjectPropertyValue(_Reply):
-    """QEMU 10.1 ``qom-list-get``: ``value`` is absent when the property cannot be read."""
-
-    name: str
-    type: str
-    value: Any = None
-
-
-class ObjectPropertiesValues(_Reply):
-    properties: list[ObjectPropertyValue]
-
-
-class PciMemoryRegion(_Reply):
-    bar: wire.Int
-    type: str
-    address: wire.Int
-    size: wire.Int
-    prefetch: bool = False
-    mem_type_64: bool = False
-
-
-class PciBridgeInfo(_Reply):
-    devices: list[PciDeviceInfo] = Field(default_factory=list)
-
-
-class PciDeviceInfo(_Reply):
-    bus: wire.Int
-    slot: wire.Int
-    function: wire.Int
-    qdev_id: str
-    regions: list[PciMemoryRegion]
-    pci_bridge: PciBridgeInfo | None = None
-
-
-PciBridgeInfo.model_rebuild()
-
-
-class PciInfo(_Reply):
-    bus: wire.Int
-    devices: list[PciDeviceInfo]
-
-
-class MemoryDeviceData(_Reply):
-    """``data`` of every ``MemoryDeviceInfo`` kind (qapi/machine.json 10.0): dimm and
-    nvdimm have ``addr``; virtio-pmem, virtio-mem, sgx-epc ``memaddr``; hv-balloon an
-    optional ``memaddr``/``memdev`` and no ``size``; virtio-mem, hv-balloon ``max-size``."""
-
-    id: str | None = None
-    addr: wire.Int | None = None
-    memaddr: wire.Int | None = None
-    size: wire.Int | None = None
-    max_size: wire.Int | None = Field(default=None, alias="max-size")
-    memdev: str | None = None
-
-
-class MemoryDeviceInfo(_Reply):
-    type: str
-    data: MemoryDeviceData
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +70,19 @@ class BusOwner:
 
 def children_from(container: str, reply: object) -> tuple[QomChild, ...]:
     """``qom-list CONTAINER`` -> its ``child<TYPE>`` entries."""
-    entries = parse_reply_list(ObjectPropertyInfo, f"qom-list {container}", reply)
+    entries = parse_reply_list(wire.ObjectPropertyInfo, f"qom-list {container}", reply)
     return tuple(
         QomChild(f"{container}/{e.name}", e.type[len("child<"):-1])
         for e in entries
         if e.type.startswith("child<") and e.type.endswith(">")
     )
+
+
+def owner_name(child: QomChild) -> str:
+    """How ``info mtree -o`` names a device as a region's owner: its id (``owner:{dev
+    id=X}``: the name under /machine/peripheral), else its QOM path (``dev path=...``)."""
+    parent, name = child.path.rsplit("/", 1)
+    return name if parent == PERIPHERAL else child.path
 
 
 def is_absent_property(error_class: str, desc: str) -> bool:
@@ -164,7 +92,7 @@ def is_absent_property(error_class: str, desc: str) -> bool:
 
 def properties_from_list_get(paths: Sequence[str], reply: object) -> dict[str, dict[str, object]]:
     """``qom-list-get`` (10.1+) -> path -> name -> value; unreadable values are left out."""
-    results = parse_reply_list(ObjectPropertiesValues, "qom-list-get", reply)
+    results = parse_reply_list(wire.ObjectPropertiesValues, "qom-list-get", reply)
     if len(results) != len(paths):
         raise QmpReplyError(f"qom-list-get: {len(results)} results for {len(paths)} paths")
     return {
@@ -261,7 +189,7 @@ def machine_viommu(machine_iommu: object, found: Sequence[Viommu]) -> Viommu | N
 # --- queries -----------------------------------------------------------------------------
 
 
-def _bars(device: PciDeviceInfo) -> list[PciBar]:
+def _bars(device: wire.PciDeviceInfo) -> list[PciBar]:
     bars = [
         PciBar(qdev_id=device.qdev_id or None, bus=device.bus, slot=device.slot,
                function=device.function, bar=r.bar,
@@ -276,13 +204,13 @@ def _bars(device: PciDeviceInfo) -> list[PciBar]:
 
 def pci_bars_from(reply: object) -> tuple[PciBar, ...]:
     """``query-pci``: every assigned BAR on every bus, bridges' devices included."""
-    buses = parse_reply_list(PciInfo, "query-pci", reply)
+    buses = parse_reply_list(wire.PciInfo, "query-pci", reply)
     return tuple(bar for bus in buses for device in bus.devices for bar in _bars(device))
 
 
 def memory_devices_from(reply: object) -> tuple[MemoryDevice, ...]:
     """``query-memory-devices``; hv-balloon reports no plugged size (``size`` 0)."""
-    infos = parse_reply_list(MemoryDeviceInfo, "query-memory-devices", reply)
+    infos = parse_reply_list(wire.MemoryDeviceInfo, "query-memory-devices", reply)
     return tuple(
         MemoryDevice(kind=i.type, id=i.data.id,
                      addr=i.data.addr if i.data.addr is not None else i.data.memaddr,
@@ -296,16 +224,16 @@ def blocked_reasons_from(reply: object) -> tuple[str, ...]:
     return tuple(parse_reply(wire.MigrationInfo, "query-migrate", reply).blocked_reasons)
 
 
-def ram_size_from(reply: object) -> int:
-    """``query-memory-size-summary`` -> ``base-memory`` (QEMU's ``ram_size``)."""
-    return parse_reply(wire.MemorySizeSummary, "query-memory-size-summary", reply).base_memory
+def text_from(reply: object) -> str:
+    """An HMP command's reply (``human-monitor-command`` returns the text it printed)."""
+    if not isinstance(reply, str):
+        raise QmpReplyError(f"human-monitor-command: expected text, got {type(reply).__name__}")
+    return reply
 
 
 def flat_view_from(reply: object) -> tuple[tuple[FlatSection, ...] | None, str]:
     """``info mtree -f -o`` text -> the view of address space ``memory``, and its source."""
-    if not isinstance(reply, str):
-        raise QmpReplyError("human-monitor-command: the reply is not text")
-    sections = flat_view_for(reply, "memory")
+    sections = flat_view_for(text_from(reply), "memory")
     if sections is None:
         return None, 'unknown: no flat view of address space "memory" in info mtree -f -o'
     return sections, "info mtree -f -o"
