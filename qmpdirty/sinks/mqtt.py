@@ -33,7 +33,7 @@ from qmpdirty.config import MqttConfig, read_secret
 from qmpdirty.errors import SinkError
 from qmpdirty.sinks.outbox import Outbox
 from qmpdirty.telemetry import render
-from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.message import Outgoing
 from qmpdirty.telemetry.topics import Topics
 
 log = logging.getLogger(__name__)

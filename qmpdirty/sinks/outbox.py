@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.message import Outgoing
 
 # Queue positions below every normal one: state re-sent after a reconnect goes first,
 # then whatever a failed publish gave back, then the queue in arrival order.

@@ -7,39 +7,16 @@ whose payload is validated by a ``schema`` model. No I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from qmpdirty.decisions.migration.errors import error_cause
 from qmpdirty.decisions.migration.tracker import Migration, Outcome
 from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
 from qmpdirty.telemetry import schema
+from qmpdirty.telemetry.message import Outgoing, VmStamp
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message for the broker. ``expiry_s`` maps to the MQTT v5 expiry property."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    is_json: bool = True
-    expiry_s: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class VmStamp:
-    """What every VM payload carries besides its own fields."""
-
-    topics: Topics
-    vm: str
-    seq: int
-    ts: float
-
-    def common(self) -> dict[str, object]:
-        return {"ts": self.ts, "host": self.topics.host, "vm": self.vm, "seq": self.seq}
+__all__ = ["Outgoing", "VmStamp"]  # re-exported: the port type lives in telemetry.message
 
 
 def _message(
