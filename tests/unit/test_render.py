@@ -18,6 +18,7 @@ from qmpdirty.facts.host import HostFacts
 from qmpdirty.facts.topology import VmTopology
 from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot, QmpEvent, VmInfo
 from qmpdirty.qmp.translate import event_from, migration_snapshot_from
+from qmpdirty.sinks.hooks import outcome
 from qmpdirty.telemetry import forecast as fc
 from qmpdirty.telemetry import render, schema, vfio
 from qmpdirty.telemetry.message import Outgoing, VmStamp
@@ -86,8 +87,9 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      f"{VM}/migration/pass", TopicKind.PASS, schema.PassPayload),
     ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS),
      f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
-    ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), {
-        "exit_code": 3, "timed_out": False, "error": "exit status 3", "duration_s": 0.1}),
+    ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), outcome(
+        "vm-online", ("/bin/x",), exit_code=3, timed_out=False, error="exit status 3",
+        duration_s=0.1)),
      f"{VM}/hook", TopicKind.HOOK, schema.HookResultPayload),
     ("error", lambda: render.vm_error(STAMP, "message larger than 10 MiB", "unix:/q"),
      f"{VM}/error", TopicKind.ERROR, schema.VmErrorPayload),

@@ -9,12 +9,26 @@ mypy checks every key. It must not decide anything nor do I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from qmpdirty.facts.vm import DirtyRateMeasurement, QmpEvent, VmInfo
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.message import Outgoing, VmStamp
 from qmpdirty.telemetry.render.envelope import vm_message
 from qmpdirty.telemetry.topics import TopicKind
+
+
+class HookRun(Protocol):
+    """How one hook run ended, as ``hook`` shows it (``sinks.hooks.HookOutcome``)."""
+
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def duration_s(self) -> float: ...
 
 
 def info(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None) -> Outgoing:
@@ -62,11 +76,10 @@ def event(stamp: VmStamp, ev: QmpEvent, expiry_s: int | None) -> Outgoing:
 
 
 def hook_result(stamp: VmStamp, event: str, command: Sequence[str],
-                outcome: dict[str, object]) -> Outgoing:
+                outcome: HookRun) -> Outgoing:
     """``vm/<vm>/hook``: one failed hook run."""
     model = schema.HookResultPayload(
-        **stamp.common(), event=event, command=list(command),
-        exit_code=outcome.get("exit_code"), timed_out=bool(outcome.get("timed_out")),
-        error=outcome.get("error"), duration_s=outcome.get("duration_s", 0.0),
+        **stamp.common(), event=event, command=list(command), exit_code=outcome.exit_code,
+        timed_out=outcome.timed_out, error=outcome.error, duration_s=outcome.duration_s,
     )
     return vm_message(stamp, TopicKind.HOOK, model)
