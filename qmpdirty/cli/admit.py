@@ -1,7 +1,7 @@
 """``qmpdirty admit VM``: may this VM live-migrate now? (shell, a one-shot command).
 
 Stage: shell. Reads the VM's retained ``status``, ``blockers`` and ``forecast`` (and the
-host's ``status``) from the broker with ``sinks.mqtt.read_retained``, validates them
+host's ``status``) from the broker with ``sinks.retained.read_retained``, validates them
 with the payload models and decides with ``judge``, which is pure. Exit codes:
 
 * 0 — migratable and the forecast converges (an unknown or missing forecast only with
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from qmpdirty.config import Config, load_config
 from qmpdirty.errors import ConfigError, SinkError
-from qmpdirty.sinks.mqtt import read_retained
+from qmpdirty.sinks.retained import read_retained
 from qmpdirty.telemetry.schema import BlockersPayload, ForecastPayload
 from qmpdirty.telemetry.topics import TopicKind, Topics, sanitise
 
