@@ -20,26 +20,32 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from qmpdirty.config import Config, load_config
-from qmpdirty.errors import ConfigError, SinkError
+from qmpdirty.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    Runner,
+    load_or_print,
+    mib,
+)
+from qmpdirty.config import Config
+from qmpdirty.errors import SinkError
 from qmpdirty.sinks.retained import read_retained
 from qmpdirty.telemetry.schema import BlockersPayload, ForecastPayload
 from qmpdirty.telemetry.topics import TopicKind, Topics, sanitise
 
 M = TypeVar("M", bound=BaseModel)
 
-EXIT_ADMIT, EXIT_DENY, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+#: Exit codes: admitted, not admitted (the reasons are printed).
+EXIT_ADMIT, EXIT_DENY = EXIT_OK, EXIT_FAILURE
 ANY_HOST = "+"
-MIB = 1024 * 1024
-
-Runner = Callable[[Coroutine[Any, Any, dict[str, bytes]]], dict[str, bytes]]
 
 
 @dataclass
@@ -79,9 +85,9 @@ def blocker_reasons(blockers: BlockersPayload) -> list[str]:
 def forecast_line(forecast: ForecastPayload) -> str:
     """The forecast's verdict in one line, with the figures it rests on."""
     figures = [
-        f"dirty {forecast.dirty_bytes_per_s / MIB:.1f} MiB/s"
+        f"dirty {mib(forecast.dirty_bytes_per_s, 1)}/s"
         if forecast.dirty_bytes_per_s is not None else "",
-        f"bandwidth {forecast.bandwidth_bytes_per_s / MIB:.1f} MiB/s"
+        f"bandwidth {mib(forecast.bandwidth_bytes_per_s, 1)}/s"
         if forecast.bandwidth_bytes_per_s is not None else "",
         f"downtime {forecast.downtime_ms:.0f} ms" if forecast.downtime_ms is not None else "",
         f"limit {forecast.downtime_limit_ms:.0f} ms"
@@ -214,12 +220,8 @@ def admit_command(
     allow_unknown: bool, run: Runner,
 ) -> int:
     """``qmpdirty admit``: read, judge, print; returns the exit code."""
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for key, message, hint in exc.problems:
-            print(f"  {key}: {message}\n    hint: {hint}", file=sys.stderr)
+    cfg = load_or_print(config)
+    if cfg is None:
         return EXIT_USAGE
     if not timeout_s > 0:
         print("--timeout: must be more than 0 seconds", file=sys.stderr)

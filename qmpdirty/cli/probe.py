@@ -1,27 +1,60 @@
 """``qmpdirty probe``: connect once, gather, print, disconnect (shell).
 
-Read-only whatever the config says: the probe's policy allows queries only. With
-``--json`` it prints one object whose ``info``, ``tracking`` and ``blockers``
-members are exactly the payloads the daemon publishes on those topics.
+Stage: cli. Read-only whatever the config says: the probe's policy
+(``cli.common.READ_ONLY``) allows queries only. With ``--json`` it prints one object
+whose ``info``, ``tracking`` and ``blockers`` members are exactly the payloads the
+daemon publishes on those topics. Exit 0 printed, 1 QEMU unreachable or failing,
+2 bad address or configuration. It must not publish anything.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
-from qmpdirty.config import Config
-from qmpdirty.config.address import QmpAddress
+from qmpdirty import logs
+from qmpdirty.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    READ_ONLY,
+    mib,
+    print_problems,
+    run_loop,
+)
+from qmpdirty.config import Config, load_config
+from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.daemon.vfio import gather_and_evaluate
+from qmpdirty.errors import ConfigError, QmpDirtyError
 from qmpdirty.qmp import queries
-from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry import render, vfio
 from qmpdirty.telemetry.render import VmStamp
 from qmpdirty.telemetry.topics import Topics, sanitise
 
-#: queries (and the read-only HMP line) only, whatever the config says
-READ_ONLY = CommandPolicy(enable_migration_events=False, measure_dirty_rate=False)
+
+def probe_command(address_text: str, config: Path | None, as_json: bool) -> int:
+    """``qmpdirty probe``: gather one VM and print it; returns the exit code."""
+    try:
+        address = parse_qmp_address(address_text)
+        cfg = load_config(config) if config else Config()
+    except ValueError as exc:
+        print(f"--qmp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print_problems(exc)
+        return EXIT_USAGE
+    logs.configure("warning")
+    try:
+        result = run_loop(probe(cfg, address, time.time()))
+    except QmpDirtyError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(result, indent=2) if as_json else human(result))
+    return EXIT_OK
 
 
 async def probe(cfg: Config, address: QmpAddress, now: float) -> dict[str, Any]:
@@ -58,7 +91,7 @@ def human(result: dict[str, Any]) -> str:
     lines = [
         f"VM {info['vm']}  QEMU {info['qemu_version']}  machine {info['machine']}  "
         f"accel {info['accel']}",
-        f"  {info['vcpus']} vCPUs, {ram / 2**20:.0f} MiB RAM, run state {info['run_state']}, "
+        f"  {info['vcpus']} vCPUs, {mib(ram)} RAM, run state {info['run_state']}, "
         f"migration events {'on' if info['migration_events'] else 'off'}",
         f"  migration: {result['migration_status'] or 'none so far'}",
         f"  migratable: {'yes' if blockers['migratable'] else 'no'}",

@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import mmap
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qmpdirty.cli.common import READ_ONLY, Runner
 from qmpdirty.config import QmpConfig
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.decisions.vfio.planner import (
@@ -42,14 +43,9 @@ from qmpdirty.errors import QmpCommandError, QmpDirtyError, QmpReplyError
 from qmpdirty.facts.qemu import ASSUMED_FOR_FILES, QemuVersion
 from qmpdirty.facts.topology import VFIO_PCI_TYPES
 from qmpdirty.qmp import queries
-from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.qmp.topology.mtree import flat_view_for
 
-Runner = Callable[[Coroutine[Any, Any, Any]], Any]
-
-#: Queries and ``info mtree -f -o`` only (``commands.READ_ONLY_HMP``).
-READ_ONLY = CommandPolicy(enable_migration_events=False, measure_dirty_rate=False)
 MTREE = {"command-line": "info mtree -f -o"}
 #: Where ``-device`` puts devices: by id, and anonymous ones as ``device[N]``.
 PERIPHERALS = ("/machine/peripheral", "/machine/peripheral-anon")
