@@ -42,8 +42,18 @@ def _container(c: ContainerVerdict, r: RangeReport) -> schema.TrackedContainer:
 
 def tracking(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
     """``vm/<vm>/tracking``."""
+    return vm_message(stamp, TopicKind.TRACKING, tracking_payload(stamp, v))
+
+
+def blockers(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
+    """``vm/<vm>/blockers``."""
+    return vm_message(stamp, TopicKind.BLOCKERS, blockers_payload(stamp, v))
+
+
+def tracking_payload(stamp: VmStamp, v: VfioVerdict) -> schema.TrackingPayload:
+    """The ``vm/<vm>/tracking`` payload (``probe`` prints it as it is)."""
     version, verdict, ranges = v.topology.qemu_version, v.verdict, v.ranges
-    model = schema.TrackingPayload(
+    return schema.TrackingPayload(
         **stamp.common(), qemu_version=".".join(map(str, version)),
         devices=[_device(d) for d in verdict.devices],
         containers=[_container(c, ranges.get(c.id, RangeReport()))
@@ -51,17 +61,15 @@ def tracking(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
         realize_errors=list(verdict.realize_errors),
         complete=not any(d.state.assumptions for d in verdict.devices),
     )
-    return vm_message(stamp, TopicKind.TRACKING, model)
 
 
-def blockers(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
-    """``vm/<vm>/blockers``."""
+def blockers_payload(stamp: VmStamp, v: VfioVerdict) -> schema.BlockersPayload:
+    """The ``vm/<vm>/blockers`` payload (``probe`` prints it as it is)."""
     r = v.reconciled
-    model = schema.BlockersPayload(
+    return schema.BlockersPayload(
         **stamp.common(), migratable=r.migratable,
         predicted=[schema.PredictedBlocker(text=b.text, device=b.device, cause=b.kind.value,
                                            remedy=b.remedy) for b in r.predicted],
         observed=list(r.observed), agree=r.agree, missing=list(r.missing),
         unexpected=list(r.unexpected), unmodelled=list(r.unmodelled),
     )
-    return vm_message(stamp, TopicKind.BLOCKERS, model)

@@ -31,14 +31,19 @@ class HookRun(Protocol):
     def duration_s(self) -> float: ...
 
 
-def info(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None) -> Outgoing:
-    """``vm/<vm>/info``."""
-    model = schema.InfoPayload(
+def info_payload(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None
+                 ) -> schema.InfoPayload:
+    """The ``vm/<vm>/info`` payload (``probe`` prints it as it is)."""
+    return schema.InfoPayload(
         **stamp.common(), qemu_version=facts.qemu_version, uuid=facts.uuid,
         machine=facts.machine, accel=facts.accel, ram_bytes=facts.ram_bytes, vcpus=facts.vcpus,
         run_state=facts.run_state, qmp=qmp, pid=pid, migration_events=facts.migration_events,
     )
-    return vm_message(stamp, TopicKind.INFO, model)
+
+
+def info(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None) -> Outgoing:
+    """``vm/<vm>/info``."""
+    return vm_message(stamp, TopicKind.INFO, info_payload(stamp, facts, qmp, pid))
 
 
 def dirty_rate_measured(
