@@ -38,7 +38,7 @@ from qmpdirty.cli.common import (
 )
 from qmpdirty.config import Config
 from qmpdirty.decisions.admission import Presence, judge
-from qmpdirty.errors import SinkError
+from qmpdirty.errors import PayloadError, SinkError
 from qmpdirty.sinks.retained import read_retained
 from qmpdirty.telemetry.schema import BlockersPayload, ForecastPayload
 from qmpdirty.telemetry.topics import TopicKind, Topics, sanitise
@@ -147,7 +147,7 @@ def _filters(topics: Topics, vm: str) -> list[str]:
 
 
 def _parse(state: Retained) -> tuple[BlockersPayload | None, ForecastPayload | None]:
-    """Validate with the payload models; a bad payload raises ValueError naming it."""
+    """Validate with the payload models; a bad payload raises PayloadError naming it."""
     where = f"on {state.host}"
     return (_validated(BlockersPayload, state.blockers, f"blockers {where} are"),
             _validated(ForecastPayload, state.forecast, f"forecast {where} is"))
@@ -160,8 +160,8 @@ def _validated(model: type[M], raw: bytes | None, subject: str) -> M | None:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise ValueError(f"the retained {subject} not a valid payload: "
-                         f"{exc.error_count()} error(s)") from None
+        raise PayloadError(f"the retained {subject} not a valid payload: "
+                           f"{exc.error_count()} error(s)") from None
 
 
 def admit_command(
@@ -198,7 +198,7 @@ def _admit(cfg: Config, vm: str, *, host: str | None, timeout_s: float, allow_un
                                     f"{topics.prefix}/ (is qmpdirty running there?)")
     try:
         blockers, forecast = _parse(state)
-    except ValueError as exc:
+    except PayloadError as exc:
         return _unknown(vm, state.host, str(exc))
     verdict = judge(state.presence, blockers, forecast, allow_unknown)
     code = EXIT_ADMIT if verdict.admit else EXIT_DENY

@@ -30,7 +30,7 @@ from qmpdirty.config import Config, load_config
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.daemon.vfio import gather_and_evaluate
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict
-from qmpdirty.errors import ConfigError, QmpDirtyError
+from qmpdirty.errors import AddressError, ConfigError, QmpDirtyError
 from qmpdirty.facts.vm import VmInfo
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.session import QmpSession
@@ -46,7 +46,7 @@ def probe_command(address_text: str, config: Path | None, as_json: bool) -> int:
     try:
         address = parse_qmp_address(address_text)
         cfg = load_config(config) if config else Config()
-    except ValueError as exc:
+    except AddressError as exc:
         print(f"--qmp: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as exc:
