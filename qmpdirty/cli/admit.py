@@ -77,7 +77,8 @@ class AdmitReport(BaseModel):
     error: str | None = Field(default=None, description="why no verdict (exit 3)")
     blockers: BlockersPayload | None = None
     forecast: ForecastPayload | None = None
-    status: str | None = Field(default=None, description="the VM's retained status")
+    status: str | None = Field(default=None, description="the VM's retained status; "
+                               "null when the broker gave none")
     exit_code: int
     admit: bool
 
@@ -199,7 +200,7 @@ def _admit(cfg: Config, vm: str, *, host: str | None, timeout_s: float, allow_un
     try:
         blockers, forecast = _parse(state)
     except PayloadError as exc:
-        return _unknown(vm, state.host, str(exc))
+        return _unknown(vm, state.host, str(exc), state.vm_status)
     verdict = judge(state.presence, blockers, forecast, allow_unknown)
     code = EXIT_ADMIT if verdict.admit else EXIT_DENY
     report = AdmitReport(vm=vm, host=state.host, reasons=list(verdict.reasons),
@@ -208,16 +209,17 @@ def _admit(cfg: Config, vm: str, *, host: str | None, timeout_s: float, allow_un
     return report, [verdict.summary] if verdict.admit else list(verdict.reasons)
 
 
-def _unknown(vm: str, host: str, error: str) -> tuple[AdmitReport, list[str]]:
+def _unknown(vm: str, host: str, error: str, status: str | None = None
+             ) -> tuple[AdmitReport, list[str]]:
     """No verdict (exit 3): the report says why."""
-    report = AdmitReport(vm=vm, host=host, error=error, exit_code=EXIT_UNKNOWN, admit=False)
+    report = AdmitReport(vm=vm, host=host, error=error, status=status, exit_code=EXIT_UNKNOWN,
+                         admit=False)
     return report, [f"admit: {error}"]
 
 
 def _emit(report: AdmitReport, lines: list[str], as_json: bool) -> int:
     if as_json:
-        shown = None if "status" in report.model_fields_set else {"status"}
-        print(json.dumps(report.model_dump(by_alias=True, exclude=shown), indent=2))
+        print(json.dumps(report.model_dump(by_alias=True), indent=2))
     else:
         out = sys.stderr if report.exit_code == EXIT_UNKNOWN else sys.stdout
         for line in lines:

@@ -155,6 +155,8 @@ def test_no_verdict_exits_3_on_stderr(config: Path, capsys: pytest.CaptureFixtur
     code, out, _ = admit(config, answer, "json", capsys=capsys)
     report = json.loads(out)
     assert code == 3 and report["error"] == error and report["exit_code"] == 3
+    assert list(report) == list(AdmitReport.model_fields), "the same keys on every path"
+    assert report["status"] is None
 
 
 def test_any_host_takes_the_online_one_then_the_newest() -> None:
