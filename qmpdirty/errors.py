@@ -16,6 +16,8 @@ wrapped. Outcomes such as "VM blocked" are values, not exceptions.
      |    +-- QmpReplyError          a reply did not have the expected shape
      |    +-- CommandNotAllowed      the allow-list refused to send a command
      +-- SinkError                   publication could not proceed
+     +-- PayloadError                a payload read back from the broker is not valid
+     +-- AddressError                a QMP address that does not parse (also a ValueError)
 """
 
 
@@ -82,3 +84,12 @@ class CommandNotAllowed(QmpError):
 class SinkError(QmpDirtyError):
     """A telemetry sink could not proceed (bad TLS files, unreadable password)."""
 
+
+class PayloadError(QmpDirtyError):
+    """A payload read back from the broker (retained state) does not validate against
+    its model: ``qmpdirty admit`` cannot judge on it."""
+
+
+class AddressError(QmpDirtyError, ValueError):
+    """A QMP address (``unix:PATH``, ``tcp:HOST:PORT``) that does not parse. Also a
+    ``ValueError``, so that a config validator reports it as a problem of its key."""

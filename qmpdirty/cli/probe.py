@@ -1,31 +1,80 @@
 """``qmpdirty probe``: connect once, gather, print, disconnect (shell).
 
-Read-only whatever the config says: the probe's policy allows queries only. With
-``--json`` it prints one object whose ``info``, ``tracking`` and ``blockers``
-members are exactly the payloads the daemon publishes on those topics.
+Stage: cli. Read-only whatever the config says: the probe's policy
+(``cli.common.READ_ONLY``) allows queries only. It prints a ``ProbeReport``: as text,
+or with ``--json`` as one object whose ``info``, ``tracking`` and ``blockers`` members
+are exactly the payloads the daemon publishes on those topics. Exit 0 printed, 1 QEMU
+unreachable or failing, 2 bad address or configuration. It must not publish anything.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+import time
+from pathlib import Path
 
-from qmpdirty.config import Config
-from qmpdirty.config.address import QmpAddress
+from pydantic import BaseModel, ConfigDict, Field
+
+from qmpdirty import logs
+from qmpdirty.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    READ_ONLY,
+    mib,
+    print_problems,
+    run_loop,
+)
+from qmpdirty.config import Config, load_config
+from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.daemon.vfio import gather_and_evaluate
+from qmpdirty.decisions.vfio.evaluate import VfioVerdict
+from qmpdirty.errors import AddressError, ConfigError, QmpDirtyError
+from qmpdirty.facts.vm import VmInfo
 from qmpdirty.qmp import queries
-from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.telemetry import render, vfio
-from qmpdirty.telemetry.render import VmStamp
+from qmpdirty.telemetry.message import VmStamp
+from qmpdirty.telemetry.render.vfio import blockers_payload, tracking_payload
+from qmpdirty.telemetry.render.vm import info_payload
+from qmpdirty.telemetry.schema import BlockersPayload, InfoPayload, TrackingPayload
 from qmpdirty.telemetry.topics import Topics, sanitise
 
-#: queries (and the read-only HMP line) only, whatever the config says
-READ_ONLY = CommandPolicy(enable_migration_events=False, measure_dirty_rate=False)
+
+def probe_command(address_text: str, config: Path | None, as_json: bool) -> int:
+    """``qmpdirty probe``: gather one VM and print it; returns the exit code."""
+    try:
+        address = parse_qmp_address(address_text)
+        cfg = load_config(config) if config else Config()
+    except AddressError as exc:
+        print(f"--qmp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print_problems(exc)
+        return EXIT_USAGE
+    logs.configure("warning")
+    try:
+        report = run_loop(probe(cfg, address, time.time()))
+    except QmpDirtyError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(report_json(report) if as_json else human(report))
+    return EXIT_OK
 
 
-async def probe(cfg: Config, address: QmpAddress, now: float) -> dict[str, Any]:
-    """Gather one VM's payloads: ``{"info": ..., "tracking": ..., "blockers": ...}``."""
+class ProbeReport(BaseModel):
+    """What ``probe`` prints: with ``--json`` as one object, else as a short text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    info: InfoPayload
+    tracking: TrackingPayload
+    blockers: BlockersPayload
+    migration_status: str | None = Field(description="query-migrate status; null: none yet")
+
+
+async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
+    """Connect, gather one VM's ``info``, ``tracking`` and ``blockers``, disconnect."""
     session = await QmpSession.open(
         address, policy=READ_ONLY, command_timeout_s=cfg.qmp.command_timeout_s,
         connect_timeout_s=cfg.qmp.connect_timeout_s, event_queue_size=100, label=str(address),
@@ -40,41 +89,48 @@ async def probe(cfg: Config, address: QmpAddress, now: float) -> dict[str, Any]:
     finally:
         await session.close()
     topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
-    vm = sanitise(identity.name or address.stem)
-    messages = {
-        "info": render.info(VmStamp(topics, vm, 1, now), info, str(address), None),
-        "tracking": vfio.tracking(VmStamp(topics, vm, 2, now), view),
-        "blockers": vfio.blockers(VmStamp(topics, vm, 3, now), view),
-    }
-    result: dict[str, Any] = {k: json.loads(m.payload) for k, m in messages.items()}
-    result["migration_status"] = snapshot.status
-    return result
+    return build_report(topics, sanitise(identity.name or address.stem), now, info=info,
+                        qmp=str(address), view=view, migration_status=snapshot.status)
 
 
-def human(result: dict[str, Any]) -> str:
-    """A short text report of a probe result."""
-    info, blockers = result["info"], result["blockers"]
-    ram = info["ram_bytes"] or 0
+def build_report(topics: Topics, vm: str, now: float, *, info: VmInfo, qmp: str,
+                 view: VfioVerdict, migration_status: str | None) -> ProbeReport:
+    """The payloads the daemon would publish first (``seq`` 1-3), as one report."""
+    return ProbeReport(
+        info=info_payload(VmStamp(topics, vm, 1, now), info, qmp, None),
+        tracking=tracking_payload(VmStamp(topics, vm, 2, now), view),
+        blockers=blockers_payload(VmStamp(topics, vm, 3, now), view),
+        migration_status=migration_status,
+    )
+
+
+def report_json(report: ProbeReport) -> str:
+    """``--json``: the payloads with their wire names, indented."""
+    return json.dumps(report.model_dump(mode="json", by_alias=True), indent=2)
+
+
+def human(report: ProbeReport) -> str:
+    """A short text report."""
+    info, blockers = report.info, report.blockers
     lines = [
-        f"VM {info['vm']}  QEMU {info['qemu_version']}  machine {info['machine']}  "
-        f"accel {info['accel']}",
-        f"  {info['vcpus']} vCPUs, {ram / 2**20:.0f} MiB RAM, run state {info['run_state']}, "
-        f"migration events {'on' if info['migration_events'] else 'off'}",
-        f"  migration: {result['migration_status'] or 'none so far'}",
-        f"  migratable: {'yes' if blockers['migratable'] else 'no'}",
+        f"VM {info.vm}  QEMU {info.qemu_version}  machine {info.machine}  accel {info.accel}",
+        f"  {info.vcpus} vCPUs, {mib(info.ram_bytes or 0)} RAM, run state {info.run_state}, "
+        f"migration events {'on' if info.migration_events else 'off'}",
+        f"  migration: {report.migration_status or 'none so far'}",
+        f"  migratable: {'yes' if blockers.migratable else 'no'}",
     ]
-    lines += [f"    blocked: {reason}" for reason in blockers["observed"]]
-    if blockers["predicted"] or blockers["observed"]:
-        lines.append(f"  prediction {'agrees' if blockers['agree'] else 'DISAGREES'} with QEMU")
-    lines += [f"    predicted: {b['text']}\n      remedy: {b['remedy']}"
-              for b in blockers["predicted"]]
-    tracking = result["tracking"]
-    if not tracking["devices"]:
-        lines.append("  VFIO devices: none")
-    for d in tracking["devices"]:
-        lines.append(f"  VFIO {d['name']} ({d['qom_type']}, {d['driver'] or 'driver ?'}): "
-                     f"{d['mode']} - {d['reasons'][0]}")
-    for c in tracking["containers"]:
-        spans = ", ".join(f"{r['iova']:#x}+{r['length']:#x}" for r in c["ranges"]) or "none"
-        lines.append(f"  container {c['id']}: {c['mode']}; ranges {spans}; fits {c['fits']}")
-    return "\n".join(lines)
+    lines += [f"    blocked: {reason}" for reason in blockers.observed]
+    if blockers.predicted or blockers.observed:
+        lines.append(f"  prediction {'agrees' if blockers.agree else 'DISAGREES'} with QEMU")
+    lines += [f"    predicted: {b.text}\n      remedy: {b.remedy}" for b in blockers.predicted]
+    return "\n".join(lines + _tracking_lines(report.tracking))
+
+
+def _tracking_lines(tracking: TrackingPayload) -> list[str]:
+    lines = [] if tracking.devices else ["  VFIO devices: none"]
+    lines += [f"  VFIO {d.name} ({d.qom_type}, {d.driver or 'driver ?'}): {d.mode} - "
+              f"{d.reasons[0]}" for d in tracking.devices]
+    for c in tracking.containers:
+        spans = ", ".join(f"{r.iova:#x}+{r.length:#x}" for r in c.ranges) or "none"
+        lines.append(f"  container {c.id}: {c.mode}; ranges {spans}; fits {c.fits}")
+    return lines

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import mmap
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
+from qmpdirty.cli.common import READ_ONLY, Runner
 from qmpdirty.cli.ranges_report import RangeInputs, build_report, human
 from qmpdirty.config import QmpConfig
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
@@ -35,16 +35,10 @@ from qmpdirty.errors import QmpDirtyError
 from qmpdirty.facts.qemu import ASSUMED_FOR_FILES, QemuVersion
 from qmpdirty.facts.topology import VFIO_PCI_TYPES
 from qmpdirty.qmp import gather, queries
-from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.qmp.topology.mtree import flat_view_for
 from qmpdirty.qmp.topology.query import FLAT_VIEW, PERIPHERALS, ListingQuery
 from qmpdirty.qmp.topology.replies import QomChild, owner_name, text_from
-
-Runner = Callable[[Coroutine[Any, Any, Any]], Any]
-
-#: Queries and ``info mtree -f -o`` only (``commands.READ_ONLY_HMP``).
-READ_ONLY = CommandPolicy(enable_migration_events=False, measure_dirty_rate=False)
 
 
 class UsageError(QmpDirtyError):

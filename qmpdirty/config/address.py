@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from qmpdirty.errors import AddressError
+
 ADDRESS_HINT = "write unix:/path/to/qmp.sock or tcp:HOST:PORT"
 
 
@@ -38,16 +40,17 @@ class QmpAddress:
 
 
 def parse_qmp_address(text: str) -> QmpAddress:
-    """Parse ``unix:PATH`` / ``tcp:HOST:PORT``; raise ValueError naming the bad part."""
+    """Parse ``unix:PATH`` / ``tcp:HOST:PORT``; raise AddressError (a ValueError) naming
+    the bad part."""
     kind, sep, rest = text.partition(":")
     if not sep or not rest:
-        raise ValueError(f"{text!r} is not a QMP address; {ADDRESS_HINT}")
+        raise AddressError(f"{text!r} is not a QMP address; {ADDRESS_HINT}")
     if kind == "unix":
         return QmpAddress(kind="unix", path=Path(rest))
     if kind == "tcp":
         host, sep, port_text = rest.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")
         if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"{text!r} needs a host and a port 1-65535; {ADDRESS_HINT}")
+            raise AddressError(f"{text!r} needs a host and a port 1-65535; {ADDRESS_HINT}")
         return QmpAddress(kind="tcp", host=host, port=int(port_text))
-    raise ValueError(f"{text!r} has unknown scheme {kind!r}; {ADDRESS_HINT}")
+    raise AddressError(f"{text!r} has unknown scheme {kind!r}; {ADDRESS_HINT}")

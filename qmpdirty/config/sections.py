@@ -216,8 +216,11 @@ class DeviceCapsConfig(_Section):
         return self
 
 
-HookEvent = Literal["migration-status", "blockers-changed", "tracking-changed",
-                    "forecast-negative", "vm-online", "vm-offline", "*"]
+#: What the daemon fires hooks for (``sinks.hooks.HookRunner``).
+HookKind = Literal["migration-status", "blockers-changed", "tracking-changed",
+                   "forecast-negative", "vm-online", "vm-offline"]
+#: What ``[[hook]] event`` may name: one kind, or ``*`` for every kind.
+HookEvent = Literal[HookKind, "*"]
 COMMAND_HINT = 'command = ["/usr/local/bin/on-migration", "--flag"] (a list; run without a shell)'
 
 

@@ -28,7 +28,7 @@ from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.listener import QmpListener
 from qmpdirty.qmp.session import quiet_library_quirks
 from qmpdirty.sdnotify import SystemdNotifier
-from qmpdirty.sinks.hooks import HookRunner
+from qmpdirty.sinks.hooks import HookOutcome, HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.telemetry import render, schema
 from qmpdirty.telemetry.topics import Topics, sanitise
@@ -73,9 +73,9 @@ class Daemon:
         self.sink.on_drop(lambda _n: self._stats_due.set())
 
     def _hook_failed(self, event: str, vm: str, command: tuple[str, ...],
-                     outcome: dict[str, object]) -> None:
+                     outcome: HookOutcome) -> None:
         """A hook failed: log it and publish it on ``vm/<vm>/hook``."""
-        log.warning("hook %s for VM %s (%s): %s", event, vm, command[0], outcome.get("error"))
+        log.warning("hook %s for VM %s (%s): %s", event, vm, command[0], outcome.error)
         state = self.ctx.vms.get(vm)
         if state is not None:
             out = VmPublisher(self.ctx, state)

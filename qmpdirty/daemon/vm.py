@@ -107,7 +107,7 @@ class VmPublisher:
         """``vm/<vm>/status``: ``online`` (an ``error`` left behind is cleared) / ``offline``."""
         self.state("online" if online else "offline")
 
-    def state(self, state: render.VmState) -> None:
+    def state(self, state: render.VmStatus) -> None:
         """``vm/<vm>/status`` with any of its four values."""
         was = self.vm.state
         self.vm.online = state in ("online", "unresponsive")

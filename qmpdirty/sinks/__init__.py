@@ -1,1 +1,3 @@
-"""Sinks: where telemetry goes (MQTT). Shell modules, except the outbox structure."""
+"""Sinks: where telemetry goes (shell). ``mqtt`` publishes through the client that
+``client`` builds, ``retained`` reads retained state back (for ``admit``), ``hooks``
+runs the operator's executables; ``outbox`` is a data structure without I/O."""

@@ -1,7 +1,8 @@
 """Hooks: run the operator's executables on daemon events (shell, a sink beside MQTT).
 
 Stage: sink. The daemon calls ``HookRunner.fire(kind, vm, payload)`` where it
-publishes telemetry; ``fire`` only queues (bounded, the oldest run is dropped on
+publishes telemetry (``fire_kind`` when its kind is already a ``HookKind``); it only
+queues (bounded, the oldest run is dropped on
 overflow, counted and logged) and returns. ``HookRunner.run()`` is a pool of
 ``[hooks] max_concurrent`` workers, owned by the daemon's TaskGroup, each starting one
 ``[[hook]]`` command at a time with ``asyncio.create_subprocess_exec``.
@@ -13,7 +14,8 @@ This module must not:
   value and the JSON on stdin;
 * block or raise in ``fire``, or let a slow hook delay telemetry;
 * let a hook (or its children: each runs in its own session) outlive its timeout.
-Every failure (exit status, timeout, missing executable) goes to ``on_result``.
+Every failure (exit status, timeout, missing executable) goes to ``on_result`` as a
+``HookOutcome``.
 See docs/hooks.md.
 """
 
@@ -26,17 +28,18 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import get_args
+from typing import TypeGuard, get_args
 
-from qmpdirty.config import Config, HookConfig, HookEvent
+from qmpdirty.config import Config, HookConfig
+from qmpdirty.config.sections import HookKind
 from qmpdirty.telemetry.topics import sanitise
 
 log = logging.getLogger(__name__)
 
 #: The event kinds a hook can name (besides ``*``, which matches them all).
-HOOK_EVENTS: tuple[str, ...] = tuple(e for e in get_args(HookEvent) if e != "*")
+HOOK_EVENTS: tuple[HookKind, ...] = get_args(HookKind)
 #: PATH given to hooks when the daemon itself has none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: How much of a failing hook's stderr is kept for its result.
@@ -44,22 +47,46 @@ STDERR_TAIL_BYTES = 1024
 #: How long to wait for a killed hook to be reaped.
 KILL_GRACE_S = 5.0
 
-#: ``on_result(kind, vm, command, outcome)``; ``outcome`` is the ``vm/<vm>/hook`` body.
-OnResult = Callable[[str, str, tuple[str, ...], dict[str, object]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class HookOutcome:
+    """How one run ended: the ``vm/<vm>/hook`` payload's own fields (docs/hooks.md)."""
+
+    event: HookKind
+    command: tuple[str, ...]
+    exit_code: int | None  # negative: killed by that signal; None: never started
+    timed_out: bool
+    error: str | None
+    duration_s: float
+
+    @property
+    def failed(self) -> bool:
+        """A run failed unless it exited 0 in time."""
+        return self.exit_code != 0 or self.timed_out or self.error is not None
+
+
+#: ``on_result(kind, vm, command, outcome)``, called for failed runs only.
+OnResult = Callable[[HookKind, str, tuple[str, ...], HookOutcome], None]
 
 
 @dataclass(frozen=True, slots=True)
 class HookJob:
     """One queued run of one command."""
 
-    kind: str
+    kind: HookKind
     vm: str
     command: tuple[str, ...]
     timeout_s: float
     stdin: bytes
 
 
-def matching(hooks: Sequence[HookConfig], kind: str) -> list[HookConfig]:
+def is_hook_kind(kind: str) -> TypeGuard[HookKind]:
+    """``kind`` is one of ``HOOK_EVENTS`` (for callers that hold a plain string)."""
+    return kind in HOOK_EVENTS
+
+
+def matching(hooks: Sequence[HookConfig], kind: HookKind) -> list[HookConfig]:
     """The configured hooks that run on ``kind`` (their own kind or ``*``), in order."""
     return [h for h in hooks if h.event in (kind, "*")]
 
@@ -70,23 +97,17 @@ def forecast_turned_negative(previous: bool | None, current: bool | None) -> boo
     return current is False and previous is not False
 
 
-def hook_environment(kind: str, vm: str, host: str, path: str) -> dict[str, str]:
+def hook_environment(kind: HookKind, vm: str, host: str, path: str) -> dict[str, str]:
     """The whole environment of a hook: nothing of the daemon's leaks but PATH."""
     return {"QMPDIRTY_EVENT": kind, "QMPDIRTY_VM": vm, "QMPDIRTY_HOST": host, "PATH": path}
 
 
 def outcome(
-    kind: str, command: Sequence[str], *, exit_code: int | None, timed_out: bool,
+    kind: HookKind, command: Sequence[str], *, exit_code: int | None, timed_out: bool,
     error: str | None, duration_s: float,
-) -> dict[str, object]:
-    """The result of one run, as published on ``vm/<vm>/hook`` (see docs/hooks.md)."""
-    return {"event": kind, "command": list(command), "exit_code": exit_code,
-            "timed_out": timed_out, "error": error, "duration_s": round(duration_s, 3)}
-
-
-def failed(result: dict[str, object]) -> bool:
-    """A run failed unless it exited 0 in time."""
-    return result["exit_code"] != 0 or bool(result["timed_out"]) or result["error"] is not None
+) -> HookOutcome:
+    """The result of one run, its duration rounded to the millisecond."""
+    return HookOutcome(kind, tuple(command), exit_code, timed_out, error, round(duration_s, 3))
 
 
 class HookRunner:
@@ -107,7 +128,15 @@ class HookRunner:
         """Runs waiting for a worker."""
         return self._queue.qsize()
 
-    def fire(self, kind: str, vm: str, payload: dict[str, object]) -> None:
+    def fire(self, kind: str, vm: str, payload: Mapping[str, object]) -> None:
+        """``fire_kind`` for a kind held as a string: one that is not a ``HookKind`` is
+        logged and ignored."""
+        if not is_hook_kind(kind):
+            log.error("hook event %r is not one of %s; ignored", kind, ", ".join(HOOK_EVENTS))
+            return
+        self.fire_kind(kind, vm, payload)
+
+    def fire_kind(self, kind: HookKind, vm: str, payload: Mapping[str, object]) -> None:
         """Queue every hook for ``kind``; synchronous, never blocks, never raises.
 
         ``payload`` is written as JSON on the hooks' stdin. Call it from the event
@@ -118,10 +147,7 @@ class HookRunner:
         except Exception:  # a hook problem must never reach the telemetry path
             log.exception("hooks for %s on VM %s were not queued", kind, vm)
 
-    def _fire(self, kind: str, vm: str, payload: dict[str, object]) -> None:
-        if kind not in HOOK_EVENTS:
-            log.error("hook event %r is not one of %s; ignored", kind, ", ".join(HOOK_EVENTS))
-            return
+    def _fire(self, kind: HookKind, vm: str, payload: Mapping[str, object]) -> None:
         hooks = matching(self._hooks, kind)
         if not hooks:
             return
@@ -177,17 +203,17 @@ class HookRunner:
                         self._queue.qsize(), timeout_s)
             return False
 
-    def _report(self, job: HookJob, result: dict[str, object]) -> None:
-        if not failed(result):
+    def _report(self, job: HookJob, result: HookOutcome) -> None:
+        if not result.failed:
             log.debug("hook %s for VM %s: %s ok in %ss", job.kind, job.vm, job.command[0],
-                      result["duration_s"])
+                      result.duration_s)
             return
         try:
             self._on_result(job.kind, job.vm, job.command, result)
         except Exception:
             log.exception("hook result callback failed for %s", job.command[0])
 
-    async def _execute(self, job: HookJob) -> dict[str, object]:
+    async def _execute(self, job: HookJob) -> HookOutcome:
         """Start one command, feed it, wait for it (killing it at the timeout)."""
         started = time.monotonic()
         env = hook_environment(job.kind, job.vm, self._host, self._path)

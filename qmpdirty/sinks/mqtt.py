@@ -1,7 +1,9 @@
 """The MQTT sink: one broker connection, reconnected forever, fed from the outbox (shell).
 
-Stage: shell; the only module that imports ``aiomqtt`` / ``paho``. Behaviour
-(Home Assistant's MQTT conventions, design.md § MQTT contract):
+Stage: shell (a sink); with ``sinks.client`` (the client both sinks build) and
+``sinks.retained`` (the reader of retained state), the only module that imports
+``aiomqtt`` / ``paho``. It only publishes. Behaviour (Home Assistant's MQTT
+conventions, design.md § MQTT contract):
 * birth ``online`` / last will ``offline`` on ``<prefix>/<host>/status`` (retained);
 * after every (re)connect all retained state is published again;
 * while the broker is away messages wait in the bounded ``Outbox``;
@@ -20,8 +22,6 @@ import asyncio
 import functools
 import logging
 import random
-import socket
-import ssl
 import time
 from collections.abc import Callable
 
@@ -29,11 +29,12 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from qmpdirty.config import MqttConfig, read_secret
+from qmpdirty.config import MqttConfig
 from qmpdirty.errors import SinkError
+from qmpdirty.sinks.client import mqtt_client
 from qmpdirty.sinks.outbox import Outbox
 from qmpdirty.telemetry import render
-from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.message import Outgoing
 from qmpdirty.telemetry.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -213,37 +214,9 @@ class MqttSink:
         return props
 
     def _client(self) -> aiomqtt.Client:
-        cfg = self._cfg
-        password = None
-        if cfg.password_file is not None:
-            try:
-                password = read_secret(cfg.password_file)
-            except OSError as exc:
-                raise SinkError(f"mqtt.password_file: cannot read: {exc.strerror}") from exc
-        will = render.host_status(self._topics, online=False)
-        tls = None
-        if cfg.tls:
-            try:
-                tls = ssl.create_default_context(
-                    cafile=str(cfg.ca_file) if cfg.ca_file else None
-                )
-                if cfg.cert_file and cfg.key_file:
-                    tls.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise SinkError(f"mqtt TLS files: {exc}") from exc
-        client = aiomqtt.Client(
-            hostname=cfg.host, port=cfg.port, username=cfg.username, password=password,
-            identifier=self._client_id,
-            protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
-            will=aiomqtt.Will(will.topic, will.payload, will.qos, will.retain),
-            keepalive=cfg.keepalive_s, tls_context=tls, timeout=10,
-            max_inflight_messages=WINDOW,
-            # Nagle would hold a small publish until the broker ACKs the previous one
-            # (up to a delayed ACK, 40 ms): the latency of every event, for nothing.
-            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
-        )
-        client.pending_calls_threshold = WINDOW  # a full window is normal, not a warning
-        return client
+        """The publisher's client: its id, its last will and its in-flight window."""
+        return mqtt_client(self._cfg, v5=self._v5, timeout_s=10, identifier=self._client_id,
+                           will=render.host_status(self._topics, online=False), window=WINDOW)
 
     async def flush(self, deadline_s: float) -> bool:
         """Wait until the outbox is empty and connected, at most ``deadline_s``."""
@@ -257,89 +230,3 @@ class MqttSink:
         except TimeoutError:
             return False
 
-
-
-#: After the barrier, how long to wait for a retained message a broker sent late.
-RETAINED_GRACE_S = 0.2
-
-
-async def read_retained(cfg: MqttConfig, topics: list[str], timeout_s: float) -> dict[str, bytes]:
-    """Retained payloads by topic, for one-shot readers such as ``qmpdirty admit``:
-    connect, subscribe to ``topics`` (topics or filters with ``+``/``#``), collect until
-    every one has a message or ``timeout_s`` passed, disconnect. A topic with nothing
-    retained is absent from the result. No will, no birth, never publishes.
-
-    A second SUBSCRIBE is a barrier: a broker sends retained messages right after the
-    SUBACK, so by the barrier's SUBACK every retained message is queued here and an
-    absent topic costs ``RETAINED_GRACE_S``, not the timeout. Raises SinkError when the
-    broker cannot be reached (or refuses us) within ``timeout_s``.
-    """
-    wanted = frozenset(topics)
-    found: dict[str, bytes] = {}
-    if not wanted:
-        return found
-    subscribed = False
-    try:
-        async with asyncio.timeout(timeout_s), _reader_client(cfg, timeout_s) as client:
-            await client.subscribe([(topic, 1) for topic in sorted(wanted)])
-            first = min(wanted).split("/")[0]
-            barrier = first if first not in ("+", "#", "") else "qmpdirty"
-            await client.subscribe(f"{barrier}/.qmpdirty-barrier", qos=0)
-            subscribed = True
-            await _collect_retained(client, wanted, found)
-    except TimeoutError as exc:
-        if not subscribed:
-            raise SinkError(f"MQTT {cfg.url}: no answer within {timeout_s:g}s") from exc
-    except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
-        raise SinkError(f"MQTT {cfg.url}: {exc}") from exc
-    return found
-
-
-def _reader_client(cfg: MqttConfig, timeout_s: float) -> aiomqtt.Client:
-    """A plain client for ``read_retained``: no will (it must not mark the host offline)."""
-    password = read_secret(cfg.password_file) if cfg.password_file is not None else None
-    tls = None
-    if cfg.tls:
-        tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-        if cfg.cert_file and cfg.key_file:
-            tls.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
-    protocol = aiomqtt.ProtocolVersion.V5 if cfg.protocol == "5" \
-        else aiomqtt.ProtocolVersion.V311
-    return aiomqtt.Client(hostname=cfg.host, port=cfg.port, username=cfg.username,
-                          password=password, protocol=protocol, keepalive=cfg.keepalive_s,
-                          tls_context=tls, timeout=timeout_s)
-
-
-async def _collect_retained(
-    client: aiomqtt.Client, wanted: frozenset[str], found: dict[str, bytes]
-) -> None:
-    """Take what is queued; wait ``RETAINED_GRACE_S`` more only if a topic is missing.
-    A newer (live) message on a wanted topic replaces its retained one."""
-    def keep(message: aiomqtt.Message) -> None:
-        topic, payload = str(message.topic), message.payload
-        if isinstance(payload, bytes | bytearray) and any(_topic_matches(f, topic)
-                                                          for f in wanted):
-            found[topic] = bytes(payload)
-
-    def complete() -> bool:
-        return all(any(_topic_matches(f, t) for t in found) for f in wanted)
-
-    for _ in range(len(client.messages)):
-        keep(await anext(client.messages))
-    try:
-        async with asyncio.timeout(RETAINED_GRACE_S):
-            while not complete():
-                keep(await anext(client.messages))
-    except TimeoutError:
-        pass
-
-
-def _topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT filter matching (``+`` one level, ``#`` the rest)."""
-    levels = topic.split("/")
-    for n, part in enumerate(topic_filter.split("/")):
-        if part == "#":
-            return True
-        if n >= len(levels) or part not in ("+", levels[n]):
-            return False
-    return len(levels) == len(topic_filter.split("/"))

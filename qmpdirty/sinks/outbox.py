@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.message import Outgoing
 
 # Queue positions below every normal one: state re-sent after a reconnect goes first,
 # then whatever a failed publish gave back, then the queue in arrival order.
@@ -78,7 +78,10 @@ class Outbox:
         """
         if msg.retain:
             rest = {t: o for t, o in self._pending.items() if t != msg.topic}
-            self._pending = {msg.topic: _GIVEN_BACK, **rest}
+            # first, and never after state re-marked by a reconnect (``take`` compares
+            # only the first pending topic with the records, so the order stays ascending)
+            first = min(_GIVEN_BACK, next(iter(rest.values()), _GIVEN_BACK))
+            self._pending = {msg.topic: first, **rest}
             return 0
         if len(self._records) >= self.capacity:
             self.dropped_total += 1

@@ -1,1 +1,2 @@
-"""Telemetry: MQTT topics, payload models and rendering facts into messages (pure core)."""
+"""Telemetry: MQTT topics, payload models, and rendering facts and decisions into the
+messages the sinks consume (``message``); pure core."""

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from qmpdirty import __version__
-from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.message import Outgoing
 from qmpdirty.telemetry.topics import TopicKind, Topics, sanitise
 
 DEFAULT_PREFIX = "homeassistant"

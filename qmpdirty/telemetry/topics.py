@@ -3,7 +3,8 @@
 ``<prefix>/<host>/...`` and ``<prefix>/<host>/vm/<vm>/...``; names are sanitised to
 ``[A-Za-z0-9_.-]`` so no VM name can add a level (``/``), a wildcard (``+``, ``#``)
 or a control character to a topic. Each topic kind has one retain flag and QoS,
-taken from design.md § MQTT contract.
+taken from design.md § MQTT contract. ``topic_matches`` is MQTT's filter rule, for
+readers of retained state.
 """
 
 from __future__ import annotations
@@ -95,3 +96,14 @@ class Topics:
     def vm_filter(self) -> str:
         """Subscription filter for everything about every VM of this host."""
         return f"{self.prefix}/{self.host}/vm/#"
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT filter matching: ``+`` is one level, ``#`` the rest (MQTT 3.1.1 § 4.7)."""
+    levels = topic.split("/")
+    for n, part in enumerate(topic_filter.split("/")):
+        if part == "#":
+            return True
+        if n >= len(levels) or part not in ("+", levels[n]):
+            return False
+    return len(levels) == len(topic_filter.split("/"))

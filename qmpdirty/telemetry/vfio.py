@@ -1,66 +1,9 @@
-"""VFIO engine verdicts -> ``tracking`` and ``blockers`` messages (pure core).
+"""The old home of the ``tracking`` and ``blockers`` renderers (pure core).
 
-Stage: telemetry. Shapes ``decisions.tracking.TrackingVerdict`` and
-``decisions.blockers.Reconciled`` into the payloads of contract v1; range results
-arrive as ``RangeReport`` values computed per container by ``decisions.ranges``.
+Stage: telemetry. They live in ``telemetry.render.vfio`` now; this module only keeps
+``telemetry.vfio.tracking`` / ``.blockers`` importable for the callers not yet moved.
 """
 
-from __future__ import annotations
+from qmpdirty.telemetry.render.vfio import blockers, tracking
 
-from qmpdirty.decisions.vfio.container_ranges import RangeReport
-from qmpdirty.decisions.vfio.evaluate import VfioVerdict
-from qmpdirty.decisions.vfio.tracking import ContainerVerdict, DeviceVerdict
-from qmpdirty.telemetry import schema
-from qmpdirty.telemetry.render import Outgoing, VmStamp, vm_message
-from qmpdirty.telemetry.topics import TopicKind
-
-
-def _iova(ranges: tuple[tuple[int, int], ...]) -> list[schema.IovaRange]:
-    return [schema.IovaRange(iova=i, length=n) for i, n in ranges]
-
-
-def _device(d: DeviceVerdict) -> schema.TrackedDevice:
-    dev = d.state.device
-    host = d.state.host
-    return schema.TrackedDevice(
-        id=dev.id, qom_path=dev.qom_path, qom_type=dev.qom_type, host_bdf=dev.bdf,
-        name=dev.vbasedev_name, driver=host.driver.value if host else None, backend=d.backend,
-        container=d.container, mode=d.mode, reasons=list(d.reasons),
-    )
-
-
-def _container(c: ContainerVerdict, r: RangeReport) -> schema.TrackedContainer:
-    return schema.TrackedContainer(
-        id=c.id, backend=c.backend, mode=c.engine,
-        devices=[s.device.qom_path for s in c.devices], reasons=list(c.reasons),
-        ranges=_iova(r.ranges), fits=r.fits, limits=list(r.limits),
-        optimal_ranges=_iova(r.optimal) if r.optimal is not None else None,
-    )
-
-
-def tracking(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
-    """``vm/<vm>/tracking``."""
-    verdict, ranges = v.verdict, v.ranges
-    model = schema.TrackingPayload.model_validate({
-        **stamp.common(), "qemu_version": v.topology.basics.version_text,
-        "devices": [_device(d) for d in verdict.devices],
-        "containers": [_container(c, ranges.get(c.id, RangeReport()))
-                       for c in verdict.containers],
-        "realize_errors": list(verdict.realize_errors),
-        "complete": not any(d.state.assumptions for d in verdict.devices),
-    })
-    return vm_message(stamp, TopicKind.TRACKING, model)
-
-
-def blockers(stamp: VmStamp, v: VfioVerdict) -> Outgoing:
-    """``vm/<vm>/blockers``."""
-    r = v.reconciled
-    model = schema.BlockersPayload.model_validate({
-        **stamp.common(), "migratable": r.migratable,
-        "predicted": [schema.PredictedBlocker(text=b.text, device=b.device,
-                                              cause=b.kind.value, remedy=b.remedy)
-                      for b in r.predicted],
-        "observed": list(r.observed), "agree": r.agree, "missing": list(r.missing),
-        "unexpected": list(r.unexpected), "unmodelled": list(r.unmodelled),
-    })
-    return vm_message(stamp, TopicKind.BLOCKERS, model)
+__all__ = ["blockers", "tracking"]

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from qmpdirty.config import Config
-from qmpdirty.sinks.hooks import HookRunner
+from qmpdirty.sinks.hooks import HookOutcome, HookRunner
 
-Result = tuple[str, str, tuple[str, ...], dict[str, object]]
+Result = tuple[str, str, tuple[str, ...], HookOutcome]
 Start = Callable[..., Awaitable[tuple[HookRunner, list[Result]]]]
 
 
@@ -128,10 +128,10 @@ async def test_timeout_kills_the_hook_and_its_children(start: Start, tmp_path: P
     [(kind, vm, command, outcome)] = await until(lambda: results)
     assert time.monotonic() - started < 3
     assert (kind, vm, command) == ("vm-online", "a", (str(hook),))
-    assert outcome["timed_out"] is True
-    assert outcome["error"] == "timed out after 0.5s; killed"
-    assert outcome["exit_code"] == -9
-    assert isinstance(outcome["duration_s"], float) and 0.5 <= outcome["duration_s"] < 3
+    assert outcome.timed_out is True
+    assert outcome.error == "timed out after 0.5s; killed"
+    assert outcome.exit_code == -9
+    assert isinstance(outcome.duration_s, float) and 0.5 <= outcome.duration_s < 3
     child = int(pidfile.read_text())
     await until(lambda: gone(child))
 
@@ -148,16 +148,15 @@ async def test_missing_and_unusable_executables(start: Start, tmp_path: Path) ->
     runner.fire("vm-online", "a", {})
     await until(lambda: len(results) == 3)
     errors = {r[2][0]: r[3] for r in results}
-    assert errors[str(tmp_path / "missing")]["error"] == \
+    assert errors[str(tmp_path / "missing")].error == \
         f"executable not found: {tmp_path / 'missing'}"
-    assert errors[str(tmp_path / "missing")]["exit_code"] is None
-    assert errors[str(not_exec)]["error"] == f"cannot execute {not_exec}: permission denied"
-    assert errors[str(failing)]["exit_code"] == 3
-    assert errors[str(failing)]["error"] == "exit status 3: disk full"
-    for outcome in errors.values():
-        assert set(outcome) == {"event", "command", "exit_code", "timed_out", "error",
-                                "duration_s"}
-        assert outcome["timed_out"] is False
+    assert errors[str(tmp_path / "missing")].exit_code is None
+    assert errors[str(not_exec)].error == f"cannot execute {not_exec}: permission denied"
+    assert errors[str(failing)].exit_code == 3
+    assert errors[str(failing)].error == "exit status 3: disk full"
+    for command, outcome in errors.items():
+        assert (outcome.event, outcome.command) == ("vm-online", (command,))
+        assert outcome.timed_out is False
 
 
 async def test_a_hook_that_ignores_stdin_is_fine(start: Start, tmp_path: Path) -> None:
@@ -255,7 +254,7 @@ async def test_an_unexpected_failure_is_reported_and_the_worker_goes_on(
     real = runner._execute
     calls = 0
 
-    async def flaky(job: Any) -> dict[str, object]:
+    async def flaky(job: Any) -> HookOutcome:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -268,4 +267,4 @@ async def test_an_unexpected_failure_is_reported_and_the_worker_goes_on(
     await until(lambda: calls == 2)
     await asyncio.sleep(0.2)
     [(_, vm, _, outcome)] = results
-    assert vm == "a" and outcome["error"] == "internal error: RuntimeError('boom')"
+    assert vm == "a" and outcome.error == "internal error: RuntimeError('boom')"

@@ -3,9 +3,11 @@ the forecast-negative transition and the result payload."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,15 @@ from qmpdirty.errors import ConfigError
 from qmpdirty.sinks.hooks import (
     HOOK_EVENTS,
     HookJob,
+    HookOutcome,
     HookRunner,
-    failed,
     forecast_turned_negative,
     hook_environment,
+    is_hook_kind,
     matching,
     outcome,
 )
+from qmpdirty.telemetry import schema
 
 
 @pytest.fixture(autouse=True)
@@ -187,12 +191,29 @@ def test_a_hostile_name_stays_data() -> None:
 
 
 def test_outcome_shape_and_failure() -> None:
-    ok = outcome("vm-online", ("/a", "b"), exit_code=0, timed_out=False, error=None,
+    ok = outcome("vm-online", ["/a", "b"], exit_code=0, timed_out=False, error=None,
                  duration_s=0.12345)
-    assert ok == {"event": "vm-online", "command": ["/a", "b"], "exit_code": 0,
-                  "timed_out": False, "error": None, "duration_s": 0.123}
-    assert not failed(ok)
-    assert failed({**ok, "exit_code": 1, "error": "exit status 1"})
-    assert failed({**ok, "exit_code": None, "error": "executable not found: /a"})
-    assert failed({**ok, "exit_code": -9, "timed_out": True, "error": "timed out"})
-    json.dumps(ok)
+    assert ok == HookOutcome(event="vm-online", command=("/a", "b"), exit_code=0,
+                             timed_out=False, error=None, duration_s=0.123)
+    assert not ok.failed
+    assert replace(ok, exit_code=1, error="exit status 1").failed
+    assert replace(ok, exit_code=None, error="executable not found: /a").failed
+    assert replace(ok, exit_code=-9, timed_out=True, error="timed out").failed
+    assert replace(ok, error="internal error").failed
+
+
+def test_outcome_is_the_hook_payload() -> None:
+    """Every field of a ``HookOutcome`` is a field of the ``vm/<vm>/hook`` payload."""
+    fields = {f.name for f in dataclasses.fields(HookOutcome)}
+    assert fields <= set(schema.HookResultPayload.model_fields)
+
+
+def test_only_hook_kinds_are_fired(caplog: pytest.LogCaptureFixture) -> None:
+    assert [k for k in ("vm-online", "*", "nope", "vm-offline") if is_hook_kind(k)] == [
+        "vm-online", "vm-offline"]
+    r = runner([{"event": "*", "command": ["/bin/a"]}])
+    with caplog.at_level(logging.ERROR, "qmpdirty.sinks.hooks"):
+        r.fire("*", "vm1", {})
+    assert r.queued == 0 and "is not one of" in caplog.text
+    r.fire_kind("vm-online", "vm1", {"a": 1})
+    assert [j.stdin for j in drain(r)] == [b'{"a":1}\n']

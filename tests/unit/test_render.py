@@ -1,4 +1,4 @@
-"""Rendering facts and tracker records into MQTT messages (telemetry/render.py + schema.py)."""
+"""Rendering facts and tracker records into MQTT messages (telemetry/render/ + schema.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from qmpdirty.decisions.migration.errors import ErrorCause, error_cause
 from qmpdirty.decisions.migration.forecast import ForecastInputs, forecast
 from qmpdirty.decisions.migration.tracker import Migration, migration_id
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
@@ -23,9 +24,11 @@ from qmpdirty.facts.vm import (
     VmInfo,
 )
 from qmpdirty.qmp.translate import event_from, migration_snapshot_from
+from qmpdirty.sinks.hooks import outcome
 from qmpdirty.telemetry import forecast as fc
 from qmpdirty.telemetry import render, schema, vfio
-from qmpdirty.telemetry.render import Outgoing, VmStamp
+from qmpdirty.telemetry.message import Outgoing, VmStamp
+from qmpdirty.telemetry.render import migrations
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"
@@ -92,8 +95,9 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      f"{VM}/migration/pass", TopicKind.PASS, schema.PassPayload),
     ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS),
      f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
-    ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), {
-        "exit_code": 3, "timed_out": False, "error": "exit status 3", "duration_s": 0.1}),
+    ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), outcome(
+        "vm-online", ("/bin/x",), exit_code=3, timed_out=False, error="exit status 3",
+        duration_s=0.1)),
      f"{VM}/hook", TopicKind.HOOK, schema.HookResultPayload),
     ("error", lambda: render.vm_error(STAMP, "message larger than 10 MiB", "unix:/q"),
      f"{VM}/error", TopicKind.ERROR, schema.VmErrorPayload),
@@ -258,6 +262,19 @@ def test_summary_falls_back_to_the_measured_total_time(
     assert data["peak_dirty_bytes_per_s"] is None
     assert data["error"] == (FAILED.error_desc if snapshot is FAILED else None)
     assert msg.topic == f"{VM}/migration/summary" and msg.retain
+
+
+def test_summary_renders_the_cause_it_is_given() -> None:
+    """The renderer decides nothing: the cause comes from the caller; only the
+    ``render.summary`` of old callers reads it from ``error-desc`` itself."""
+    failed = Migration(id="m", role="source", started_ts=STARTED, status="failed",
+                       statuses=("setup", "failed"), snapshot=FAILED)
+    cause = ErrorCause("network", None, "ECONNRESET", "x")
+    data = body(migrations.summary(STAMP, failed, "failed", TS, cause))
+    assert data["error_cause"] == {"kind": "network", "device": None, "errno": "ECONNRESET"}
+    assert body(migrations.summary(STAMP, failed, "failed", TS, None))["error_cause"] is None
+    assert render.summary(STAMP, failed, "failed", TS) == migrations.summary(
+        STAMP, failed, "failed", TS, error_cause(FAILED.error_desc))
 
 
 def test_event_payload() -> None:

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from qmpdirty.telemetry.topics import HOST_KINDS, MAX_NAME, TopicKind, Topics, sanitise
+from qmpdirty.telemetry.topics import (
+    HOST_KINDS,
+    MAX_NAME,
+    TopicKind,
+    Topics,
+    sanitise,
+    topic_matches,
+)
 
 SAFE = re.compile(r"[A-Za-z0-9_.-]+")
 SAFE_CHARS = "ABCXYZabcxyz0189_.-"
@@ -220,3 +227,37 @@ def test_vm_status_is_its_own_kind_not_a_host_kind() -> None:
     assert TopicKind.VM_STATUS.name == "VM_STATUS"
     assert TopicKind.VM_STATUS not in HOST_KINDS
     assert {TopicKind.HOST_STATUS, TopicKind.DAEMON} == HOST_KINDS
+
+
+# --- filter matching (for readers of retained state) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "matches"),
+    [
+        ("a/b", "a/b", True),
+        ("a/b", "a/b/c", False),
+        ("a/+", "a/b", True),
+        ("a/+", "a/b/c", False),
+        ("a/+", "a", False),
+        ("+/+", "a/b", True),
+        ("a/+/c", "a//c", True),
+        ("a/#", "a/b/c", True),
+        ("a/#", "a", True),  # '#' also matches the parent level (MQTT 3.1.1 4.7.1.2)
+        ("#", "a/b", True),
+        ("a/b/#", "a/c", False),
+        ("qmpdirty/+/vm/web1/status", "qmpdirty/h1/vm/web1/status", True),
+        ("qmpdirty/+/vm/web1/status", "qmpdirty/h1/vm/web10/status", False),
+    ],
+)
+def test_topic_matches(topic_filter: str, topic: str, matches: bool) -> None:
+    assert topic_matches(topic_filter, topic) is matches
+
+
+@given(st.lists(st.text(SAFE_CHARS, max_size=4), min_size=1, max_size=5))
+def test_a_topic_matches_itself_and_its_wildcards(levels: list[str]) -> None:
+    topic = "/".join(levels)
+    assert topic_matches(topic, topic)
+    assert topic_matches("#", topic)
+    assert topic_matches("/".join("+" for _ in levels), topic)
+    assert not topic_matches(topic + "/x", topic)

@@ -1,0 +1,51 @@
+"""What the sinks consume: one message for the broker, and the stamp of a VM payload
+(pure core).
+
+Stage: telemetry; the port type between rendering and the sinks (``sinks/mqtt``,
+``sinks/outbox``) and what ``discovery`` returns. Values only: this module must not
+render payloads, pick topics or do I/O. The shell owns ``seq`` and the clock and hands
+them in as a ``VmStamp``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+from qmpdirty.telemetry.topics import Topics
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for the broker. ``expiry_s`` maps to the MQTT v5 expiry property."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    is_json: bool = True
+    expiry_s: int | None = None
+
+
+class StampFields(TypedDict):
+    """The keyword arguments every VM payload model takes from its stamp."""
+
+    ts: float
+    host: str
+    vm: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class VmStamp:
+    """What every VM payload carries besides its own fields."""
+
+    topics: Topics
+    vm: str
+    seq: int
+    ts: float
+
+    def common(self) -> StampFields:
+        """``ts``, ``host``, ``vm`` and ``seq``, to unpack into a payload model's
+        constructor (mypy checks every key against the model)."""
+        return StampFields(ts=self.ts, host=self.topics.host, vm=self.vm, seq=self.seq)
