@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
 from qmpdirty.demo.lab.qemu import (
     QemuSpec,
     QemuVm,
@@ -18,9 +19,7 @@ from qmpdirty.demo.lab.qemu import (
     set_max_bandwidth,
     wait_for_migration,
 )
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Recorder
-from tests.system.helpers import base_config, sock, vm_topic
+from qmpdirty.demo.lab.recorder import Recorder
 
 MIB = 2**20
 

@@ -9,10 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import PREFIX, DaemonProcess, base_config, sock, vm_topic
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Recorder
-from tests.system.helpers import PREFIX, base_config, sock, vm_topic
+from qmpdirty.demo.lab.recorder import Recorder
 
 
 def test_daemon_online_then_offline_on_sigterm(
@@ -111,7 +110,7 @@ def test_discovery_glob_and_sighup(
 
         lab_vm(QemuSpec(name="static", qmp_servers=(static,), rate_mib=4)).wait_qmp()
         table["vm"] = [{"qmp": f"unix:{static}"}]
-        from tests.support.daemon import write_config
+        from qmpdirty.demo.lab.daemon_process import write_config
 
         write_config(daemon.config, table)
         daemon.signal(signal.SIGHUP)

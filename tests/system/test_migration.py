@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
 from qmpdirty.demo.lab.qemu import (
     QemuSpec,
     QemuVm,
@@ -20,9 +21,7 @@ from qmpdirty.demo.lab.qemu import (
     set_max_bandwidth,
     wait_for_migration,
 )
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Received, Recorder
-from tests.system.helpers import base_config, sock, vm_topic
+from qmpdirty.demo.lab.recorder import Received, Recorder
 
 MIB = 1024 * 1024
 

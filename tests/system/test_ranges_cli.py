@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 from qmpdirty.cli.ranges import owners_from_qom, parse_version
+from qmpdirty.demo.lab.daemon_process import QMPDIRTY, sock
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
-from tests.support.daemon import QMPDIRTY
-from tests.system.helpers import sock
 
 pytestmark = pytest.mark.system
 MTREE = Path(__file__).resolve().parents[1] / "data" / "mtree"
