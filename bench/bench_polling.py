@@ -29,7 +29,7 @@ from bench.fakectl import FakeFleet
 from bench.harness import BROKER_CONFIG, BenchDaemon, Subscriber, machine, scale_config
 from bench.labvms import LabVms
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.qemu import QmpControl
+from qmpdirty.demo.lab.control import QmpControl
 
 Figure = dict[str, Any]
 POLL_INTERVAL_S = 0.5

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qmpdirty.demo.lab.control import LabCommandError, QmpControl
 from qmpdirty.demo.lab.guest import ensure_guest
-from qmpdirty.demo.lab.qemu import LabCommandError, QemuSpec, QemuVm, QmpControl
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.demo.lab.recorded import DATA as RECORDING
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The lab's one fake QMP server core and wire module, held against QEMU 10.0.2.
+"""The lab's one fake QMP server core, wire module and client, held against QEMU 10.0.2.
 
 Shapes come from the replies and events recorded from a real QEMU in
 ``tests/data/qemu-10.0.2/``; behaviour on the socket (negotiation, ``id``, errors for
@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from qmpdirty.demo.lab import qmpwire
-from qmpdirty.demo.lab.fakeqmp import Command, QmpServer
+from qmpdirty.demo.lab import DemoError, qmpwire
+from qmpdirty.demo.lab.control import LabCommandError, QmpControl
+from qmpdirty.demo.lab.fakeqmp import Command, QmpServer, Silence
 from qmpdirty.demo.lab.qmpwire import ErrorReply
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"
@@ -62,6 +63,8 @@ class Slow:
             raise RuntimeError("no QEMU says this")
         if command.name == "echo":
             return command.arguments
+        if command.name == "hang":
+            return Silence()
         raise qmpwire.not_found(command.name)
 
     async def _later(self, arguments: dict[str, Any]) -> object:
@@ -155,3 +158,28 @@ async def test_answers_in_order_and_a_broken_responder_fails_loudly(
     c.writer.write(qmpwire.execute("broken"))
     assert await asyncio.wait_for(c.reader.read(), 5) == b""  # hung up on
     assert len(server.failures) == 1 and "no QEMU says this" in server.failures[0]
+
+
+async def test_the_lab_client_speaks_the_same_wire(server: QmpServer) -> None:
+    """``QmpControl`` (synchronous, so on a thread): replies, errors, timeouts, events."""
+    control = await asyncio.to_thread(QmpControl, server.paths[0], 0.5)
+    try:
+        assert await asyncio.to_thread(control.cmd, "echo", x=[1, "é"]) == {"x": [1, "é"]}
+        with pytest.raises(LabCommandError, match="CommandNotFound: The command nope"):
+            await asyncio.to_thread(control.cmd, "nope")
+        with pytest.raises(DemoError, match=r"hang at .*: no reply within 0\.5 s"):
+            await asyncio.to_thread(control.cmd, "hang")
+        assert await asyncio.to_thread(control.events) == []
+        server.emit("STOP")
+        server.emit("RESUME")
+        seen: list[str] = []
+        for _ in range(3):
+            seen += [e["event"] for e in await asyncio.to_thread(control.events, 2.0)]
+            if len(seen) >= 2:
+                break
+        assert seen == ["STOP", "RESUME"]
+        assert await asyncio.to_thread(control.cmd, "echo") == {}  # after a timeout, too
+    finally:
+        control.close()
+    with pytest.raises(DemoError, match="closed"):
+        control.cmd("echo")

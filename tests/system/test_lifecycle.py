@@ -194,7 +194,8 @@ def test_broker_away_overflow_is_counted_and_published(
     lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
 ) -> None:
     """Outbox of 3 records, broker absent at start, 10 events: 7 dropped, and said so."""
-    from qmpdirty.demo.lab.qemu import QmpControl, free_port
+    from qmpdirty.demo.lab.control import QmpControl
+    from qmpdirty.demo.lab.qemu import free_port
 
     port = free_port()
     qmp, ctl = sock(tmp_path, "ovf"), sock(tmp_path, "ovfctl")
