@@ -9,7 +9,10 @@ QEMU 10.0.2 (``GREETING``, or ``greeting``: anything, to test a bad one), requir
 ``qmp_capabilities`` first, echoes ``id``, ends every message with CRLF, and ``emit``
 sends an event in QEMU's shape (no ``data`` member when ``data`` is None) stamped
 with ``clock()``: a fixed time by default, so that tests are deterministic.
-``commands`` records every message received, ``qmp_capabilities`` included.
+``commands`` records every message received, ``qmp_capabilities`` included; a
+handler that raises anything but ``QmpError`` is recorded in ``failures`` and the
+client is hung up on. Tests that need more than a table (per-connection state,
+awaited answers) write a ``fakeqmp.Responder`` and serve it with ``QmpServer``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ class ScriptedQmp:
         self._qmp = QmpServer(_Script(self), name="scripted QMP", on_message=self._record)
         await self._qmp.listen(self.path)
         return self
+
+    @property
+    def failures(self) -> list[str]:
+        """Handlers that raised instead of answering as QEMU would."""
+        return [] if self._qmp is None else self._qmp.failures
 
     async def close(self) -> None:
         if self._qmp is not None:

@@ -1,7 +1,7 @@
 """QMP on the wire, as QEMU writes and reads it: for the lab's fake QEMUs and its client.
 
 Not the daemon's QMP (that is ``qmpdirty/qmp/session.py`` over qemu.qmp): this module
-serves the lab's fake servers (``fakeqmp``) and its test client (``qemu.QmpControl``).
+serves the lab's fake servers (``fakeqmp``) and its client (``control.QmpControl``).
 It does no I/O. What it reproduces, with the QEMU source it comes from:
 
 * Every message QEMU sends is one JSON object written with ``", "`` and ``": "``

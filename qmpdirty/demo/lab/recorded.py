@@ -9,7 +9,8 @@ migration (``query-migrate`` from recorded snapshots, live counters) and the dir
 measurement (``calc-dirty-rate`` / ``query-dirty-rate``, the recorded reply with a rate
 near the VM's own and QEMU's "already being measured" error). The replies are QEMU's
 own, so their shapes are faithful by construction; the wire is ``qmpwire``'s.
-``bench/fleet.py`` runs a thousand of them; the demo may run a few.
+``bench/fleet.py`` runs a thousand of them; the demo may run a few. Must not: invent
+a reply shape; what was not recorded gets the error QEMU gives for it.
 """
 
 from __future__ import annotations
