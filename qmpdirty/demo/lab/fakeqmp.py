@@ -109,7 +109,8 @@ class QmpServer:
 
     def emit(self, event: str, data: Mapping[str, Any] | None = None,
              at: float | None = None) -> float:
-        """Send an event (stamped now, or ``at``) to every monitor; returns its timestamp."""
+        """Send an event (stamped now, or ``at``) to every negotiated monitor; returns its
+        QEMU timestamp as epoch seconds."""
         message = qmpwire.event(event, data, at)
         self.broadcast(message)
         return qmpwire.event_time(message)
@@ -181,7 +182,7 @@ class Monitor(asyncio.Protocol):
             self._answer_waiting()
 
     def write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
+        if self._transport is not None and self.is_open:
             self._transport.write(data)
 
     def close(self) -> None:
