@@ -16,20 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.guest import ensure_guest
-from qmpdirty.demo.lab.qemu import (
-    QemuSpec,
-    QemuVm,
+from qmpdirty.demo.lab.control import (
     QmpControl,
-    free_port,
     migrate,
     migrate_incoming,
     set_max_bandwidth,
     wait_for_migration,
 )
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Recorder
-from tests.system.helpers import base_config, vm_topic
+from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, vm_topic
+from qmpdirty.demo.lab.guest import ensure_guest
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, free_port
+from qmpdirty.demo.lab.recorder import Recorder
 
 MIB = 2**20
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,11 +15,11 @@ from dataclasses import replace
 from typing import Any
 
 from qmpdirty.decisions.vfio.evaluate import evaluate as evaluate_facts
+from qmpdirty.demo.lab.vfio_cases import dev, host_dev, hosts, topo
 from qmpdirty.facts.topology import FlatSection
 from qmpdirty.telemetry import vfio
 from qmpdirty.telemetry.render import VmStamp
 from qmpdirty.telemetry.topics import Topics
-from tests.support.vfio_cases import dev, host_dev, hosts, topo
 
 GIB = 2**30
 

@@ -4,7 +4,7 @@ Nova watches a live migration by asking libvirt for the job's statistics every 0
 which is ``query-migrate`` underneath. Here a minimal poller does exactly that on each
 VM's second QMP monitor (QEMU serves one client per monitor and broadcasts events to
 all), while the real daemon watches the first and publishes ``vm/<vm>/migration``.
-Both watch the same migrations: fake VMs (``bench/fakeqmp.py``, QEMU 10.0's sequence
+Both watch the same migrations: fake VMs (``bench/fleet.py``, QEMU 10.0's sequence
 setup -> active -> passes -> device -> completed) and, in the full run, real QEMUs
 migrating to ``exec:cat > /dev/null``. Detection latency is the first sight of a status
 (poll reply, or MQTT receipt) minus QEMU's timestamp of the MIGRATION event that
@@ -29,7 +29,7 @@ from bench.fakectl import FakeFleet
 from bench.harness import BROKER_CONFIG, BenchDaemon, Subscriber, machine, scale_config
 from bench.labvms import LabVms
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.qemu import QmpControl
+from qmpdirty.demo.lab.control import QmpControl
 
 Figure = dict[str, Any]
 POLL_INTERVAL_S = 0.5

@@ -1,7 +1,7 @@
 """The real daemon at 1, 100 and 1,000 VMs: latency, footprint, start/stop, loop (issue 5).
 
 Four processes: the daemon (``qmpdirty run`` through the CLI), a fake QEMU fleet
-(``bench/fakeqmp.py``: recorded QEMU 10.0.2 replies, realistic event streams, a few
+(``bench/fleet.py``: recorded QEMU 10.0.2 replies, realistic event streams, a few
 VMs migrating in turn), a real mosquitto and this benchmark with a paho subscriber.
 The 100-VM run adds three real QEMUs (``bench/labvms.py``) whose STOP/RESUME events
 are measured apart. The daemon is configured as item 4 says: every socket listed as
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fakectl import FakeFleet
-from bench.fakeqmp import raise_open_files
+from bench.fleet import raise_open_files
 from bench.harness import (
     BROKER_CONFIG,
     BenchDaemon,

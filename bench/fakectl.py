@@ -1,6 +1,6 @@
-"""The benchmarks' handle on a fake QEMU fleet (``bench/fakeqmp.py``) in its own process.
+"""The benchmarks' handle on a fake QEMU fleet (``bench/fleet.py``) in its own process.
 
-``FakeFleet`` starts ``python -m bench.fakeqmp`` (uvloop), waits for its ``READY``
+``FakeFleet`` starts ``python -m bench.fleet`` (uvloop), waits for its ``READY``
 line, lists its sockets and talks to its control socket (one JSON line each way).
 Nothing here runs in the fleet's process: the daemon, the fleet, the broker and the
 benchmark are four processes, so each one's CPU and memory are its own.
@@ -32,7 +32,7 @@ class FakeFleet:
                  rest_s: float = 5.0, monitors: int = 1) -> None:
         self.count = count
         self.dir = Path(tempfile.mkdtemp(prefix="qdfake-", dir="/tmp"))
-        self.argv = [sys.executable, "-m", "bench.fakeqmp", "--count", str(count),
+        self.argv = [sys.executable, "-m", "bench.fleet", "--count", str(count),
                      "--dir", str(self.dir), "--monitors", str(monitors),
                      "--event-rate", str(event_rate), "--migrating", str(migrating),
                      "--rest-s", str(rest_s)]

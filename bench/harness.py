@@ -3,7 +3,7 @@
 * ``machine()``: nproc, CPU model, RAM, kernel, Python, QEMU and mosquitto versions.
 * ``ProcStats``: one process's RSS (``/proc/<pid>/status`` VmRSS) and CPU time
   (``/proc/<pid>/stat`` utime + stime): the daemon's alone, never the fleet's.
-* ``BenchDaemon``: the real ``qmpdirty run`` (``tests/support/daemon.py``) with
+* ``BenchDaemon``: the real ``qmpdirty run`` (the lab's ``DaemonProcess``) with
   ``--loop`` and a private ``$NOTIFY_SOCKET``, so ``READY=1`` is timed as systemd sees it.
   ``$QMPDIRTY_BENCH_LAUNCHER`` (a Python script taking ``qmpdirty``'s arguments) runs
   another build instead, to measure a candidate change without touching the tree.
@@ -31,7 +31,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.support.daemon import QMPDIRTY, DaemonProcess
+from qmpdirty.demo.lab.daemon_process import QMPDIRTY, DaemonProcess
 
 HOST = "benchhost"
 #: The benchmark broker sends without Nagle, as EMQX and HiveMQ do by default: the

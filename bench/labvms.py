@@ -18,8 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from qmpdirty.demo.lab.control import QmpControl
 from qmpdirty.demo.lab.guest import ensure_guest
-from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 
 ROOT = Path(__file__).resolve().parent.parent
 

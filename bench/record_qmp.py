@@ -1,8 +1,8 @@
-"""Record a real QEMU's QMP replies and events for the fake fleet (``bench/fakeqmp.py``).
+"""Record a real QEMU's QMP replies and events for the fake fleet's VMs (``RecordedVm``).
 
 Run once by hand, when the QEMU the project targets changes::
 
-    .venv/bin/python -m bench.record_qmp            # writes bench/data/qemu-<version>.json
+    .venv/bin/python -m bench.record_qmp    # writes qmpdirty/demo/lab/data/qemu-<version>.json
 
 It boots the lab guest (``qmpdirty.demo.lab``, TCG) on a libvirt-like q35 machine (four
 PCIe root ports with virtio-net, virtio-balloon, virtio-rng and virtio-serial), asks
@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qmpdirty.demo.lab.control import LabCommandError, QmpControl
 from qmpdirty.demo.lab.guest import ensure_guest
-from qmpdirty.demo.lab.qemu import LabCommandError, QemuSpec, QemuVm, QmpControl
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.recorded import DATA as RECORDING
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
+DATA = RECORDING.parent
 MIB = 2**20
 
 #: A libvirt-style q35 machine: devices behind PCIe root ports.

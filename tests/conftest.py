@@ -16,7 +16,7 @@ import pytest
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.guest import GuestImage, ensure_guest
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
-from tests.support.mqtt import Recorder
+from qmpdirty.demo.lab.recorder import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 

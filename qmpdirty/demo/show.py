@@ -24,16 +24,15 @@ from typing import Any
 from qmpdirty.demo.errors import DemoError
 from qmpdirty.demo.lab import end_child, free_port, track_child
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.guest import ensure_guest
-from qmpdirty.demo.lab.qemu import (
-    QemuSpec,
-    QemuVm,
+from qmpdirty.demo.lab.control import (
     QmpControl,
     migrate,
     migrate_incoming,
     set_max_bandwidth,
     wait_for_migration,
 )
+from qmpdirty.demo.lab.guest import ensure_guest
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 
 MIB = 1024 * 1024
 RATE_MIB = 24

@@ -1,46 +1,37 @@
-"""A scripted QMP server for adapter tests: real sockets, QEMU's wire format.
+"""A scripted QMP server for adapter and pipeline tests: real sockets, QEMU's wire format.
 
-It greets like QEMU 10.0 (``{"QMP": {"version": ..., "capabilities": []}}``),
-accepts ``qmp_capabilities``, records every command it receives, and answers each
-from a table of handlers (a reply value, a QMP error, silence, or a hang-up).
-Reply shapes are QEMU's own (qapi/*.json); recorded replies live in tests/data/.
+``ScriptedQmp`` is the lab's one fake QMP server (``qmpdirty.demo.lab.fakeqmp``)
+answering from a table of handlers, one per command name: a handler gets the
+command's arguments and returns the reply value, a ``QmpError``, ``Silence``,
+``HangUp`` or ``Raw`` (bytes sent as they are). A command without a handler gets
+QEMU's ``CommandNotFound``. Everything else is QEMU's, from ``qmpwire``: it greets like
+QEMU 10.0.2 (``GREETING``, or ``greeting``: anything, to test a bad one), requires
+``qmp_capabilities`` first, echoes ``id``, ends every message with CRLF, and ``emit``
+sends an event in QEMU's shape (no ``data`` member when ``data`` is None) stamped
+with ``clock()``: a fixed time by default, so that tests are deterministic.
+``commands`` records every message received, ``qmp_capabilities`` included; a
+handler that raises anything but ``QmpError`` is recorded in ``failures`` and the
+client is hung up on. Tests that need more than a table (per-connection state,
+awaited answers) write a ``fakeqmp.Responder`` and serve it with ``QmpServer``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from tests.support.jsonstream import json_objects
+from qmpdirty.demo.lab import qmpwire
+from qmpdirty.demo.lab.fakeqmp import Command, HangUp, QmpServer, Raw, Silence
+from qmpdirty.demo.lab.qmpwire import ErrorReply as QmpError
 
-GREETING = {"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10},
-                                "package": "Debian 1:10.0.2"}, "capabilities": ["oob"]}}
+__all__ = ["GREETING", "HangUp", "QmpError", "Raw", "ScriptedQmp", "Silence"]
 
-
-class Silence:
-    """Handler result: never answer (a frozen QEMU)."""
-
-
-class HangUp:
-    """Handler result: close the connection instead of answering."""
-
-
-@dataclass
-class Raw:
-    """Handler result: send these bytes as they are (malformed JSON, huge messages)."""
-
-    data: bytes
-
-
-@dataclass
-class QmpError:
-    cls: str
-    desc: str
-
+GREETING = qmpwire.greeting({"qemu": {"micro": 2, "minor": 0, "major": 10},
+                             "package": "Debian 1:10.0.2"})
+#: The timestamp ``emit`` gives events unless told otherwise (2026-11-18).
+FIXED_TIME = 1795000000.000001
 
 Handler = Callable[[dict[str, Any]], object]
 
@@ -53,65 +44,43 @@ class ScriptedQmp:
     replies: dict[str, Handler] = field(default_factory=dict)
     greeting: object = field(default_factory=lambda: GREETING)
     commands: list[dict[str, Any]] = field(default_factory=list)
-    writers: list[asyncio.StreamWriter] = field(default_factory=list)
-    _server: asyncio.AbstractServer | None = None
+    clock: Callable[[], float] = lambda: FIXED_TIME
+    _qmp: QmpServer | None = None
 
     async def start(self) -> ScriptedQmp:
-        self._server = await asyncio.start_unix_server(self._serve, str(self.path),
-                                                       limit=64 * 1024 * 1024)
+        self._qmp = QmpServer(_Script(self), name="scripted QMP", on_message=self._record)
+        await self._qmp.listen(self.path)
         return self
 
+    @property
+    def failures(self) -> list[str]:
+        """Handlers that raised instead of answering as QEMU would."""
+        return [] if self._qmp is None else self._qmp.failures
+
     async def close(self) -> None:
-        for w in self.writers:
-            w.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._qmp is not None:
+            await self._qmp.close()
+
+    def _record(self, message: object) -> None:
+        self.commands.append(cast(dict[str, Any], message))
 
     async def emit(self, event: str, data: dict[str, Any] | None = None) -> None:
-        """Send an event to every connected client."""
-        msg = {"event": event, "data": data or {},
-               "timestamp": {"seconds": 1795000000, "microseconds": 1}}
-        for w in self.writers:
-            w.write(json.dumps(msg).encode() + b"\n")
-            await w.drain()
+        """Send an event to every connected (negotiated) client."""
+        assert self._qmp is not None, "start() first"
+        self._qmp.emit(event, data, self.clock())
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self._converse(reader, writer)
-        except (ConnectionError, asyncio.CancelledError):
-            writer.close()  # the client hung up on us (as it may, on a hostile reply)
 
-    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                        ) -> None:
-        self.writers.append(writer)
-        writer.write(json.dumps(self.greeting).encode() + b"\n")
-        await writer.drain()
-        async for msg in json_objects(reader):
-            self.commands.append(msg)
-            name = msg.get("execute")
-            if name == "qmp_capabilities":
-                result: object = {}
-            elif name in self.replies:
-                result = self.replies[name](msg.get("arguments", {}))
-            else:
-                result = QmpError("CommandNotFound", f"The command {name} has not been found")
-            if isinstance(result, Silence):
-                continue
-            if isinstance(result, HangUp):
-                writer.close()
-                return
-            if isinstance(result, Raw):
-                writer.write(result.data)
-                await writer.drain()
-                continue
-            reply: dict[str, Any] = (
-                {"error": {"class": result.cls, "desc": result.desc}}
-                if isinstance(result, QmpError) else {"return": result}
-            )
-            if "id" in msg:
-                reply["id"] = msg["id"]
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        writer.close()
+class _Script:
+    """The responder: greeting and handlers from the ``ScriptedQmp``."""
 
+    def __init__(self, script: ScriptedQmp) -> None:
+        self.script = script
+
+    def greeting(self) -> object:
+        return self.script.greeting
+
+    def answer(self, command: Command) -> object:
+        handler = self.script.replies.get(command.name)
+        if handler is None:
+            raise qmpwire.not_found(command.name)
+        return handler(command.arguments)

@@ -12,12 +12,12 @@ import pytest
 
 from qmpdirty.config import MqttConfig
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.recorder import Received, Recorder
 from qmpdirty.sinks.mqtt import WINDOW, MqttSink
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing
 from qmpdirty.telemetry.topics import Topics
 from tests.support.gate import Gate
-from tests.support.mqtt import Received, Recorder
 
 TOPICS = Topics.create("qmpdirty", "h")
 

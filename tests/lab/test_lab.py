@@ -18,14 +18,10 @@ import pytest
 
 from qmpdirty.demo.lab import DemoError
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.guest import GuestImage, ensure_guest
-from qmpdirty.demo.lab.qemu import (
+from qmpdirty.demo.lab.control import (
     LabCommandError,
-    QemuSpec,
-    QemuVm,
     QmpControl,
     enable_events,
-    free_port,
     measure_dirty_rate,
     migrate,
     migrate_incoming,
@@ -33,6 +29,8 @@ from qmpdirty.demo.lab.qemu import (
     set_max_bandwidth,
     wait_for_migration,
 )
+from qmpdirty.demo.lab.guest import GuestImage, ensure_guest
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, free_port
 
 pytestmark = pytest.mark.system
 

@@ -1,8 +1,10 @@
-"""A QMP proxy that records every command a client sends to a real QEMU.
+"""A QMP proxy that records every command a client sends to a real QEMU (tests).
 
-Sits on a UNIX socket between the daemon and QEMU's QMP socket, relays bytes both
-ways untouched, and parses the client's stream (JSON objects, no newline needed) to
-record each ``execute`` with its arguments.
+Sits on a UNIX socket between the daemon and QEMU's QMP socket and relays bytes both
+ways untouched: the client talks to QEMU itself, greeting, negotiation and all. It
+is a wire tap, not a fake QEMU, so it is no ``fakeqmp`` responder; it reads the
+client's stream with the lab's QMP framer (``qmpwire.Framer``: JSON values, no
+newline needed) to record each ``execute`` with its arguments.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from tests.support.jsonstream import JsonStream
+from qmpdirty.demo.lab.qmpwire import Framer
 
 
 class RecordingProxy:
@@ -34,11 +36,11 @@ class RecordingProxy:
         ur, uw = await asyncio.open_unix_connection(str(self.upstream))
 
         async def to_qemu() -> None:
-            stream = JsonStream()
+            framer = Framer()
             while data := await r.read(65536):
                 uw.write(data)
                 await uw.drain()
-                for obj in stream.feed(data):
+                for obj in framer.feed(data):
                     if isinstance(obj, dict) and "execute" in obj:
                         self.commands.append((obj["execute"], obj.get("arguments") or {}))
             uw.close()

@@ -19,41 +19,32 @@ recorded in ``failures``, logged, and the client's connection is closed: tests
 assert ``failures`` is empty, so a wrong fabrication fails loudly.
 
 One stand-in serves several sockets (``serve``), one scenario each, all over the same
-QEMU (replies are built per request, so the scenarios do not interfere). Like QEMU,
-each connection answers its commands in order. ``StandInThread`` runs one on its own
-event loop for synchronous tests (``vfio_lab``).
+QEMU (replies are built per request, so the scenarios do not interfere). Each socket is
+a ``QmpServer`` of the lab's one fake QMP core (``qmpdirty.demo.lab.fakeqmp``: greeting,
+negotiation, framing, ``id``, in QEMU's shapes), whose responder is this stand-in bound
+to the endpoint; like QEMU, each connection answers its commands in order.
+``StandInThread`` runs one on its own event loop for synchronous tests (``vfio_lab``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qemu.qmp import ExecuteError, QMPClient
 
+from qmpdirty.demo.lab import qmpwire
+from qmpdirty.demo.lab.fakeqmp import Command, QmpServer
+from qmpdirty.demo.lab.qmpwire import ErrorReply
 from tests.support import vfio_scenario as fab
-from tests.support.jsonstream import json_objects
 from tests.support.qapi_schema import QOM_LIST_GET_10_1, QapiSchema
 from tests.support.vfio_scenario import Scenario
 
-log = logging.getLogger(__name__)
 MTREE = "info mtree -f -o"
-
-
-class QmpFailure(Exception):
-    """A QMP error reply: ``{"error": {"class": cls, "desc": desc}}``."""
-
-    def __init__(self, cls: str, desc: str) -> None:
-        super().__init__(f"{cls}: {desc}")
-        self.cls = cls
-        self.desc = desc
 
 
 @dataclass
@@ -62,8 +53,7 @@ class Endpoint:
 
     path: Path
     scenario: Scenario
-    writers: list[asyncio.StreamWriter] = field(default_factory=list)
-    server: asyncio.AbstractServer | None = None
+    server: QmpServer | None = None
     commands: list[str] = field(default_factory=list)  # names received, for tests
 
 
@@ -101,10 +91,8 @@ class VfioStandIn:
 
     async def close(self) -> None:
         for endpoint in self.endpoints:
-            for writer in endpoint.writers:
-                writer.close()
             if endpoint.server is not None:
-                endpoint.server.close()
+                await endpoint.server.close()
         for task in self._tasks:
             task.cancel()
         await self._qmp.disconnect()
@@ -113,12 +101,10 @@ class VfioStandIn:
         """Listen on ``path`` presenting ``scenario``."""
         scenario.validate()
         endpoint = Endpoint(path, scenario)
-
-        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._session(endpoint, reader, writer)
-
-        endpoint.server = await asyncio.start_unix_server(connected, str(path),
-                                                          limit=16 * 2**20)
+        endpoint.server = QmpServer(
+            _Presenter(self, endpoint), name="VFIO stand-in", failures=self.failures,
+            on_message=lambda m: endpoint.commands.append(_name_of(m)))
+        await endpoint.server.listen(path)
         self.endpoints.append(endpoint)
         return endpoint
 
@@ -134,72 +120,34 @@ class VfioStandIn:
     async def emit(self, endpoint: Endpoint, event: str, data: dict[str, Any]) -> None:
         """Send a QMP event to the endpoint's clients; it must be one this QEMU has."""
         self.schema.check_event(event, data)
-        now = time.time()
-        message = {"event": event, "data": data, "timestamp": {
-            "seconds": int(now), "microseconds": int(now % 1 * 1e6)}}
-        await _broadcast(endpoint.writers, message)
+        assert endpoint.server is not None
+        endpoint.server.emit(event, data)
 
     async def upstream(self, command: str, arguments: dict[str, Any] | None = None) -> object:
-        """One command to the real QEMU; its error becomes ``QmpFailure``."""
+        """One command to the real QEMU; its error becomes ``ErrorReply``."""
         try:
             result: object = await self._qmp.execute(command, arguments)
         except ExecuteError as exc:
-            raise QmpFailure(exc.error_class, str(exc)) from exc
+            raise ErrorReply(exc.error_class, str(exc)) from exc
         return result
 
-    # --- one client -------------------------------------------------------------------
+    # --- one client ---------------------------------------------------------------------
 
-    def _greeting(self, endpoint: Endpoint) -> dict[str, Any]:
+    def greeting(self, endpoint: Endpoint) -> dict[str, Any]:
         version = self._version(endpoint)
         self.schema.check_return("query-version", version)
-        return {"QMP": {"version": version, "capabilities": ["oob"]}}
+        return qmpwire.greeting(version)
 
-    async def _session(self, endpoint: Endpoint, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
-        endpoint.writers.append(writer)
-        negotiated = False
+    async def answer(self, endpoint: Endpoint, command: Command) -> object:
+        """The scenario's reply where it differs from QEMU's, else QEMU's own."""
         try:
-            await _send(writer, self._greeting(endpoint))
-            async for msg in json_objects(reader):
-                name = str(msg.get("execute", msg.get("exec-oob", "")))
-                endpoint.commands.append(name)
-                reply = await self._reply(endpoint, name, msg, negotiated)
-                negotiated = negotiated or (name == "qmp_capabilities" and "return" in reply)
-                await _send(writer, reply)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except Exception as exc:  # a fabrication that does not match QEMU: fail loudly
-            self.failures.append(f"{endpoint.path.name}: {type(exc).__name__}: {exc}")
-            log.error("stand-in %s: cannot present the scenario faithfully: %s",
-                      endpoint.path.name, exc)
-        finally:
-            with contextlib.suppress(ValueError):
-                endpoint.writers.remove(writer)
-            writer.close()
-
-    async def _reply(self, endpoint: Endpoint, name: str, msg: dict[str, Any],
-                     negotiated: bool) -> dict[str, Any]:
-        args = msg.get("arguments") or {}
-        try:
-            if name == "qmp_capabilities":
-                if negotiated:
-                    raise QmpFailure("CommandNotFound", "Capabilities negotiation is "
-                                     "already complete, command ignored")
-                result: object = {}
-            elif not negotiated:
-                raise QmpFailure("CommandNotFound",
-                                 "Expecting capabilities negotiation with 'qmp_capabilities'")
-            elif name in self._handlers:
-                result = await self._handlers[name](endpoint, args)
-            else:
-                result = await self.upstream(name, args)
-            reply: dict[str, Any] = {"return": result}
-        except QmpFailure as exc:
+            handler = self._handlers.get(command.name)
+            if handler is not None:
+                return await handler(endpoint, command.arguments)
+            return await self.upstream(command.name, command.arguments)
+        except ErrorReply as exc:
             self.schema.check_error(exc.cls, exc.desc)
-            reply = {"error": {"class": exc.cls, "desc": exc.desc}}
-        if "id" in msg:
-            reply["id"] = msg["id"]
-        return reply
+            raise
 
     # --- augmented commands --------------------------------------------------------------
 
@@ -222,7 +170,7 @@ class VfioStandIn:
         elif path in fab.CONTAINERS and (extra := fab.children(endpoint.scenario, path)):
             try:
                 real = await self.upstream("qom-list", args)
-            except QmpFailure as exc:
+            except ErrorReply as exc:
                 if exc.cls != "DeviceNotFound":
                     raise
                 real = [{"name": "type", "type": "string"}]
@@ -245,18 +193,18 @@ class VfioStandIn:
         for prop, value in fab.properties(obj, scenario.version):
             if prop.name == name:
                 if prop.value_type is None:
-                    raise QmpFailure("GenericError", f"Property '{fab.type_of(obj)}.{name}' "
+                    raise ErrorReply("GenericError", f"Property '{fab.type_of(obj)}.{name}' "
                                      "is not readable")
                 self.schema.check_qom_value(prop.value_type, value, f"qom-get {path} {name}")
                 self.schema.check_return("qom-get", value)
                 return value
-        raise QmpFailure("GenericError", f"Property '{fab.type_of(obj)}.{name}' not found")
+        raise ErrorReply("GenericError", f"Property '{fab.type_of(obj)}.{name}' not found")
 
     async def _qom_list_get(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
         """QEMU 10.1 ``qmp_qom_list_get`` (qom/qom-qmp-cmds.c): every property of each
         path with its value, ``value`` absent when the getter fails."""
         if endpoint.scenario.version[:2] < (10, 1):
-            raise QmpFailure("CommandNotFound", "The command qom-list-get has not been found")
+            raise ErrorReply("CommandNotFound", "The command qom-list-get has not been found")
         self.schema.check_arguments("qom-list-get", args)
         results = [{"properties": await self._values_of(endpoint, str(p))}
                    for p in args["paths"]]
@@ -277,7 +225,7 @@ class VfioStandIn:
             return out
         for info in _as_list(await self.upstream("qom-list", {"path": path})):
             entry = {"name": info["name"], "type": info["type"]}
-            with contextlib.suppress(QmpFailure):
+            with contextlib.suppress(ErrorReply):
                 entry["value"] = await self._qom_get(
                     endpoint, {"path": path, "property": info["name"]})
             out.append(entry)
@@ -325,24 +273,30 @@ class VfioStandIn:
         async for event in self._qmp.events:
             message = dict(event)
             for endpoint in self.endpoints:
-                await _broadcast(endpoint.writers, message)
+                if endpoint.server is not None:
+                    endpoint.server.broadcast(message)
 
 
-# --- wire helpers ------------------------------------------------------------------------------
+class _Presenter:
+    """The fake QMP core's responder for one endpoint: the stand-in, bound to it."""
+
+    def __init__(self, standin: VfioStandIn, endpoint: Endpoint) -> None:
+        self.standin = standin
+        self.endpoint = endpoint
+
+    def greeting(self) -> object:
+        return self.standin.greeting(self.endpoint)
+
+    def answer(self, command: Command) -> Awaitable[object]:
+        return self.standin.answer(self.endpoint, command)
+
+
+def _name_of(message: object) -> str:
+    if not isinstance(message, dict):
+        return ""
+    return str(message.get("execute", message.get("exec-oob", "")))
 
 
 def _as_list(value: object) -> list[dict[str, Any]]:
     assert isinstance(value, list), f"expected a list, got {value!r}"
     return value
-
-
-async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
-    writer.write(json.dumps(message).encode() + b"\r\n")
-    await writer.drain()
-
-
-async def _broadcast(writers: Sequence[asyncio.StreamWriter], message: dict[str, Any]) -> None:
-    for writer in list(writers):
-        with contextlib.suppress(ConnectionError):
-            await _send(writer, message)
-

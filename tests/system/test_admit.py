@@ -19,13 +19,13 @@ from paho.mqtt import publish
 
 from qmpdirty.demo.lab import free_port
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import QMPDIRTY, write_config
 from qmpdirty.telemetry.schema import (
     BlockersPayload,
     ForecastPayload,
     PredictedBlocker,
     Recommendation,
 )
-from tests.support.daemon import QMPDIRTY, write_config
 
 pytestmark = pytest.mark.system
 HOST = "dst"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import QMPDIRTY
+from qmpdirty.demo.lab.daemon_process import QMPDIRTY
 from tests.unit.test_config import BROKEN
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.support.daemon import QMPDIRTY
+from qmpdirty.demo.lab.daemon_process import QMPDIRTY
 
 
 def _lab_processes() -> set[int]:

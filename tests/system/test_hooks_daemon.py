@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Recorder
-from tests.system.helpers import base_config, sock, vm_topic
+from qmpdirty.demo.lab.control import QmpControl
+from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.recorder import Recorder
 
 
 def _hook(tmp_path: Path, name: str, body: str) -> Path:

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import PREFIX, DaemonProcess, base_config, sock
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.recorder import Recorder
 from qmpdirty.telemetry.topics import sanitise
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Recorder
-from tests.system.helpers import PREFIX, base_config, sock
 
 
 def test_hostile_name_is_sanitised_and_injects_nothing(

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.recorder import Recorder
 from tests.adapters.scripted_qmp import GREETING, Raw, ScriptedQmp
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Recorder
-from tests.system.helpers import base_config, sock, vm_topic
 
 GOOD: dict[str, Any] = {
     "query-version": {"qemu": {"major": 10, "minor": 0, "micro": 2}, "package": ""},

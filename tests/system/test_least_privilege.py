@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl
+from qmpdirty.demo.lab.control import QmpControl
+from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.recorder import Recorder
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.listener import QmpListener
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Recorder
 from tests.support.recording_proxy import RecordingProxy
-from tests.system.helpers import base_config, sock, vm_topic
 
 
 async def _watch(broker: Mosquitto, recorder: Recorder, tmp_path: Path,

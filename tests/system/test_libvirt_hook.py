@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from qmpdirty.demo.lab.broker import Mosquitto
-from tests.support.daemon import QMPDIRTY, write_config
+from qmpdirty.demo.lab.daemon_process import QMPDIRTY, write_config
 from tests.system.test_admit import retain, state
 
 pytestmark = pytest.mark.system

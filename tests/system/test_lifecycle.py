@@ -9,10 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import PREFIX, DaemonProcess, base_config, sock, vm_topic
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Recorder
-from tests.system.helpers import PREFIX, base_config, sock, vm_topic
+from qmpdirty.demo.lab.recorder import Recorder
 
 
 def test_daemon_online_then_offline_on_sigterm(
@@ -111,7 +110,7 @@ def test_discovery_glob_and_sighup(
 
         lab_vm(QemuSpec(name="static", qmp_servers=(static,), rate_mib=4)).wait_qmp()
         table["vm"] = [{"qmp": f"unix:{static}"}]
-        from tests.support.daemon import write_config
+        from qmpdirty.demo.lab.daemon_process import write_config
 
         write_config(daemon.config, table)
         daemon.signal(signal.SIGHUP)
@@ -195,7 +194,8 @@ def test_broker_away_overflow_is_counted_and_published(
     lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
 ) -> None:
     """Outbox of 3 records, broker absent at start, 10 events: 7 dropped, and said so."""
-    from qmpdirty.demo.lab.qemu import QmpControl, free_port
+    from qmpdirty.demo.lab.control import QmpControl
+    from qmpdirty.demo.lab.qemu import free_port
 
     port = free_port()
     qmp, ctl = sock(tmp_path, "ovf"), sock(tmp_path, "ovfctl")

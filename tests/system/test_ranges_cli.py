@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 from qmpdirty.cli.ranges import parse_version, vfio_pci_owners
+from qmpdirty.demo.lab.daemon_process import QMPDIRTY, sock
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.errors import QmpReplyError
 from qmpdirty.qmp.topology.exchange import drive
 from qmpdirty.qmp.topology.query import PERIPHERALS, ListingQuery
-from tests.support.daemon import QMPDIRTY
-from tests.system.helpers import sock
 
 pytestmark = pytest.mark.system
 MTREE = Path(__file__).resolve().parents[1] / "data" / "mtree"

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from qmpdirty.config.address import QmpAddress
-from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl, query_migrate
+from qmpdirty.demo.lab.control import QmpControl, query_migrate
+from qmpdirty.demo.lab.daemon_process import sock
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.facts.topology import VFIO_TYPES, MemoryDevice, Viommu, VmTopology
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.gather import TopologyReader, gather_topology
 from qmpdirty.qmp.session import QmpSession
-from tests.system.helpers import sock
 
 pytestmark = pytest.mark.system
 

@@ -14,9 +14,15 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import (
+    HOST,
+    QMPDIRTY,
+    DaemonProcess,
+    base_config,
+    sock,
+    write_config,
+)
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, free_port
-from tests.support.daemon import QMPDIRTY, DaemonProcess, write_config
-from tests.system.helpers import HOST, base_config, sock
 
 PASSWORD = "Pw-7s8d9f-do-not-leak"
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl
-from tests.support.daemon import DaemonProcess
-from tests.support.mqtt import Received, Recorder
-from tests.system.helpers import base_config, sock, vm_topic
+from qmpdirty.demo.lab.control import QmpControl
+from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.lab.recorder import Received, Recorder
 
 
 def _payloads(rec: Recorder, vm: str, kind: str) -> list[Received]:

@@ -28,14 +28,13 @@ import pytest
 
 from qmpdirty.demo.lab import end_child
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.daemon_process import QMPDIRTY, DaemonProcess, base_config, vm_topic
+from qmpdirty.demo.lab.recorder import Received, Recorder
 from tests.support import golden, golden_v10
-from tests.support.daemon import QMPDIRTY, DaemonProcess
 from tests.support.fakehost import build
 from tests.support.golden import Golden
-from tests.support.mqtt import Received, Recorder
 from tests.support.vfio_lab import StandInThread, start_qemu
 from tests.support.vfio_standin import Endpoint
-from tests.system.helpers import base_config, vm_topic
 
 pytestmark = pytest.mark.system
 

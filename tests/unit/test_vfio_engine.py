@@ -14,10 +14,10 @@ import pytest
 
 from qmpdirty.decisions.vfio.blockers import is_vfio_blocker, reconcile
 from qmpdirty.decisions.vfio.tracking import TrackingVerdict, decide
+from qmpdirty.demo.lab.vfio_cases import dev, host_dev, hosts, topo
 from qmpdirty.facts.fact import Fact
 from qmpdirty.facts.host import HostFacts
 from qmpdirty.facts.topology import VmTopology
-from tests.support.vfio_cases import dev, host_dev, hosts, topo
 
 B0 = "0000:3b:00.0"
 B1 = "0000:3b:00.1"

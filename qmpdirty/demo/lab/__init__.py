@@ -1,10 +1,15 @@
-"""A lab of real QEMUs and a real mosquitto on loopback, for the demo and the tests.
+"""A lab of real and fake QEMUs and a real mosquitto on loopback: demo, tests, benchmarks.
 
-``guest`` builds a tiny guest (Debian cloud kernel + busybox + a program that dirties
-memory at a known rate), ``qemu`` launches and drives QEMUs running it, ``broker``
-runs a private mosquitto. This module holds what they share: the error type, free
-loopback ports, and the bookkeeping that makes sure no child process outlives us.
-The lab is never imported by the daemon itself.
+Real parts: ``guest`` builds a tiny guest (Debian cloud kernel + busybox + a program
+that dirties memory at a known rate), ``qemu`` launches QEMUs running it, ``control``
+drives them over QMP, ``broker`` runs a private mosquitto, ``daemon_process`` runs the
+real ``qmpdirty`` with a test config, ``recorder`` records what reaches the broker.
+Fake parts, faithful to QEMU's QMP: ``qmpwire`` (the wire format), ``fakeqmp`` (the
+one fake QMP server core), ``recorded`` (a QEMU 10.0.2 replaying recorded replies);
+and ``vfio_cases`` builds facts. Tests and benchmarks import all of these from here
+(``bench/`` never imports ``tests/``). This module holds what they share: the error
+type, free loopback ports, and the bookkeeping that makes sure no child process
+outlives us. The lab is never imported by the daemon itself.
 """
 
 from __future__ import annotations

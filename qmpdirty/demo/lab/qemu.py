@@ -1,32 +1,24 @@
-"""Launch lab QEMUs running the dirtying guest, and drive them over a control monitor.
+"""Launch lab QEMUs running the dirtying guest, with the QMP endpoints a test needs.
 
 ``QemuVm`` runs one ``qemu-system-x86_64`` (always TCG: Linux guests hang under the
 nested KVM of the project's machines) with the QMP endpoints a test needs: UNIX or TCP
 servers the daemon or the test connects to, and a socket QEMU dials (the daemon's
-server mode). ``QmpControl`` is the test's own synchronous QMP client, kept apart from
-the daemon's. This is the only lab module that imports ``qemu.qmp``.
+server mode). Driving one over QMP is ``control``'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import queue
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self, TypeVar, cast
-
-from qemu.qmp import ExecuteError, QMPError
-from qemu.qmp.legacy import QEMUMonitorProtocol
+from typing import Self
 
 from qmpdirty.demo.lab import DemoError, end_child, log_tail, track_child
 from qmpdirty.demo.lab import free_port as free_port  # noqa: PLC0414 (explicit re-export)
@@ -34,8 +26,6 @@ from qmpdirty.demo.lab.guest import GuestImage, kernel_cmdline, ready_line
 
 QEMU_BINARY = "qemu-system-x86_64"
 DIAL_CHARDEV_ID = "qmpdirty"
-FINAL_MIGRATION_STATES = frozenset({"completed", "failed", "cancelled"})
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -214,183 +204,3 @@ class QemuVm:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-class LabCommandError(DemoError):
-    """QEMU answered a QMP command with an error."""
-
-    def __init__(self, command: str, error_class: str, desc: str) -> None:
-        super().__init__(f"{command}: {error_class}: {desc}")
-        self.command = command
-        self.error_class = error_class
-        self.desc = desc
-
-
-class _LoopThread:
-    """A daemon thread owning the event loop the legacy synchronous client needs.
-
-    The legacy client runs its loop with ``run_until_complete``, which fails inside a
-    running loop; on its own thread the client works from sync and async tests alike,
-    and a hung call cannot keep the interpreter from exiting.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        while (job := self._jobs.get()) is not None:
-            work, future = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(work())
-                except BaseException as exc:  # handed to the caller's thread
-                    future.set_exception(exc)
-        loop.close()
-
-    def call(self, work: Callable[[], _T], timeout_s: float) -> _T:
-        """Run ``work`` on the loop thread and return its result."""
-        future: Future[_T] = Future()
-        self._jobs.put((work, future))
-        return future.result(timeout_s)
-
-    def close(self) -> None:
-        """Let the thread finish once queued work is done."""
-        self._jobs.put(None)
-
-
-class QmpControl:
-    """A synchronous QMP client for tests and the demo; usable from any thread."""
-
-    def __init__(self, address: Path | str | tuple[str, int], timeout_s: float = 10.0) -> None:
-        self.address = address
-        self.timeout_s = timeout_s
-        self._thread = _LoopThread(f"qmp-control {address}")
-        self._monitor: QEMUMonitorProtocol | None = None
-        try:
-            self._monitor = self._call("connect", self._connect)
-        except DemoError:
-            self._thread.close()
-            raise
-
-    def _connect(self) -> QEMUMonitorProtocol:
-        monitor = QEMUMonitorProtocol(
-            str(self.address) if isinstance(self.address, Path) else self.address
-        )
-        monitor.settimeout(self.timeout_s)
-        monitor.connect()
-        return monitor
-
-    def _call(self, what: str, work: Callable[[], _T]) -> _T:
-        try:
-            return self._thread.call(work, self.timeout_s + 5.0)
-        except ExecuteError as exc:
-            raise LabCommandError(what, exc.error_class, exc.error.error.desc) from exc
-        except (QMPError, OSError, TimeoutError) as exc:
-            raise DemoError(f"QMP {what} at {self.address}: {exc!r}") from exc
-
-    def _require(self) -> QEMUMonitorProtocol:
-        if self._monitor is None:
-            raise DemoError(f"QMP control at {self.address} is closed")
-        return self._monitor
-
-    def cmd(self, name: str, **args: object) -> object:
-        """Execute a QMP command; returns its ``return`` value, raises LabCommandError."""
-        monitor = self._require()
-        return self._call(name, lambda: monitor.cmd(name, **args))
-
-    def events(self, wait_s: float = 0.0) -> list[dict[str, Any]]:
-        """Take the QMP events received so far, waiting up to ``wait_s`` for a first one."""
-        monitor = self._require()
-
-        def take() -> list[dict[str, Any]]:
-            try:
-                return monitor.get_events(wait=float(wait_s) if wait_s > 0 else False)
-            except TimeoutError:
-                return []
-
-        return self._call("events", take)
-
-    def close(self) -> None:
-        """Disconnect (idempotent; a dead QEMU's transport error is ignored)."""
-        monitor, self._monitor = self._monitor, None
-        if monitor is not None:
-            with contextlib.suppress(DemoError):
-                self._call("close", monitor.close)
-            self._thread.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _as_dict(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise DemoError(f"{what}: expected a JSON object, got {value!r}")
-    return cast(dict[str, Any], value)
-
-
-def enable_events(control: QmpControl) -> None:
-    """Turn on the ``events`` migration capability (MIGRATION / MIGRATION_PASS events)."""
-    control.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
-
-
-def set_max_bandwidth(control: QmpControl, bytes_per_s: int) -> None:
-    """Cap the migration bandwidth (``migrate-set-parameters max-bandwidth``)."""
-    control.cmd("migrate-set-parameters", **{"max-bandwidth": bytes_per_s})
-
-
-def migrate_incoming(control: QmpControl, uri: str) -> None:
-    """Make an ``-incoming defer`` VM listen on ``uri`` (e.g. ``tcp:127.0.0.1:PORT``)."""
-    control.cmd("migrate-incoming", uri=uri)
-
-
-def migrate(control: QmpControl, uri: str) -> None:
-    """Start migrating the VM to ``uri``; returns at once."""
-    control.cmd("migrate", uri=uri)
-
-
-def query_migrate(control: QmpControl) -> dict[str, Any]:
-    """``query-migrate``: has no ``status`` key when no migration ever ran."""
-    return _as_dict(control.cmd("query-migrate"), "query-migrate")
-
-
-def wait_for_migration(control: QmpControl, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Poll ``query-migrate`` until completed, failed or cancelled; returns the last reply."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        info = query_migrate(control)
-        if info.get("status") in FINAL_MIGRATION_STATES:
-            return info
-        if time.monotonic() > deadline:
-            raise DemoError(f"migration not finished after {timeout_s:.0f} s: {info}")
-        time.sleep(0.1)
-
-
-def measure_dirty_rate(
-    control: QmpControl, calc_time_s: int = 1, sample_pages: int = 16384, timeout_s: float = 30.0
-) -> float:
-    """Measure the guest's dirty rate (MiB/s) with page-sampling ``calc-dirty-rate``.
-
-    ``sample_pages`` is per GiB of guest RAM (QEMU caps it at 16384). QEMU's default
-    (512) samples only 128 pages of a 256 MiB guest: figures then scatter by +-25 %.
-    """
-    control.cmd(
-        "calc-dirty-rate",
-        **{"calc-time": calc_time_s, "sample-pages": sample_pages, "mode": "page-sampling"},
-    )
-    deadline = time.monotonic() + timeout_s
-    while True:
-        reply = _as_dict(control.cmd("query-dirty-rate"), "query-dirty-rate")
-        if reply.get("status") == "measured":
-            return float(reply["dirty-rate"])
-        if time.monotonic() > deadline:
-            raise DemoError(f"dirty rate not measured after {timeout_s:.0f} s: {reply}")
-        time.sleep(0.1)

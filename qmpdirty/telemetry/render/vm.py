@@ -37,7 +37,8 @@ def info_payload(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None
     return schema.InfoPayload(
         **stamp.common(), qemu_version=facts.basics.version_text, uuid=facts.uuid,
         machine=facts.basics.machine, accel=facts.accel, ram_bytes=facts.basics.ram_bytes,
-        vcpus=facts.vcpus, run_state=facts.run_state, qmp=qmp, pid=pid, migration_events=facts.migration_events,
+        vcpus=facts.vcpus, run_state=facts.run_state, qmp=qmp, pid=pid,
+        migration_events=facts.migration_events,
     )
 
 

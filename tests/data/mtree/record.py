@@ -28,8 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
+from qmpdirty.demo.lab.control import QmpControl  # noqa: E402
 from qmpdirty.demo.lab.guest import ensure_guest  # noqa: E402
-from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, QmpControl  # noqa: E402
+from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm  # noqa: E402
 
 
 @dataclass(frozen=True)

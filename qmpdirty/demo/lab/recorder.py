@@ -1,7 +1,8 @@
-"""A test-side MQTT subscriber that records everything it receives (real broker).
+"""An MQTT subscriber that records everything it receives, for tests and benchmarks.
 
-Uses paho directly (the tests' own client, independent of the daemon's aiomqtt
-sink), on paho's network thread; ``wait_for`` polls the record with a deadline.
+Uses paho directly (an observer's own client, independent of the daemon's aiomqtt
+sink), on paho's network thread; ``wait_for`` polls the record with a deadline and
+``until`` does the same without blocking an event loop. Must not: publish.
 """
 
 from __future__ import annotations

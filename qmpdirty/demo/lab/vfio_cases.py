@@ -1,4 +1,7 @@
-"""Builders for VFIO topologies and host facts used by engine tests and golden cases.
+"""Builders for VFIO topologies and host facts: engine tests, golden cases, the engine bench.
+
+Values of the pure core's own types (``facts``), built as QEMU 10 and the host would
+show them; nothing here decides anything.
 
 Each driver profile states what the host would show for that variant driver
 (reference §5.3): whether it has mig_ops (``migration``), P2P, DMA logging.
