@@ -35,11 +35,13 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from qmpdirty.demo.errors import DemoError
+
 CRLF = b"\r\n"
 NEGOTIATE = "qmp_capabilities"
 
 
-class ErrorReply(Exception):
+class ErrorReply(DemoError):
     """QEMU's error reply ``{"error": {"class": cls, "desc": desc}}``."""
 
     def __init__(self, cls: str, desc: str) -> None:
