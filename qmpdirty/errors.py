@@ -18,6 +18,9 @@ wrapped. Outcomes such as "VM blocked" are values, not exceptions.
      +-- SinkError                   publication could not proceed
      +-- PayloadError                a payload read back from the broker is not valid
      +-- AddressError                a QMP address that does not parse (also a ValueError)
+     +-- RangeInputError             IOVA mappings or a range count the kernel would refuse
+     |                               (also a ValueError)
+     +-- InternalError               a broken invariant inside qmpdirty: a bug to report
 """
 
 
@@ -93,3 +96,13 @@ class PayloadError(QmpDirtyError):
 class AddressError(QmpDirtyError, ValueError):
     """A QMP address (``unix:PATH``, ``tcp:HOST:PORT``) that does not parse. Also a
     ``ValueError``, so that a config validator reports it as a problem of its key."""
+
+
+class InternalError(QmpDirtyError):
+    """An invariant inside qmpdirty does not hold (a bug): never caused by what QEMU,
+    the broker or the operator sent."""
+
+
+class RangeInputError(QmpDirtyError, ValueError):
+    """IOVA mappings or a range count that the kernel's DMA-logging code would refuse
+    (overlaps, negative values, a count that is not a u32)."""

@@ -73,11 +73,3 @@ def since(version: QemuVersion, first: QemuVersion) -> bool:
     above is an x.y.0 release, so major.minor decides: a stable 10.0.2 has 10.0's)."""
     return version[:2] >= first[:2]
 
-
-def parse_version(text: str) -> QemuVersion:
-    """``"10.1"`` or ``"10.1.2"`` as a version; ``ValueError`` naming the text if not."""
-    parts = text.strip().split(".")
-    if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"QEMU version {text!r}: expected MAJOR.MINOR[.MICRO], e.g. 10.1")
-    major, minor, *micro = (int(p) for p in parts)
-    return (major, minor, micro[0] if micro else 0)

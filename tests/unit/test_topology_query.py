@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qmpdirty.errors import QmpCommandError, QmpReplyError
+from qmpdirty.errors import InternalError, QmpCommandError, QmpReplyError
 from qmpdirty.facts.topology import VFIO_TYPES, Viommu
 from qmpdirty.facts.vm import VmBasics
 from qmpdirty.qmp.topology.exchange import Failed, Request, Returned, drive
@@ -162,9 +162,9 @@ def test_listing_keeps_qemus_order_and_a_missing_container_is_empty() -> None:
 
 def test_the_exchange_is_checked() -> None:
     query = TopologyQuery()
-    with pytest.raises(RuntimeError, match="not finished"):
+    with pytest.raises(InternalError, match="not finished"):
         query.result()
-    with pytest.raises(RuntimeError, match="1 replies for 9 requests"):
+    with pytest.raises(InternalError, match="1 replies for 9 requests"):
         query.receive([Returned({})])
     assert len(query.next_requests()) == 9  # a refused receive changes nothing
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from qmpdirty.errors import InternalError
 from qmpdirty.facts.qemu import (
     ENABLE_MIGRATION,
     IOMMUFD_DIRTY,
@@ -97,7 +98,7 @@ def per_device(version: QemuVersion, kind: BlockerKind, name: str, detail: str =
                 "dirty tracking limitation in backend")
     if kind is BlockerKind.LEGACY_UNSUPPORTED:
         return "VFIO device doesn't support migration"
-    raise ValueError(f"{kind} is not a per-device blocker")
+    raise InternalError(f"{kind} is not a per-device blocker")
 
 
 def multiple_devices(version: QemuVersion) -> str:

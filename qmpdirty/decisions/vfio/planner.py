@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate, compress, islice, pairwise, repeat
 from operator import add, ge, itemgetter, sub
 
+from qmpdirty.errors import RangeInputError
+
 #: ``(iova, length)``: the shape of ``struct vfio_device_feature_dma_logging_range``.
 Span = tuple[int, int]
 
@@ -41,11 +43,11 @@ def normalise(mappings: Iterable[Span]) -> tuple[Span, ...]:
     """Sorted, disjoint, non-adjacent ranges covering exactly the mappings' union.
 
     Zero-length mappings cover nothing and are dropped; a negative length or iova is
-    a caller error (ValueError).
+    a caller error (RangeInputError, a ValueError).
     """
     ordered = sorted((m for m in mappings if m[1] != 0), key=itemgetter(0))
     if any(iova < 0 or length < 0 for iova, length in ordered):
-        raise ValueError("mappings need iova >= 0 and length >= 0")
+        raise RangeInputError("mappings need iova >= 0 and length >= 0")
     blocks: list[list[int]] = []
     for iova, length in ordered:
         end = iova + length  # exclusive
@@ -68,11 +70,11 @@ def kernel_combine(ranges: Sequence[Span], k: int) -> tuple[Span, ...]:
     the same pair (first minimum, i.e. strict ``<``) with C-speed ``min``/``index``.
     """
     if k < 0:
-        raise ValueError(f"req_nodes is a u32, got {k}")
+        raise RangeInputError(f"req_nodes is a u32, got {k}")
     nodes = sorted((iova, iova + length - 1) for iova, length in ranges)
     for (_, last), (start, _) in pairwise(nodes):
         if start <= last:
-            raise ValueError("overlapping ranges: the kernel rejects them with -EINVAL")
+            raise RangeInputError("overlapping ranges: the kernel rejects them with -EINVAL")
     if not nodes:
         return ()
     if k == 1:
@@ -99,7 +101,7 @@ def optimal_plan(mappings: Iterable[Span], k: int) -> tuple[Span, ...]:
     passes (running maximum of the ends, gap list, ``heapq.nlargest``).
     """
     if k < 1:
-        raise ValueError(f"at least one range is needed, got k={k}")
+        raise RangeInputError(f"at least one range is needed, got k={k}")
     ordered = sorted(mappings, key=itemgetter(0))
     lengths = list(map(itemgetter(1), ordered))
     if lengths and min(lengths) <= 0:  # rare: drop empty mappings, refuse negative ones
@@ -109,7 +111,7 @@ def optimal_plan(mappings: Iterable[Span], k: int) -> tuple[Span, ...]:
         return ()
     starts = list(map(itemgetter(0), ordered))
     if starts[0] < 0:
-        raise ValueError("mappings need iova >= 0")
+        raise RangeInputError("mappings need iova >= 0")
     reach = list(accumulate(map(add, starts, lengths), max))  # exclusive end so far
     holes = list(map(sub, islice(starts, 1, None), reach))  # > 0: a real hole after i
     cuts = _largest_holes(holes, k - 1)
@@ -133,5 +135,5 @@ def _largest_holes(holes: list[int], keep: int) -> list[int]:
 
 def _checked_length(length: int) -> bool:
     if length < 0:
-        raise ValueError("mappings need length >= 0")
+        raise RangeInputError("mappings need length >= 0")
     return length > 0

@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from qmpdirty.errors import QmpCommandError, QmpError
+from qmpdirty.errors import InternalError, QmpCommandError, QmpError
 
 T = TypeVar("T")
 
@@ -86,14 +86,14 @@ class Query(Generic[T]):
         """The replies to ``next_requests()``, in its order."""
         asked = self._asked
         if not asked or len(replies) != len(asked):
-            raise RuntimeError(f"{len(replies)} replies for {len(asked)} requests")
+            raise InternalError(f"{len(replies)} replies for {len(asked)} requests")
         self._asked = []
         self._advance(lambda: self._steps.send(replies))
 
     def result(self) -> T:
         """The answer; RuntimeError before the last round was received."""
         if self._result is None:
-            raise RuntimeError("the query is not finished (or failed)")
+            raise InternalError("the query is not finished (or failed)")
         return self._result[0]
 
     def _advance(self, step: Callable[[], list[Request]]) -> None:
@@ -103,7 +103,7 @@ class Query(Generic[T]):
             self._result = (done.value,)
             return
         if not batch:
-            raise RuntimeError("a query round asked for nothing")
+            raise InternalError("a query round asked for nothing")
         self._asked = batch
 
 
