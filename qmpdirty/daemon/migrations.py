@@ -22,6 +22,7 @@ from qmpdirty.decisions.migration import tracker as mig
 from qmpdirty.decisions.migration.forecast import Published, material_change
 from qmpdirty.decisions.migration.forecaster import Forecaster, View
 from qmpdirty.errors import QmpClosedError, QmpError
+from qmpdirty.facts.events import DeviceStateSeen
 from qmpdirty.facts.vm import MigrationSnapshot, VmInfo
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.session import QmpSession
@@ -78,7 +79,7 @@ class MigrationWatch:
             device = data.get("qom-path") or data.get("device-id")
             state = data.get("device-state")
             if isinstance(device, str) and isinstance(state, str):
-                self.observe(mig.DeviceStateSeen(device, state))
+                self.observe(DeviceStateSeen(device, state))
         await self.apply_pending()
 
     async def poller(self) -> None:
