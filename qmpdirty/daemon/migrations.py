@@ -20,7 +20,7 @@ from qmpdirty.config import Config
 from qmpdirty.daemon.vm import VmPublisher
 from qmpdirty.decisions.migration import tracker as mig
 from qmpdirty.decisions.migration.forecast import Published, material_change
-from qmpdirty.decisions.migration.forecaster import Forecaster, View
+from qmpdirty.decisions.migration.forecaster import Forecaster, ForecastView
 from qmpdirty.errors import QmpClosedError, QmpError
 from qmpdirty.facts.events import DeviceStateSeen
 from qmpdirty.facts.vm import MigrationSnapshot, VmInfo
@@ -162,7 +162,7 @@ class MigrationWatch:
             self.out.send(render.summary(self.out.stamp(), effect.migration,
                                          effect.outcome, effect.ended_ts))
 
-    def _publish_rate(self, view: View) -> None:
+    def _publish_rate(self, view: ForecastView) -> None:
         d = view.dirty
         if d is None or d.source == "calc-dirty-rate":
             return
@@ -170,7 +170,7 @@ class MigrationWatch:
             self.out.stamp(), d.bytes_per_s, None, self.dirty_rate_expiry(), source=d.source,
             basis=d.basis))
 
-    def _maybe_apply(self, view: View) -> None:
+    def _maybe_apply(self, view: ForecastView) -> None:
         policy = self.cfg.policy
         if (not policy.apply_recommendations or policy.under_libvirt
                 or view.forecast.converges is not False or "downtime-limit" in self._applied):
