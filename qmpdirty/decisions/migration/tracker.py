@@ -324,6 +324,16 @@ def from_poll(state: TrackerState, snap: MigrationSnapshot, events_on: bool) -> 
     return StatusSeen(snap.status, snap, from_event=False)
 
 
+def snapshot_of(seen: Observation) -> MigrationSnapshot | None:
+    """The ``query-migrate`` figures an observation came with, if any."""
+    match seen:
+        case StatusSeen(snapshot=snap) | PassSeen(snapshot=snap):
+            return snap
+        case ProgressSeen(snapshot=snap):
+            return snap
+    return None
+
+
 def is_terminal(status: str | None) -> bool:
     """True for a status that ends a migration (``completed``, ``failed``, ``cancelled``)."""
     return PHASE_OF.get(status) is Phase.TERMINAL
