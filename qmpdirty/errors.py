@@ -11,10 +11,11 @@ wrapped. Outcomes such as "VM blocked" are values, not exceptions.
      +-- QmpError                    anything on a QMP connection
      |    +-- QmpConnectError        could not connect / greet / negotiate
      |    +-- QmpClosedError         the session ended (QEMU gone, EOF)
-     |    +-- QmpTimeoutError        a command got no reply in time
-     |    +-- QmpCommandError        QEMU answered with an error (class, desc)
-     |    +-- QmpReplyError          a reply did not have the expected shape
-     |    +-- CommandNotAllowed      the allow-list refused to send a command
+     |    +-- QmpQueryError          one question failed; the session goes on
+     |         +-- QmpTimeoutError   a command got no reply in time
+     |         +-- QmpCommandError   QEMU answered with an error (class, desc)
+     |         +-- QmpReplyError     a reply did not have the expected shape
+     |         +-- CommandNotAllowed the allow-list refused to send a command
      +-- SinkError                   publication could not proceed
      +-- PayloadError                a payload read back from the broker is not valid
      +-- AddressError                a QMP address that does not parse (also a ValueError)
@@ -62,11 +63,19 @@ class QmpClosedError(QmpError):
     """The QMP session is closed (QEMU exited or hung up)."""
 
 
-class QmpTimeoutError(QmpError):
+class QmpQueryError(QmpError):
+    """One command or event could not be used; the session itself is still up.
+
+    The daemon logs it and goes on (``except QmpQueryError``); only ``QmpClosedError``
+    ends a session.
+    """
+
+
+class QmpTimeoutError(QmpQueryError):
     """A QMP command got no reply within its timeout (QEMU frozen or overloaded)."""
 
 
-class QmpCommandError(QmpError):
+class QmpCommandError(QmpQueryError):
     """QEMU replied to a command with an error."""
 
     def __init__(self, command: str, error_class: str, desc: str) -> None:
@@ -76,11 +85,11 @@ class QmpCommandError(QmpError):
         super().__init__(f"{command}: {error_class}: {desc}")
 
 
-class QmpReplyError(QmpError):
+class QmpReplyError(QmpQueryError):
     """A QMP reply or event did not have the shape QEMU's schema promises."""
 
 
-class CommandNotAllowed(QmpError):
+class CommandNotAllowed(QmpQueryError):
     """The command allow-list refused to send this command to QEMU."""
 
 

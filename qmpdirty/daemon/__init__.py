@@ -1,7 +1,10 @@
 """The daemon: the only place where the pipeline is wired together (shell).
 
 ``app`` owns the lifecycle (signals, systemd, shutdown deadline); ``fleet`` keeps
-one supervisor task per QMP address and the server-mode acceptor; ``session``
-runs everything on one live QMP session; ``vmstate`` holds what outlives a
-session (the VM's ``seq`` counter and migration tracker).
+one supervisor task per QMP address and the server-mode acceptor, and its
+``run_session`` is the firewall between VMs; ``pipeline`` runs one VM over one live
+QMP session as a ``TaskGroup`` of one-module tasks (``events``, ``migrations``,
+``forecasts``, ``liveness``, ``dirty_rate``, ``vfio``) that share a ``view.VmView``;
+``vm`` holds what outlives a session (``VmRecord``: the VM's ``seq`` counter and
+migration tracker) and the ports everything is sent to (``Publisher``, ``Hooks``).
 """

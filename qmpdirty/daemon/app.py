@@ -68,7 +68,6 @@ class Daemon:
         self.started_ts = time.time()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
-        self._daemon_seq = 0
         self._stats_due = asyncio.Event()
         self.sink.on_drop(lambda _n: self._stats_due.set())
 
@@ -79,7 +78,7 @@ class Daemon:
         state = self.ctx.vms.get(vm)
         if state is not None:
             out = VmPublisher(self.ctx, state)
-            out.send(render.hook_result(out.stamp(), event, command, outcome))
+            out.publish(render.hook_result(out.stamp(), event, command, outcome))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -96,8 +95,9 @@ class Daemon:
             async with asyncio.TaskGroup() as infra:
                 background = [
                     infra.create_task(self.sink.run(), name="mqtt-sink"),
-                    infra.create_task(self._publish_stats(), name="daemon-stats"),
-                    infra.create_task(self._watchdog(), name="watchdog"),
+                    infra.create_task(publish_stats(self.sink, self.ctx, self.started_ts,
+                                                    self._stats_due), name="daemon-stats"),
+                    infra.create_task(watchdog(self.notifier), name="watchdog"),
                     infra.create_task(freeze_survivors(), name="gc-freeze"),
                 ]
                 if self.hooks is not None:
@@ -187,35 +187,40 @@ class Daemon:
         log.info("SIGHUP: %d static VMs, %d discovery globs", len(fresh.vm),
                  len(fresh.discovery.globs))
 
-    async def _publish_stats(self) -> None:
-        """``<prefix>/<host>/daemon``: on start, on overflow (at most 1/s), every minute."""
-        while True:
-            self._daemon_seq += 1
-            out = self.sink.outbox
-            self.sink.publish(render.daemon_state(
-                self.ctx.topics, self._daemon_seq, time.time(), version=__version__,
-                started_ts=self.started_ts,
-                vms_online=sum(1 for vm in self.ctx.vms.values() if vm.online),
-                vms_known=len(self.ctx.vms),
-                outbox=schema.OutboxStats(capacity=out.capacity, queued=out.queued_records,
-                                          dropped_total=out.dropped_total),
-                mqtt_connects=self.sink.connects,
-            ))
-            self._stats_due.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stats_due.wait(), timeout=60)
-            await asyncio.sleep(1)
 
-    async def _watchdog(self) -> None:
-        interval = self.notifier.watchdog_interval_s
-        if interval is None:
-            return
-        warned = False
-        while True:
-            if not self.notifier.watchdog() and not warned:
-                log.warning("watchdog ping to systemd failed; systemd may restart the daemon")
-                warned = True
-            await asyncio.sleep(interval)
+async def publish_stats(sink: MqttSink, ctx: Context, started_ts: float,
+                        due: asyncio.Event) -> None:
+    """``<prefix>/<host>/daemon``: on start, when ``due`` (an outbox overflow; at most
+    once a second), and every minute."""
+    seq = 0
+    while True:
+        seq += 1
+        out = sink.outbox
+        sink.publish(render.daemon_state(
+            ctx.topics, seq, time.time(), version=__version__, started_ts=started_ts,
+            vms_online=sum(1 for vm in ctx.vms.values() if vm.online),
+            vms_known=len(ctx.vms),
+            outbox=schema.OutboxStats(capacity=out.capacity, queued=out.queued_records,
+                                      dropped_total=out.dropped_total),
+            mqtt_connects=sink.connects,
+        ))
+        due.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(due.wait(), timeout=60)
+        await asyncio.sleep(1)
+
+
+async def watchdog(notifier: SystemdNotifier) -> None:
+    """Ping systemd's watchdog at the interval it asked for (none: nothing to do)."""
+    interval = notifier.watchdog_interval_s
+    if interval is None:
+        return
+    warned = False
+    while True:
+        if not notifier.watchdog() and not warned:
+            log.warning("watchdog ping to systemd failed; systemd may restart the daemon")
+            warned = True
+        await asyncio.sleep(interval)
 
 
 async def run_daemon(cfg: Config, config_path: Path | None) -> int:

@@ -1,9 +1,9 @@
 """The fleet: one supervisor per QMP address, the server-mode acceptor, discovery (shell).
 
-Client mode: a supervisor connects to its address, runs a ``SessionWatch`` until
+Client mode: a supervisor connects to its address, runs a ``VmPipeline`` until
 QEMU hangs up, then reconnects with exponential backoff and jitter, forever, until
 cancelled (the address vanished from discovery or the daemon stops).
-Server mode: every accepted connection runs a ``SessionWatch`` of its own.
+Server mode: every accepted connection runs a ``VmPipeline`` of its own.
 Either way ``run_session`` is the firewall: nothing that goes wrong in one VM's
 session escapes it, so one VM never takes another down.
 """
@@ -16,18 +16,14 @@ import logging
 import random
 import socket
 import stat
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from qmpdirty.config import Config
 from qmpdirty.config.address import QmpAddress
-from qmpdirty.daemon.session import SessionWatch
-from qmpdirty.daemon.vm import Context, VmPublisher, VmState
+from qmpdirty.daemon.pipeline import VmPipeline
+from qmpdirty.daemon.vm import Context, SessionOwner, VmPublisher
 from qmpdirty.errors import QmpClosedError, QmpConnectError, QmpError
-from qmpdirty.facts.qemu import OLDEST_SUPPORTED, since
-from qmpdirty.qmp import queries
 from qmpdirty.qmp.listener import QmpListener
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry.topics import sanitise
@@ -77,65 +73,58 @@ async def open_session(ctx: Context, target: QmpAddress | socket.socket, label: 
 async def run_session(
     ctx: Context, session: QmpSession, label: str, fallback_name: str, pid: int | None
 ) -> str | None:
-    """Identify the VM and watch it until the session ends. Never raises (but cancel).
+    """Identify the VM and run its pipeline until the session ends. Never raises (but
+    cancel): this is the firewall, the one place that catches whatever one VM's
+    session raises, so that it never reaches the fleet and another VM.
 
     Returns why the session failed - the peer broke the protocol (malformed or
     oversized messages, replies of the wrong shape, errors to the queries qmpdirty
-    needs) - or None when QEMU simply went away. A failure publishes ``error``."""
-    owner = object()
-    vm: VmState | None = None
-    watch: SessionWatch | None = None
-    error: str | None = None
+    needs), or qmpdirty itself failed - or None when QEMU simply went away. A failure
+    publishes ``error``, any other end ``offline``. The pipeline reports a migration
+    in flight ``lost`` itself, inside this firewall; what is left to publish here
+    renders nothing that can fail."""
+    owner = SessionOwner(label)
+    pipeline: VmPipeline | None = None
+    failure: str | None = None
     try:
-        version = await queries.qemu_version(session)
-        if not since(version, OLDEST_SUPPORTED):
-            log.warning("%s: QEMU %s is older than 8.0; replies may not match",
-                        label, ".".join(map(str, version)))
-        identity = await queries.identify(session, pid)
-        vm = ctx.claim(sanitise(identity.name or fallback_name), owner)
-        watch = SessionWatch(ctx, session, vm, version=version, identity=identity, qmp_label=label)
-        await watch.run()
+        pipeline = await VmPipeline.identify(ctx, session, owner, fallback_name=fallback_name,
+                                             pid=pid)
+        await pipeline.run()
     except* QmpClosedError:
         pass
     except* QmpError as group:
-        error = str(group.exceptions[0])
+        failure = str(group.exceptions[0])
     except* Exception as group:
         log.exception("%s: VM task failed; other VMs are unaffected", label)
-        error = f"internal error: {group.exceptions[0]!r}"
+        failure = f"internal error: {group.exceptions[0]!r}"
     finally:
-        error = error or await session.close()
-        _end_session(watch, failed=error is not None, label=label)
-        if error is not None:
-            _publish_error(ctx, vm, owner, fallback_name, reason=error, label=label)
-        if vm is not None:
-            ctx.release(vm, owner)
-    return error
+        failure = failure or await session.close()
+        _publish_end(ctx, pipeline, owner, fallback_name, failure)
+    _raise_if_cancelled()
+    return failure
 
 
-def _end_session(watch: SessionWatch | None, *, failed: bool, label: str) -> None:
-    """A migration in flight is ``lost``; the VM is ``offline`` unless the session
-    failed (then it is ``error``, published next). Guarded like the session itself: a
-    failure here must not escape into the fleet either."""
-    try:
-        if watch is not None:
-            watch.session_lost(offline=not failed)
-            if not failed:
-                log.info("VM %s offline", watch.vm.name)
-    except Exception:
-        log.exception("%s: publishing the end of the session failed", label)
+def _publish_end(ctx: Context, pipeline: VmPipeline | None, owner: SessionOwner,
+                 fallback_name: str, failure: str | None) -> None:
+    """``offline``, or ``error`` with the reason - under the VM's name or, if it was
+    never identified, the name it would have had - and the name is free again."""
+    vm = pipeline.vm if pipeline is not None else None
+    if failure is not None:
+        vm = vm or ctx.claim(sanitise(fallback_name), owner)
+        VmPublisher(ctx, vm).error(failure, owner.label)
+    elif pipeline is not None:
+        pipeline.offline()
+    if vm is not None:
+        ctx.release(vm, owner)
 
 
-def _publish_error(ctx: Context, vm: VmState | None, owner: object, fallback: str, *,
-                   reason: str, label: str) -> None:
-    """``status`` ``error`` + ``vm/<vm>/error``, under the VM's name or, if it was never
-    identified, the name it would have had."""
-    try:
-        target = vm or ctx.claim(sanitise(fallback), owner)
-        VmPublisher(ctx, target).error(reason, label)
-        if vm is None:
-            ctx.release(target, owner)
-    except Exception:
-        log.exception("%s: publishing the error state failed", label)
+def _raise_if_cancelled() -> None:
+    """A TaskGroup cancelled from outside raises its tasks' errors instead of the
+    cancellation when some failed meanwhile (QEMU hung up as the daemon stopped), and
+    the handlers above took them: a cancelled supervisor must still end."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def supervise(ctx: Context, target: Target) -> None:
@@ -151,15 +140,13 @@ async def supervise(ctx: Context, target: Target) -> None:
         except QmpConnectError as exc:
             failure = f"cannot connect: {exc}"
             if exc.protocol:  # something answered, but not in QMP
-                _publish_error(ctx, None, object(), target.fallback_name, reason=str(exc),
-                               label=label)
+                _publish_end(ctx, None, SessionOwner(label), target.fallback_name, str(exc))
         except Exception as exc:
             log.exception("%s: unexpected error while connecting (retrying)", label)
             failure = repr(exc)
         else:
             delay = q.reconnect_initial_s
-            failure = await _firewalled(
-                run_session(ctx, session, label, target.fallback_name, None), label)
+            failure = await run_session(ctx, session, label, target.fallback_name, None)
             if failure is not None:
                 failure = f"QMP peer misbehaved: {failure}"
         if failure is not None:
@@ -188,19 +175,9 @@ async def _accepted(ctx: Context, conn: socket.socket, pid: int, label: str) -> 
         log.warning("%s: %s", where, exc)
         conn.close()
         return
-    failure = await _firewalled(
-        run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid), where)
+    failure = await run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid)
     if failure is not None:
         log.warning("%s: QMP peer misbehaved: %s", where, failure)
-
-
-async def _firewalled(work: Coroutine[Any, Any, str | None], label: str) -> str | None:
-    """Last line of defence: nothing from one VM's session reaches the fleet's TaskGroup."""
-    try:
-        return await work
-    except Exception as exc:
-        log.exception("%s: VM task failed; other VMs are unaffected", label)
-        return repr(exc)
 
 
 class Fleet:

@@ -1,31 +1,28 @@
-"""One VM's migrations on one QMP session: track, poll, forecast, publish (shell).
+"""One VM's migrations on one QMP session: track, poll, publish (shell, one task).
 
-Feeds the pure tracker (``decisions.migration``) from MIGRATION / MIGRATION_PASS
-events and ``query-migrate`` polls (faster near the end), keeps the forecaster's
-samples, and publishes ``migration`` (with the forecast made at that poll),
-``migration/pass``, ``migration/summary``, the in-migration ``dirty_rate`` (QEMU's,
-else an estimate from the start) and the retained pre-migration ``forecast``.
-With ``[policy] apply_recommendations`` and not under libvirt it raises
-``downtime-limit`` once per migration when the forecast says it will not converge.
+Feeds the pure tracker (``decisions.migration.tracker``) from the typed MIGRATION,
+MIGRATION_PASS and VFIO_MIGRATION observations (``events`` hands them over) and from
+``query-migrate`` polls (faster near the end), keeps the forecaster's samples, and
+publishes ``migration`` (with the forecast made at that poll), ``migration/pass``,
+``migration/summary`` and the in-migration ``dirty_rate`` (QEMU's, else an
+estimate); ``policy`` applies what the forecast calls for, when allowed. Must not parse
+events or decide anything the tracker, forecaster or policy decide.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
 
-from qmpdirty.config import Config
-from qmpdirty.daemon.vm import VmPublisher
+from qmpdirty.daemon.forecasts import refresh_params
+from qmpdirty.daemon.policy import PolicyActions
+from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig
-from qmpdirty.decisions.migration.forecast import Published, material_change
-from qmpdirty.decisions.migration.forecaster import Forecaster, View
-from qmpdirty.errors import QmpClosedError, QmpError
-from qmpdirty.facts.vm import MigrationSnapshot, VmInfo
+from qmpdirty.decisions.migration.forecaster import ForecastView
+from qmpdirty.errors import QmpQueryError
+from qmpdirty.facts.events import DeviceStateSeen, MigrationPassSeen, MigrationStatusSeen
+from qmpdirty.facts.vm import MigrationSnapshot
 from qmpdirty.qmp import queries
-from qmpdirty.qmp.session import QmpSession
-from qmpdirty.sinks.hooks import forecast_turned_negative
 from qmpdirty.telemetry import forecast as fc
 from qmpdirty.telemetry import render
 
@@ -35,60 +32,41 @@ log = logging.getLogger(__name__)
 IDLE_POLL_WITHOUT_EVENTS_S = 5.0
 
 
-class MigrationWatch:
-    """Migration tracking and forecasting for one VM's live session."""
+class Migrations:
+    """Migration tracking and its publications for one VM's live session."""
 
-    def __init__(self, session: QmpSession, out: VmPublisher, forecaster: Forecaster,
-                 info: Callable[[], VmInfo | None], has_vfio: Callable[[], bool]) -> None:
-        self.session = session
-        self.out = out
-        self.forecaster = forecaster
-        self.info = info
-        self.has_vfio = has_vfio
-        self.events_on = False
-        self.migrating = asyncio.Event()
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self._applied: set[str] = set()
-        self._pending_downtime_ms: int | None = None
-        self._last_converges: bool | None = None
-        self._last_forecast: Published | None = None
-        self._last_status: str | None = None
-
-    @property
-    def cfg(self) -> Config:
-        return self.out.ctx.cfg
-
-    def now(self) -> float:
-        return self.out.ctx.clock()
+    def __init__(self, view: VmView) -> None:
+        self._view = view
+        self._policy = PolicyActions(view)
+        self._last_status: str | None = None  # of the last ``migration-status`` hook
 
     # --- inputs --------------------------------------------------------------
 
-    async def on_event(self, name: str, data: dict[str, Any]) -> None:
-        """MIGRATION / MIGRATION_PASS: poll right away for figures, then observe."""
-        if name == "MIGRATION":
-            status = data.get("status")
-            status = status if isinstance(status, str) else None
-            if status == "setup":
-                await self.refresh_params()
-            self.observe(mig.StatusSeen(status, await self.snapshot_or_none()))
-        elif name == "MIGRATION_PASS" and isinstance(data.get("pass"), int):
-            self.observe(mig.PassSeen(data["pass"], await self.snapshot_or_none()))
-        elif name == "VFIO_MIGRATION":
-            device = data.get("qom-path") or data.get("device-id")
-            state = data.get("device-state")
-            if isinstance(device, str) and isinstance(state, str):
-                self.observe(mig.DeviceStateSeen(device, state))
-        await self.apply_pending()
+    async def seen(self, event: MigrationStatusSeen | MigrationPassSeen | DeviceStateSeen
+                   ) -> None:
+        """A migration event: poll right away for its figures (a device's state needs
+        none), then observe."""
+        match event:
+            case MigrationStatusSeen(status=status):
+                if status == "setup":
+                    await refresh_params(self._view)
+                self.observe(mig.StatusSeen(status, await self.snapshot_or_none()))
+            case MigrationPassSeen(pass_no=pass_no):
+                self.observe(mig.PassSeen(pass_no, await self.snapshot_or_none()))
+            case DeviceStateSeen():
+                self.observe(event)
+        await self._policy.apply()
 
-    async def poller(self) -> None:
-        mcfg = self.cfg.migration
+    async def poll_while_migrating(self) -> None:
+        """The poller task: ``query-migrate`` while a migration runs (or, without
+        events, every ``IDLE_POLL_WITHOUT_EVENTS_S``)."""
+        mcfg = self._view.cfg.migration
         while True:
-            interval = mig.poll_interval_s(self.out.vm.tracker, mcfg.poll_interval_s,
+            interval = mig.poll_interval_s(self._view.vm.tracker, mcfg.poll_interval_s,
                                            mcfg.poll_interval_fast_s)
             if interval is None:
-                if self.events_on:
-                    await self.migrating.wait()
+                if self._view.events_on:
+                    await self._view.migrating.wait()
                     continue
                 interval = IDLE_POLL_WITHOUT_EVENTS_S
             await asyncio.sleep(interval)
@@ -97,126 +75,68 @@ class MigrationWatch:
     async def poll(self) -> None:
         snap = await self.snapshot_or_none()
         if snap is not None:
-            self.observe(mig.from_poll(self.out.vm.tracker, snap, self.events_on))
-            await self.apply_pending()
+            self.observe(mig.from_poll(self._view.vm.tracker, snap, self._view.events_on))
+            await self._policy.apply()
 
     async def snapshot_or_none(self) -> MigrationSnapshot | None:
         try:
-            return await queries.migration_snapshot(self.session)
-        except QmpClosedError:
-            raise
-        except QmpError as exc:
-            log.warning("VM %s: query-migrate: %s", self.out.vm.name, exc)
+            return await queries.migration_snapshot(self._view.session)
+        except QmpQueryError as exc:
+            log.warning("VM %s: query-migrate: %s", self._view.name, exc)
             return None
 
-    async def refresh_params(self) -> None:
-        try:
-            self.forecaster.params = await queries.migration_params(self.session)
-        except QmpClosedError:
-            raise
-        except QmpError as exc:
-            log.warning("VM %s: query-migrate-parameters: %s", self.out.vm.name, exc)
+    def session_lost(self) -> None:
+        """The session ended: a migration in flight is ``lost``."""
+        self.observe(mig.SessionLost())
 
     # --- the tracker and what it publishes -------------------------------------
 
     def observe(self, seen: mig.Observation) -> None:
         """Advance the tracker and publish what it says to publish."""
-        info = self.info()
-        role: mig.Role = "destination" if info and info.run_state == "inmigrate" else "source"
-        was_active = mig.is_active(self.out.vm.tracker)
-        self.out.vm.tracker, effects = mig.observe(self.out.vm.tracker, seen, self.now(), role)
-        if not was_active and mig.is_active(self.out.vm.tracker):
-            self.forecaster.begin()
-            self._applied = set()
-        snap = getattr(seen, "snapshot", None)
-        if snap is not None and mig.is_active(self.out.vm.tracker):
-            self.forecaster.sample(self.now(), snap)
+        v = self._view
+        was_active = mig.is_active(v.vm.tracker)
+        v.vm.tracker, effects = mig.observe(v.vm.tracker, seen, v.clock(), v.role)
+        active = mig.is_active(v.vm.tracker)
+        if active and not was_active:
+            v.forecaster.begin()
+            self._policy.migration_began()
+        snap = mig.snapshot_of(seen)
+        if snap is not None and active:
+            v.forecaster.sample(v.clock(), snap)
         for effect in effects:
             self._publish(effect)
-        active = mig.is_active(self.out.vm.tracker)
-        (self.migrating.set if active else self.migrating.clear)()
-        (self.idle.clear if active else self.idle.set)()
+        v.migration_running(mig.is_active(v.vm.tracker))
 
     def _publish(self, effect: mig.Effect) -> None:
-        if isinstance(effect, mig.MigrationChanged):
-            view = self.forecaster.during(effect.migration, self.now(), self.info(),
-                                          self.has_vfio())
-            msg = render.migration(self.out.stamp(), effect.migration, fc.summary(view.forecast),
-                                   fc.recommendations(view.advice, self._applied))
-            self.out.send(msg)
-            if effect.migration.status != self._last_status:
-                self._last_status = effect.migration.status
-                self.out.fire("migration-status", msg)
-            self._publish_rate(view)
-            self._maybe_apply(view)
-        elif isinstance(effect, mig.PassCompleted):
-            self.out.send(render.pass_record(self.out.stamp(), effect.migration,
-                                             effect.pass_no, self.expiry()))
-            # the forecast inside ``migration`` is renewed at every pass as well as poll
-            self._publish(mig.MigrationChanged(effect.migration))
-        else:
-            log.info("VM %s: migration %s %s", self.out.vm.name, effect.migration.id,
-                     effect.outcome)
-            self.forecaster.ended()
-            self.out.send(render.summary(self.out.stamp(), effect.migration,
-                                         effect.outcome, effect.ended_ts))
+        v = self._view
+        match effect:
+            case mig.MigrationChanged(migration=m):
+                self._changed(m)
+            case mig.PassCompleted(migration=m, pass_no=pass_no):
+                v.out.publish(render.pass_record(v.out.stamp(), m, pass_no, v.event_expiry()))
+                self._changed(m)  # the forecast in ``migration`` is renewed at every pass
+            case mig.MigrationEnded(migration=m, outcome=outcome, ended_ts=ended_ts):
+                log.info("VM %s: migration %s %s", v.name, m.id, outcome)
+                v.forecaster.ended()
+                v.out.publish(render.summary(v.out.stamp(), m, outcome, ended_ts))
 
-    def _publish_rate(self, view: View) -> None:
-        d = view.dirty
+    def _changed(self, m: mig.Migration) -> None:
+        """``migration`` with this poll's forecast; its hook when the status moved."""
+        v = self._view
+        view = v.forecaster.during(m, v.clock(), v.info, v.has_vfio)
+        msg = render.migration(v.out.stamp(), m, fc.summary(view.forecast),
+                               fc.recommendations(view.advice, self._policy.applied))
+        v.out.publish(msg)
+        if m.status != self._last_status:
+            self._last_status = m.status
+            v.out.fire("migration-status", msg)
+        self._publish_rate(view)
+        self._policy.consider(view)
+
+    def _publish_rate(self, view: ForecastView) -> None:
+        d, v = view.dirty, self._view
         if d is None or d.source == "calc-dirty-rate":
             return
-        self.out.send(render.dirty_rate_during_migration(
-            self.out.stamp(), d.bytes_per_s, None, self.dirty_rate_expiry(), source=d.source,
+        v.out.publish(render.dirty_rate_during_migration(
+            v.out.stamp(), d.bytes_per_s, None, v.dirty_rate_expiry(), source=d.source,
             basis=d.basis))
-
-    def _maybe_apply(self, view: View) -> None:
-        policy = self.cfg.policy
-        if (not policy.apply_recommendations or policy.under_libvirt
-                or view.forecast.converges is not False or "downtime-limit" in self._applied):
-            return
-        advice = next((a for a in view.advice if a.action == "downtime-limit"), None)
-        if advice is None or advice.value is None:
-            return
-        self._applied.add("downtime-limit")
-        self._pending_downtime_ms = int(advice.value)
-
-    async def apply_pending(self) -> None:
-        """Policy action queued by ``observe``: raise downtime-limit (logged, and
-        published as ``applied`` in the recommendations)."""
-        ms, self._pending_downtime_ms = self._pending_downtime_ms, None
-        if ms is None:
-            return
-        try:
-            await self.session.execute("migrate-set-parameters", {"downtime-limit": ms})
-            log.warning("VM %s: policy applied downtime-limit=%d ms (forecast: no convergence)",
-                        self.out.vm.name, ms)
-        except QmpError as exc:
-            log.warning("VM %s: could not apply downtime-limit=%d: %s", self.out.vm.name, ms,
-                        exc)
-            self._applied.discard("downtime-limit")
-
-    # --- before any migration --------------------------------------------------
-
-    def publish_forecast(self, *, only_if_moved: bool = False) -> None:
-        """The retained pre-migration ``forecast`` (not while a migration runs);
-        ``only_if_moved``: skip it unless it changed materially (``material_change``)."""
-        if mig.is_active(self.out.vm.tracker):
-            return
-        view = self.forecaster.before(self.now(), self.info(), self.has_vfio())
-        published = (view.forecast, view.advice)
-        if only_if_moved and not material_change(self._last_forecast, published):
-            return
-        self._last_forecast = published
-        msg = fc.forecast(self.out.stamp(), view.inputs, view.forecast, view.advice,
-                          bandwidth_source=view.bandwidth_source, dirty=view.dirty)
-        self.out.send(msg)
-        converges = view.forecast.converges
-        if forecast_turned_negative(self._last_converges, converges):
-            self.out.fire("forecast-negative", msg)
-        self._last_converges = converges
-
-    def expiry(self) -> int | None:
-        return self.cfg.mqtt.event_expiry_s or None
-
-    def dirty_rate_expiry(self) -> int:
-        return max(60, round(3 * self.cfg.dirty_rate.interval_s))

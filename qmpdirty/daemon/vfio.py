@@ -1,22 +1,37 @@
-"""Gather one VM's VFIO facts over QMP and from the host, then decide (shell).
+"""Gather one VM's VFIO facts, decide, and keep ``tracking``/``blockers`` current
+(shell; one task).
 
-Stage: shell glue. Gathers the VM's topology over QMP (``qmp.gather``) and the host's
-facts from sysfs/debugfs/proc (``host.sysfs``, in a worker thread: file reads must not
-stall the event loop), then runs the pure engine (``decisions.vfio.evaluate``). Used
-by the daemon's VFIO task and by ``probe``.
+Stage: shell glue. ``gather_and_evaluate`` gathers the VM's topology over QMP
+(``qmp.gather``) and the host's facts from sysfs/debugfs/proc (``host.sysfs``, in a
+worker thread: file reads must not stall the event loop), then runs the pure engine
+(``decisions.vfio.evaluate``); ``probe`` uses it too. ``VfioWatch`` is the daemon's
+task: it evaluates again on topology events, hot-plugs and a timer, and publishes when
+``decisions.vfio.republish`` says so. Must not decide or compare payloads itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import math
+import random
 
 from qmpdirty.config import Config
+from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.decisions.vfio.host_caps import interpret_host
+from qmpdirty.decisions.vfio.republish import Shown, republish, shown
+from qmpdirty.errors import QmpQueryError
 from qmpdirty.facts.fact import Fact
 from qmpdirty.host.sysfs import read_host
+from qmpdirty.qmp import gather
 from qmpdirty.qmp.gather import TopologyReader, gather_topology
 from qmpdirty.qmp.session import QmpSession
+from qmpdirty.qmp.topology.replies import QomChild
+from qmpdirty.telemetry import vfio
+
+log = logging.getLogger(__name__)
 
 
 async def gather_and_evaluate(session: QmpSession, cfg: Config,
@@ -30,3 +45,79 @@ async def gather_and_evaluate(session: QmpSession, cfg: Config,
     host = await asyncio.to_thread(read_host, cfg.host, cfg.device_caps, bdfs) if bdfs \
         else interpret_host({}, Fact[bool].unknown("no VFIO device"), cfg.device_caps)
     return evaluate(topology, host)
+
+
+class VfioWatch:
+    """The VFIO task of one VM's session."""
+
+    def __init__(self, view: VmView) -> None:
+        self._view = view
+        self._reader = TopologyReader(view.session)
+        self._shown: Shown | None = None  # what this session published last
+
+    async def run(self) -> None:
+        """Evaluate now (every new session publishes), then on topology events
+        (debounced, everything re-read), on a hot-plug, and every ``refresh_interval_s``
+        (cheap while the VM has no VFIO device: ``TopologyReader``); publish what changed.
+        The first refresh comes after 0.5-1.5 intervals: VMs started together spread."""
+        vcfg = self._view.cfg.vfio
+        full, spread = True, random.uniform(0.5, 1.5)
+        while True:
+            await self._evaluate(full)
+            full = await self._until_topology_changes(vcfg.refresh_interval_s * spread)
+            spread = 1.0
+            if full:
+                await asyncio.sleep(vcfg.debounce_s)  # hot-plug bursts: evaluate once
+                self._view.topology_changed.clear()
+
+    async def _until_topology_changes(self, interval_s: float) -> bool:
+        """Until an event says so (True), the device lists change or the refresh is due
+        (False: the reader notices a new device itself).
+
+        QEMU (<= 10.2) emits DEVICE_DELETED but no DEVICE_ADDED: a hot-plug shows only
+        as a new child of /machine/peripheral[-anon], compared at most hotplug_poll_s
+        apart; the refresh at the end lists them itself, so no poll falls on it."""
+        poll_s = self._view.cfg.vfio.hotplug_poll_s
+        steps = math.ceil(interval_s / poll_s) if poll_s else 1
+        baseline = self._reader.peripherals
+        for step in range(steps):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._view.topology_changed.wait(), interval_s / steps)
+                return True
+            if step < steps - 1 and await self._peripherals(baseline) != baseline:
+                return False
+        return False
+
+    async def _peripherals(self, baseline: frozenset[QomChild]) -> frozenset[QomChild]:
+        """The children of the device containers (two cheap ``qom-list`` calls); the
+        baseline when QEMU cannot say (frozen: liveness reports it)."""
+        try:
+            return await gather.peripherals(self._view.session)
+        except QmpQueryError:
+            return baseline
+
+    async def _evaluate(self, full: bool) -> None:
+        v = self._view
+        try:
+            verdict = await gather_and_evaluate(v.session, v.cfg, self._reader, full=full)
+        except QmpQueryError as exc:
+            log.warning("VM %s: VFIO evaluation failed: %s", v.name, exc)
+            return
+        v.has_vfio = bool(verdict.topology.devices)
+        now = shown(verdict)
+        decision = republish(self._shown, now)
+        if not decision.publish:
+            return
+        self._shown = now
+        tracking = vfio.tracking(v.out.stamp(), verdict)
+        blockers = vfio.blockers(v.out.stamp(), verdict)
+        v.out.publish(tracking)
+        v.out.publish(blockers)
+        if decision.tracking_changed:
+            v.out.fire("tracking-changed", tracking)
+        if decision.blockers_changed:
+            v.out.fire("blockers-changed", blockers)
+        r = verdict.reconciled
+        if not r.agree:
+            log.warning("VM %s: predicted blockers differ from QEMU's: missing %s, "
+                        "unexpected %s", v.name, list(r.missing), list(r.unexpected))

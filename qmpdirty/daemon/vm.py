@@ -1,8 +1,11 @@
-"""Per-VM state that outlives a QMP session, and the publisher that stamps payloads (shell).
+"""Per-VM state that outlives a QMP session, the ports a VM publishes to, and the
+publisher that stamps its payloads (shell).
 
 The ``seq`` counter must keep increasing across reconnects within a daemon run, and
-the migration tracker must survive a reconnect to report ``lost``; both live here,
-keyed by the VM's topic name.
+the migration tracker must survive a reconnect to report ``lost``; both live in the
+VM's ``VmRecord``, keyed by its topic name. Everything a VM sends goes through its
+``VmPublisher`` to a ``Publisher`` (the MQTT sink; a recorder in tests), and every
+hook through ``VmPublisher.fire``: must not publish or fire hooks any other way.
 """
 
 from __future__ import annotations
@@ -12,55 +15,77 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
-from qmpdirty.config import Config, ForecastConfig
+from qmpdirty.config import Config
 from qmpdirty.decisions.migration.forecaster import Forecaster
 from qmpdirty.decisions.migration.tracker import TrackerState
 from qmpdirty.qmp.commands import CommandPolicy
-from qmpdirty.sinks.hooks import HookRunner
-from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing, VmStamp
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 log = logging.getLogger(__name__)
 
+#: The hook events a VM fires (docs/hooks.md; the config's ``HookEvent`` without ``*``).
+HookKind = Literal["migration-status", "blockers-changed", "tracking-changed",
+                   "forecast-negative", "vm-online", "vm-offline"]
+
+
+class Publisher(Protocol):
+    """Where messages go: the MQTT sink in the daemon, a recorder in tests."""
+
+    def publish(self, msg: Outgoing) -> None:
+        """Queue ``msg``; never blocks, never raises."""
+
+
+class Hooks(Protocol):
+    """The hook runner: queues the hooks configured for ``kind``."""
+
+    def fire(self, kind: HookKind, vm: str, payload: dict[str, object]) -> None:
+        """Queue the hooks for ``kind``; never blocks, never raises."""
+
+
+@dataclass(frozen=True, eq=False)
+class SessionOwner:
+    """One QMP session's claim on a VM name (compared by identity)."""
+
+    label: str
+
 
 @dataclass
-class VmState:
+class VmRecord:
     """What the daemon remembers about one VM (by topic name) for its whole run."""
 
     name: str
+    forecaster: Forecaster  # kept across sessions: last bandwidth, last measurement
     seq: int = 0
-    online: bool = False
-    state: str = "offline"
+    state: render.VmState = "offline"
     error: str | None = None
-    owner: object | None = None
+    owner: SessionOwner | None = None
     tracker: TrackerState = field(default_factory=TrackerState)
     discovery_sent: bool = False
-    _forecaster: Forecaster | None = None
 
-    def forecaster(self, cfg: ForecastConfig) -> Forecaster:
-        """The VM's forecasting state, kept across sessions (last bandwidth, measurement)."""
-        if self._forecaster is None:
-            self._forecaster = Forecaster(cfg)
-        return self._forecaster
+    @property
+    def online(self) -> bool:
+        """A QMP session is up (``unresponsive`` counts: the session is kept)."""
+        return self.state in ("online", "unresponsive")
 
 
 @dataclass
 class Context:
-    """What every VM task shares: config, sink, topics, policy, clock and VM table."""
+    """What every VM shares: config, publisher, topics, policy, hooks, clock, VM table."""
 
     cfg: Config
-    sink: MqttSink
+    sink: Publisher
     topics: Topics
     policy: CommandPolicy
-    hooks: HookRunner | None = None
+    hooks: Hooks | None = None
     clock: Callable[[], float] = time.time
-    vms: dict[str, VmState] = field(default_factory=dict)
+    vms: dict[str, VmRecord] = field(default_factory=dict)
 
-    def claim(self, name: str, owner: object) -> VmState:
-        """The VM state for ``name``, owned by ``owner``; a clash gets a ``.N`` suffix.
+    def claim(self, name: str, owner: SessionOwner) -> VmRecord:
+        """The record for ``name``, owned by ``owner``; a clash gets a ``.N`` suffix.
 
         Two live sessions never publish under one name (two QEMUs with the same
         ``-name``, or one QEMU reached twice): the second is logged and renamed.
@@ -72,49 +97,50 @@ class Context:
         if candidate != name:
             log.error("two QMP sessions call themselves %r; publishing the second as %r",
                       name, candidate)
-        vm = self.vms.setdefault(candidate, VmState(candidate))
+        vm = self.vms.get(candidate)
+        if vm is None:
+            vm = self.vms[candidate] = VmRecord(candidate, Forecaster(self.cfg.forecast))
         vm.owner = owner
         return vm
 
-    def release(self, vm: VmState, owner: object) -> None:
+    def release(self, vm: VmRecord, owner: SessionOwner) -> None:
         """The session ended: the name is free for the next one."""
         if vm.owner is owner:
             vm.owner = None
 
 
 class VmPublisher:
-    """Stamps and sends one VM's payloads (``seq``, ``ts``) through the sink."""
+    """Stamps one VM's payloads (``seq``, ``ts``), sends them, fires its hooks."""
 
-    def __init__(self, ctx: Context, vm: VmState) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: Context, vm: VmRecord) -> None:
+        self._ctx = ctx
         self.vm = vm
 
     def stamp(self) -> VmStamp:
         """The next ``seq`` and the current time for one payload."""
         self.vm.seq += 1
-        return VmStamp(self.ctx.topics, self.vm.name, self.vm.seq, self.ctx.clock())
+        return VmStamp(self._ctx.topics, self.vm.name, self.vm.seq, self._ctx.clock())
 
-    def send(self, msg: Outgoing) -> None:
-        self.ctx.sink.publish(msg)
+    def publish(self, msg: Outgoing) -> None:
+        self._ctx.sink.publish(msg)
 
-    def fire(self, kind: str, msg: Outgoing | None = None) -> None:
-        """Run the hooks for ``kind`` with ``msg``'s JSON payload on stdin (never waits)."""
-        if self.ctx.hooks is not None:
+    def fire(self, kind: HookKind, msg: Outgoing | None = None) -> None:
+        """Run the hooks for ``kind`` with ``msg``'s payload on stdin (never waits).
+
+        The hook runner takes the payload as a dict and the renderers return bytes:
+        this is the one place that turns one into the other."""
+        if self._ctx.hooks is not None:
             payload = json.loads(msg.payload) if msg is not None and msg.is_json else {}
-            self.ctx.hooks.fire(kind, self.vm.name, payload)
-
-    def status(self, online: bool) -> None:
-        """``vm/<vm>/status``: ``online`` (an ``error`` left behind is cleared) / ``offline``."""
-        self.state("online" if online else "offline")
+            self._ctx.hooks.fire(kind, self.vm.name, payload)
 
     def state(self, state: render.VmStatus) -> None:
-        """``vm/<vm>/status`` with any of its four values."""
+        """``vm/<vm>/status``: ``online`` (an ``error`` left behind is cleared),
+        ``offline``, ``unresponsive`` or ``error``."""
         was = self.vm.state
-        self.vm.online = state in ("online", "unresponsive")
         self.vm.state = state
-        self.send(render.vm_state(self.ctx.topics, self.vm.name, state))
+        self.publish(render.vm_state(self._ctx.topics, self.vm.name, state))
         if was == "error" and state == "online":
-            self.send(render.cleared(self.ctx.topics, self.vm.name, TopicKind.ERROR))
+            self.publish(render.cleared(self._ctx.topics, self.vm.name, TopicKind.ERROR))
 
     def error(self, reason: str, qmp: str) -> None:
         """The peer broke the protocol: ``status`` ``error`` and the reason (published
@@ -122,5 +148,5 @@ class VmPublisher:
         if self.vm.state == "error" and self.vm.error == reason:
             return
         self.vm.error = reason
-        self.send(render.vm_error(self.stamp(), reason, qmp))
+        self.publish(render.vm_error(self.stamp(), reason, qmp))
         self.state("error")

@@ -1,18 +1,31 @@
-"""Validated QMP replies -> facts (pure core).
+"""Validated QMP replies -> facts, QMP events -> typed observations (pure core).
 
 Stage: translate. Takes the ``object`` that ``qemu.qmp`` returns, validates it with a
 ``wire`` model and converts it to a ``facts`` value in qmpdirty's units. A reply of
-the wrong shape becomes ``QmpReplyError`` naming the command; nothing here does I/O.
+the wrong shape becomes ``QmpReplyError`` naming the command. Events are read here,
+once: ``observation_from`` is the only code that looks at an event's name or
+``data``. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from qmpdirty.errors import QmpReplyError
+from qmpdirty.facts.events import (
+    DeviceStateSeen,
+    EventObservation,
+    MigrationPassSeen,
+    MigrationStatusSeen,
+    OtherEvent,
+    RunStateChanged,
+    RunStateEvent,
+    TopologyChanged,
+    TopologyEvent,
+)
 from qmpdirty.facts.qemu import QemuVersion
 from qmpdirty.facts.vm import (
     DirtyRateMeasurement,
@@ -186,3 +199,31 @@ def event_from(message: object) -> QmpEvent:
     ts = msg.timestamp
     qemu_ts = ts.seconds + ts.microseconds / 1e6 if ts and ts.seconds >= 0 else None
     return QmpEvent(name=msg.event, data=dict(msg.data), qemu_ts=qemu_ts)
+
+
+_RUN_STATE: dict[str, RunStateEvent] = {e: e for e in get_args(RunStateEvent)}
+_TOPOLOGY: dict[str, TopologyEvent] = {e: e for e in get_args(TopologyEvent)}
+
+
+def observation_from(event: QmpEvent) -> EventObservation:
+    """What one event tells the daemon (qapi/migration.json, qapi/vfio.json,
+    qapi/run-state.json, qapi/qdev.json). An event without the fields its kind must
+    carry is an ``OtherEvent``, except ``MIGRATION``, whose status is then None."""
+    name, data = event.name, event.data
+    if name == "MIGRATION":
+        status = data.get("status")
+        return MigrationStatusSeen(status if isinstance(status, str) else None)
+    if name == "MIGRATION_PASS":
+        number = data.get("pass")
+        return MigrationPassSeen(number) if isinstance(number, int) else OtherEvent(name)
+    if name == "VFIO_MIGRATION":
+        device = data.get("qom-path") or data.get("device-id")
+        state = data.get("device-state")
+        if isinstance(device, str) and isinstance(state, str):
+            return DeviceStateSeen(device, state)
+        return OtherEvent(name)
+    if (run_state := _RUN_STATE.get(name)) is not None:
+        return RunStateChanged(run_state)
+    if (topology := _TOPOLOGY.get(name)) is not None:
+        return TopologyChanged(topology)
+    return OtherEvent(name)

@@ -6,6 +6,7 @@ import pytest
 
 from qmpdirty.decisions.migration import tracker as mig
 from qmpdirty.decisions.migration.errors import error_cause
+from qmpdirty.facts.events import DeviceStateSeen
 
 PREFIX = "vfio: Could not start dirty page tracking - "
 
@@ -38,15 +39,15 @@ def test_unknown_texts_give_no_cause(text: str | None) -> None:
 
 def test_vfio_device_states_fold_into_the_running_migration() -> None:
     state, _ = mig.observe(mig.TrackerState(), mig.StatusSeen("setup"), 1.0)
-    state, effects = mig.observe(state, mig.DeviceStateSeen("/machine/peripheral/h0",
+    state, effects = mig.observe(state, DeviceStateSeen("/machine/peripheral/h0",
                                                             "pre-copy"), 2.0)
-    state, _ = mig.observe(state, mig.DeviceStateSeen("/machine/peripheral/h1", "running"), 3.0)
-    state, _ = mig.observe(state, mig.DeviceStateSeen("/machine/peripheral/h0", "stop-copy"), 4.0)
+    state, _ = mig.observe(state, DeviceStateSeen("/machine/peripheral/h1", "running"), 3.0)
+    state, _ = mig.observe(state, DeviceStateSeen("/machine/peripheral/h0", "stop-copy"), 4.0)
     assert state.current is not None
     assert dict(state.current.vfio_states) == {"/machine/peripheral/h0": "stop-copy",
                                                "/machine/peripheral/h1": "running"}
     assert isinstance(effects[0], mig.MigrationChanged)
-    idle, nothing = mig.observe(mig.TrackerState(), mig.DeviceStateSeen("x", "running"), 1.0)
+    idle, nothing = mig.observe(mig.TrackerState(), DeviceStateSeen("x", "running"), 1.0)
     assert idle == mig.TrackerState() and nothing == ()
 
 

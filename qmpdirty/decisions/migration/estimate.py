@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot
+
+#: Where a dirty rate comes from (the ``source`` of the ``dirty_rate`` payload).
+DirtySource = Literal["calc-dirty-rate", "migration", "estimate"]
 
 #: A pre-migration measurement older than this does not stand for the guest now.
 PRE_MIGRATION_MAX_AGE_S = 600.0
@@ -30,7 +34,7 @@ class Sample:
 @dataclass(frozen=True, slots=True)
 class DirtyEstimate:
     bytes_per_s: float
-    source: str  # "migration" (QEMU's own) or "estimate"
+    source: DirtySource  # "migration" (QEMU's own), "estimate" or "calc-dirty-rate"
     basis: str  # how it was obtained, for the payload's provenance
 
 

@@ -21,6 +21,7 @@ size is not reported by QEMU and comes from configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from qmpdirty.facts.qemu import DIRTY_LIMIT, QemuVersion, since
 
@@ -97,9 +98,13 @@ def _iterate(i: ForecastInputs, b: float, d: float, budget: float, cap: float) -
     return Forecast(False, None, downtime_s * 1000, None, (why,))
 
 
+#: What a recommendation changes (the ``recommendations[].action`` of the payloads).
+AdviceAction = Literal["downtime-limit", "dirty-limit", "auto-converge", "postcopy", "bandwidth"]
+
+
 @dataclass(frozen=True, slots=True)
 class Advice:
-    action: str
+    action: AdviceAction
     value: float | None
     reason: str
     applicable: bool

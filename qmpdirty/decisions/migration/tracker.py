@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Literal
 
+from qmpdirty.facts.events import DeviceStateSeen
 from qmpdirty.facts.vm import MigrationSnapshot
 
 Role = Literal["source", "destination"]
@@ -121,14 +122,6 @@ class ProgressSeen:
     """
 
     snapshot: MigrationSnapshot
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceStateSeen:
-    """A ``VFIO_MIGRATION`` event (9.1+, ``migration-events=on``): one device's state."""
-
-    device: str
-    state: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +322,21 @@ def from_poll(state: TrackerState, snap: MigrationSnapshot, events_on: bool) -> 
     if events_on and state.current is not None:
         return ProgressSeen(snap)
     return StatusSeen(snap.status, snap, from_event=False)
+
+
+def snapshot_of(seen: Observation) -> MigrationSnapshot | None:
+    """The ``query-migrate`` figures an observation came with, if any."""
+    match seen:
+        case StatusSeen(snapshot=snap) | PassSeen(snapshot=snap):
+            return snap
+        case ProgressSeen(snapshot=snap):
+            return snap
+    return None
+
+
+def is_terminal(status: str | None) -> bool:
+    """True for a status that ends a migration (``completed``, ``failed``, ``cancelled``)."""
+    return PHASE_OF.get(status) is Phase.TERMINAL
 
 
 def is_active(state: TrackerState) -> bool:

@@ -1,0 +1,88 @@
+"""Periodic ``calc-dirty-rate`` outside migrations (shell, one task).
+
+When ``decisions.migration.dirtyrate`` says a measurement is due (never while a
+migration runs: it waits for the VM to be idle), starts one, waits its window, reads
+it with ``query-dirty-rate`` and publishes ``dirty_rate`` (with its error bound) unless
+QEMU reported the previous result again; the forecaster takes it and the
+``forecast`` is republished if it moved. Must not choose modes or intervals itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from qmpdirty.daemon.forecasts import Forecasts
+from qmpdirty.daemon.view import VmView
+from qmpdirty.decisions.migration import tracker as mig
+from qmpdirty.decisions.migration.dirtyrate import (
+    DirtyRatePlan,
+    choose_mode,
+    error_bound,
+    seconds_until_due,
+)
+from qmpdirty.errors import QmpCommandError, QmpTimeoutError
+from qmpdirty.qmp import queries
+from qmpdirty.telemetry import render
+
+log = logging.getLogger(__name__)
+
+#: What identifies one measurement: QEMU's start time and the rate it found.
+Seen = tuple[float | None, float]
+
+
+async def measure_dirty_rate(view: VmView, forecasts: Forecasts) -> None:
+    """The task: measure whenever due, until cancelled."""
+    dcfg = view.cfg.dirty_rate
+    schedule = DirtyRatePlan(dcfg.mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
+    last_start: float | None = None
+    last_seen: Seen | None = None
+    spread = random.uniform(0.5, 1.5)  # the first repeat spreads VMs over the interval
+    while True:
+        delay = seconds_until_due(schedule, view.clock(), last_start,
+                                  mig.is_active(view.vm.tracker), measuring=False,
+                                  spread=spread)
+        if delay is None:
+            await view.idle.wait()
+            continue
+        if delay > 0:
+            await asyncio.sleep(delay)
+            continue
+        if last_start is not None:  # the first repeat keeps its wide spread
+            spread = random.uniform(0.9, 1.1)
+        last_start = view.clock()
+        mode, why = choose_mode(dcfg.mode, view.version, view.has_vfio)
+        if why:
+            log.info("VM %s: dirty rate by %s: %s", view.name, mode, why)
+        plan = DirtyRatePlan(mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
+        try:
+            last_seen = await _measure(view, forecasts, plan, last_seen)
+        except QmpTimeoutError:
+            log.debug("VM %s: dirty-rate measurement timed out", view.name)
+
+
+async def _measure(view: VmView, forecasts: Forecasts, plan: DirtyRatePlan,
+                   last_seen: Seen | None) -> Seen | None:
+    """One ``calc-dirty-rate``; publish it unless it is the previous result again."""
+    try:
+        await queries.start_dirty_rate(view.session, plan, view.version)
+    except QmpCommandError as exc:
+        # "the dirty rate is already being measured": someone else is; try later.
+        log.info("VM %s: calc-dirty-rate: %s", view.name, exc.desc)
+        return last_seen
+    await asyncio.sleep(plan.window_s)
+    deadline = view.clock() + plan.window_s + view.cfg.qmp.command_timeout_s
+    while view.clock() < deadline:
+        found = await queries.read_dirty_rate(view.session, view.version)
+        if found is not None and (found.started_at_s, found.bytes_per_s) != last_seen:
+            bound, basis = error_bound(found, view.info.ram_bytes if view.info else None)
+            view.out.publish(render.dirty_rate_measured(
+                view.out.stamp(), found, view.dirty_rate_expiry(), error_bound_rel=bound,
+                basis=basis))
+            view.forecaster.measured(found, view.clock())
+            forecasts.publish(only_if_moved=True)
+            return (found.started_at_s, found.bytes_per_s)
+        await asyncio.sleep(0.1)
+    log.warning("VM %s: dirty-rate measurement did not finish in time", view.name)
+    return last_seen

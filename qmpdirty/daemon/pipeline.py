@@ -1,0 +1,138 @@
+"""One VM over one live QMP session: identify, start, run its tasks, end (shell).
+
+``VmPipeline.identify`` asks who is on the other end and claims the VM's name;
+``run`` publishes the VM's state (``info``, ``online``, discovery, the first
+``forecast``) and then owns one ``TaskGroup`` of named tasks, one module each:
+``events``, ``migrations`` (the poller), ``forecasts``, ``liveness``, ``dirty_rate``,
+``vfio``; the group ends the moment QEMU hangs up. They share one
+``VmView``. Leaving ``run`` (by any exception) reports a migration in flight ``lost``;
+``offline`` is published by the fleet once it knows the session did not fail. A
+pipeline is used for one session only; the fleet makes a new one. Must not catch what
+its tasks raise: the fleet's ``run_session`` is the one place that does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from qmpdirty.daemon.dirty_rate import measure_dirty_rate
+from qmpdirty.daemon.events import read_events, refresh_info
+from qmpdirty.daemon.forecasts import Forecasts, refresh_params
+from qmpdirty.daemon.liveness import watch_liveness
+from qmpdirty.daemon.migrations import Migrations
+from qmpdirty.daemon.vfio import VfioWatch
+from qmpdirty.daemon.view import VmView
+from qmpdirty.daemon.vm import Context, SessionOwner, VmPublisher, VmRecord
+from qmpdirty.errors import QmpClosedError, QmpCommandError
+from qmpdirty.facts.qemu import OLDEST_SUPPORTED, QemuVersion, since
+from qmpdirty.facts.vm import VmIdentity
+from qmpdirty.qmp import queries
+from qmpdirty.qmp.session import QmpSession
+from qmpdirty.telemetry.discovery import discovery_messages
+from qmpdirty.telemetry.topics import Topics, sanitise
+
+log = logging.getLogger(__name__)
+
+
+class VmPipeline:
+    """The telemetry pipeline of one VM over one live QMP session."""
+
+    def __init__(self, ctx: Context, session: QmpSession, vm: VmRecord, *,
+                 version: QemuVersion, identity: VmIdentity, qmp_label: str) -> None:
+        self.view = VmView(session=session, cfg=ctx.cfg, vm=vm, out=VmPublisher(ctx, vm),
+                           clock=ctx.clock, version=version, identity=identity,
+                           qmp_label=qmp_label)
+        self._topics: Topics = ctx.topics
+        self.forecasts = Forecasts(self.view)
+        self.migrations = Migrations(self.view)
+        self.vfio = VfioWatch(self.view)
+
+    @classmethod
+    async def identify(cls, ctx: Context, session: QmpSession, owner: SessionOwner, *,
+                       fallback_name: str, pid: int | None) -> VmPipeline:
+        """Ask QEMU its version, name and UUID; claim the VM's topic name for ``owner``
+        (``fallback_name`` when QEMU has no ``-name``)."""
+        version = await queries.qemu_version(session)
+        if not since(version, OLDEST_SUPPORTED):
+            log.warning("%s: QEMU %s is older than 8.0; replies may not match",
+                        owner.label, ".".join(map(str, version)))
+        identity = await queries.identify(session, pid)
+        vm = ctx.claim(sanitise(identity.name or fallback_name), owner)
+        return cls(ctx, session, vm, version=version, identity=identity,
+                   qmp_label=owner.label)
+
+    @property
+    def vm(self) -> VmRecord:
+        return self.view.vm
+
+    async def run(self) -> None:
+        """Publish ``online`` and state, then work until the session ends (raises).
+        On the way out, whatever the reason, a migration in flight is ``lost``."""
+        try:
+            await self._start()
+            await self._run_tasks()
+        finally:
+            self.migrations.session_lost()
+
+    def offline(self) -> None:
+        """The session ended without a failure: ``offline`` (a failed one is ``error``,
+        which the fleet publishes)."""
+        self.view.out.state("offline")
+        self.view.out.fire("vm-offline")
+        log.info("VM %s offline", self.view.name)
+
+    async def _start(self) -> None:
+        view = self.view
+        view.events_on = await self._ensure_events()
+        await refresh_params(view)
+        info_msg = await refresh_info(view)
+        view.out.state("online")
+        view.out.fire("vm-online", info_msg)
+        self._announce()
+        log.info("VM %s online (%s, QEMU %s)", view.name, view.qmp_label,
+                 view.info.qemu_version if view.info else "?")
+        await self.migrations.poll()
+        self.forecasts.publish()
+
+    async def _run_tasks(self) -> None:
+        """The tasks, until QEMU hangs up (``QmpClosedError``) or one fails.
+
+        The group's own body waits for the hang-up: then a failing task always finds
+        the body awaiting, never the group's exit, and Python 3.11's TaskGroup takes
+        back the cancellation it sent the body (it would not at its exit), so the
+        task's ``cancelling()`` counts only cancellations from outside."""
+        view, name = self.view, self.view.name
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(read_events(view, self.migrations), name=f"{name}:events")
+            tg.create_task(self.migrations.poll_while_migrating(), name=f"{name}:migrate-poll")
+            tg.create_task(self.forecasts.run(), name=f"{name}:forecast")
+            tg.create_task(watch_liveness(view), name=f"{name}:liveness")
+            if view.cfg.dirty_rate.enabled:
+                tg.create_task(measure_dirty_rate(view, self.forecasts),
+                               name=f"{name}:dirty-rate")
+            if view.cfg.vfio.enabled:
+                tg.create_task(self.vfio.run(), name=f"{name}:vfio")
+            await view.session.wait_closed()
+            raise QmpClosedError(f"{view.qmp_label}: QEMU closed the QMP connection")
+
+    async def _ensure_events(self) -> bool:
+        """Capability ``events`` on (policy permitting), so MIGRATION events arrive."""
+        session = self.view.session
+        on = await queries.migration_events_on(session)
+        if on or not self.view.cfg.qmp.enable_migration_events:
+            return on
+        try:
+            await queries.enable_migration_events(session)
+        except QmpCommandError as exc:
+            log.warning("VM %s: cannot enable migration events: %s", self.view.name, exc.desc)
+            return False
+        return True
+
+    def _announce(self) -> None:
+        """Home Assistant discovery, once per VM per daemon run (retained)."""
+        ha, vm = self.view.cfg.homeassistant, self.view.vm
+        if ha.enabled and not vm.discovery_sent:
+            for msg in discovery_messages(self._topics, vm.name, ha.discovery_prefix):
+                self.view.out.publish(msg)
+            vm.discovery_sent = True
