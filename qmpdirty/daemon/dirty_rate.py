@@ -76,7 +76,7 @@ async def _measure(view: VmView, forecasts: Forecasts, plan: DirtyRatePlan,
     while view.clock() < deadline:
         found = await queries.read_dirty_rate(view.session, view.version)
         if found is not None and (found.started_at_s, found.bytes_per_s) != last_seen:
-            bound, basis = error_bound(found, view.info.ram_bytes if view.info else None)
+            bound, basis = error_bound(found, view.info.basics.ram_bytes if view.info else None)
             view.out.publish(render.dirty_rate_measured(
                 view.out.stamp(), found, view.dirty_rate_expiry(), error_bound_rel=bound,
                 basis=basis))

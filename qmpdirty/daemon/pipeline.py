@@ -91,7 +91,7 @@ class VmPipeline:
         view.out.fire("vm-online", info_msg)
         self._announce()
         log.info("VM %s online (%s, QEMU %s)", view.name, view.qmp_label,
-                 view.info.qemu_version if view.info else "?")
+                 view.info.basics.version_text if view.info else "?")
         await self.migrations.poll()
         self.forecasts.publish()
 

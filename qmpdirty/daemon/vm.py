@@ -10,7 +10,6 @@ hook through ``VmPublisher.fire``: must not publish or fire hooks any other way.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -42,8 +41,9 @@ class Publisher(Protocol):
 class Hooks(Protocol):
     """The hook runner: queues the hooks configured for ``kind``."""
 
-    def fire(self, kind: HookKind, vm: str, payload: dict[str, object]) -> None:
-        """Queue the hooks for ``kind``; never blocks, never raises."""
+    def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
+        """Queue the hooks for ``kind`` with ``body`` (a JSON document) on their stdin;
+        never blocks, never raises."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,13 +125,11 @@ class VmPublisher:
         self._ctx.sink.publish(msg)
 
     def fire(self, kind: HookKind, msg: Outgoing | None = None) -> None:
-        """Run the hooks for ``kind`` with ``msg``'s payload on stdin (never waits).
-
-        The hook runner takes the payload as a dict and the renderers return bytes:
-        this is the one place that turns one into the other."""
+        """Run the hooks for ``kind`` with ``msg``'s payload, as published, on stdin
+        (``{}`` without one); never waits."""
         if self._ctx.hooks is not None:
-            payload = json.loads(msg.payload) if msg is not None and msg.is_json else {}
-            self._ctx.hooks.fire(kind, self.vm.name, payload)
+            body = msg.payload if msg is not None and msg.is_json else b"{}"
+            self._ctx.hooks.fire_body(kind, self.vm.name, body)
 
     def state(self, state: render.VmStatus) -> None:
         """``vm/<vm>/status``: ``online`` (an ``error`` left behind is cleared),

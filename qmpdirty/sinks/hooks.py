@@ -91,12 +91,6 @@ def matching(hooks: Sequence[HookConfig], kind: HookKind) -> list[HookConfig]:
     return [h for h in hooks if h.event in (kind, "*")]
 
 
-def forecast_turned_negative(previous: bool | None, current: bool | None) -> bool:
-    """``forecast-negative`` fires when ``converges`` turns false from true or unknown
-    (``None`` is unknown, also for "no forecast yet")."""
-    return current is False and previous is not False
-
-
 def hook_environment(kind: HookKind, vm: str, host: str, path: str) -> dict[str, str]:
     """The whole environment of a hook: nothing of the daemon's leaks but PATH."""
     return {"QMPDIRTY_EVENT": kind, "QMPDIRTY_VM": vm, "QMPDIRTY_HOST": host, "PATH": path}
@@ -147,11 +141,22 @@ class HookRunner:
         except Exception:  # a hook problem must never reach the telemetry path
             log.exception("hooks for %s on VM %s were not queued", kind, vm)
 
+    def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
+        """``fire_kind`` with the stdin document already serialised (the daemon hands
+        over a payload exactly as it was published: nothing is parsed back)."""
+        try:
+            self._queue_runs(kind, vm, body.rstrip(b"\n") + b"\n")
+        except Exception:  # a hook problem must never reach the telemetry path
+            log.exception("hooks for %s on VM %s were not queued", kind, vm)
+
     def _fire(self, kind: HookKind, vm: str, payload: Mapping[str, object]) -> None:
+        body = json.dumps(payload, default=str, separators=(",", ":")).encode() + b"\n"
+        self._queue_runs(kind, vm, body)
+
+    def _queue_runs(self, kind: HookKind, vm: str, body: bytes) -> None:
         hooks = matching(self._hooks, kind)
         if not hooks:
             return
-        body = json.dumps(payload, default=str, separators=(",", ":")).encode() + b"\n"
         for hook in hooks:
             timeout_s = hook.timeout_s if hook.timeout_s is not None else self._cfg.timeout_s
             self._enqueue(HookJob(kind, vm, tuple(hook.command), timeout_s, body))

@@ -82,8 +82,8 @@ class RecordingHooks:
 
     fired: list[tuple[HookKind, str, dict[str, object]]] = field(default_factory=list)
 
-    def fire(self, kind: HookKind, vm: str, payload: dict[str, object]) -> None:
-        self.fired.append((kind, vm, payload))
+    def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
+        self.fired.append((kind, vm, json.loads(body)))
 
     def of(self, kind: HookKind) -> list[dict[str, object]]:
         return [payload for k, _vm, payload in self.fired if k == kind]

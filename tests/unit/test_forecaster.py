@@ -10,11 +10,10 @@ from qmpdirty.decisions.migration.forecaster import Forecaster, first_known
 from qmpdirty.decisions.migration.hooks_due import forecast_turned_negative
 from qmpdirty.decisions.migration.policy import downtime_to_apply
 from qmpdirty.decisions.migration.tracker import Migration
-from qmpdirty.facts.vm import MigrationParams, MigrationSnapshot, VmInfo
+from qmpdirty.facts.vm import MigrationParams, MigrationSnapshot, VmBasics, VmInfo
 
-INFO = VmInfo(qemu_version="10.0.2", qemu_version_tuple=(10, 0, 2), uuid=None, machine="pc",
-              accel="tcg", ram_bytes=2**30, vcpus=2, run_state="running",
-              migration_events=True)
+INFO = VmInfo(VmBasics((10, 0, 2), "pc", 2**30), uuid=None, accel="tcg", vcpus=2,
+              run_state="running", migration_events=True)
 MAX = MigrationParams(downtime_limit_ms=300, max_bandwidth_bytes_per_s=16 * 2**20)
 
 

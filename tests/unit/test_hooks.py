@@ -20,7 +20,6 @@ from qmpdirty.sinks.hooks import (
     HookJob,
     HookOutcome,
     HookRunner,
-    forecast_turned_negative,
     hook_environment,
     is_hook_kind,
     matching,
@@ -120,13 +119,6 @@ def test_matching_takes_the_kind_and_the_wildcard_in_order() -> None:
     assert matching(hooks[1:], "forecast-negative") == []
 
 
-@pytest.mark.parametrize(("previous", "current", "fires"), [
-    (True, False, True), (None, False, True), (False, False, False),
-    (False, True, False), (True, None, False), (None, None, False), (False, None, False),
-])
-def test_forecast_turned_negative(previous: bool | None, current: bool | None,
-                                  fires: bool) -> None:
-    assert forecast_turned_negative(previous, current) is fires
 
 
 # --- the queue ----------------------------------------------------------------------------------

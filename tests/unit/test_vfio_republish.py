@@ -8,8 +8,9 @@ from qmpdirty.decisions.vfio.evaluate import evaluate
 from qmpdirty.decisions.vfio.republish import Republish, republish, shown
 from qmpdirty.facts.host import HostFacts
 from qmpdirty.facts.topology import VfioDevice, VmTopology
+from qmpdirty.facts.vm import VmBasics
 
-BASE = VmTopology(qemu_version=(10, 0, 2), machine="pc-q35-10.0", ram_size=2**30)
+BASE = VmTopology(VmBasics((10, 0, 2), "pc-q35-10.0", 2**30))
 DEVICE = VfioDevice(qom_path="/machine/peripheral/h0", qom_type="vfio-pci", id="h0",
                     host="0000:3b:00.1", sysfsdev=None, enable_migration="auto")
 VRB = "vvfat (0x123) does not support live migration"
@@ -41,5 +42,6 @@ def test_a_device_gone_changes_tracking() -> None:
 
 def test_another_qemu_version_changes_tracking_only() -> None:
     before = shown(evaluate(BASE, HostFacts()))
-    after = shown(evaluate(dataclasses.replace(BASE, qemu_version=(10, 1, 0)), HostFacts()))
+    newer = dataclasses.replace(BASE, basics=VmBasics((10, 1, 0), "pc-q35-10.0", 2**30))
+    after = shown(evaluate(newer, HostFacts()))
     assert republish(before, after) == Republish(publish=True, tracking_changed=True)

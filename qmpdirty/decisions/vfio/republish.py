@@ -51,7 +51,7 @@ def shown(v: VfioVerdict) -> Shown:
     """The values behind one evaluation's two payloads."""
     verdict = v.verdict
     tracking = TrackingShown(
-        qemu_version=v.topology.qemu_version, devices=verdict.devices,
+        qemu_version=v.topology.basics.version, devices=verdict.devices,
         containers=verdict.containers,
         ranges=tuple(v.ranges.get(c.id) for c in verdict.containers),
         realize_errors=verdict.realize_errors)
