@@ -17,8 +17,7 @@ from typing import Any
 from qmpdirty.decisions.vfio.evaluate import evaluate as evaluate_facts
 from qmpdirty.demo.lab.vfio_cases import dev, host_dev, hosts, topo
 from qmpdirty.facts.topology import FlatSection
-from qmpdirty.telemetry import vfio
-from qmpdirty.telemetry.render import VmStamp
+from qmpdirty.telemetry.render import VmStamp, vfio
 from qmpdirty.telemetry.topics import Topics
 
 GIB = 2**30

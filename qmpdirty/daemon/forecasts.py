@@ -19,7 +19,7 @@ from qmpdirty.decisions.migration.forecast import Published, material_change
 from qmpdirty.decisions.migration.hooks_due import forecast_turned_negative
 from qmpdirty.errors import QmpQueryError
 from qmpdirty.qmp import queries
-from qmpdirty.telemetry import forecast as fc
+from qmpdirty.telemetry.render import forecast as fc
 
 log = logging.getLogger(__name__)
 

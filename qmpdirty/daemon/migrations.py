@@ -18,13 +18,14 @@ from qmpdirty.daemon.forecasts import refresh_params
 from qmpdirty.daemon.policy import PolicyActions
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig
+from qmpdirty.decisions.migration.errors import cause_of
 from qmpdirty.decisions.migration.forecaster import ForecastView
 from qmpdirty.errors import QmpQueryError
 from qmpdirty.facts.events import DeviceStateSeen, MigrationPassSeen, MigrationStatusSeen
 from qmpdirty.facts.vm import MigrationSnapshot
 from qmpdirty.qmp import queries
-from qmpdirty.telemetry import forecast as fc
 from qmpdirty.telemetry import render
+from qmpdirty.telemetry.render import forecast as fc
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class Migrations:
             case mig.MigrationEnded(migration=m, outcome=outcome, ended_ts=ended_ts):
                 log.info("VM %s: migration %s %s", v.name, m.id, outcome)
                 v.forecaster.ended()
-                v.out.publish(render.summary(v.out.stamp(), m, outcome, ended_ts))
+                v.out.publish(render.summary(v.out.stamp(), m, outcome, ended_ts, cause_of(m)))
 
     def _changed(self, m: mig.Migration) -> None:
         """``migration`` with this poll's forecast; its hook when the status moved."""

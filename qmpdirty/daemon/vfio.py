@@ -29,7 +29,7 @@ from qmpdirty.qmp import gather
 from qmpdirty.qmp.gather import TopologyReader, gather_topology
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.qmp.topology.replies import QomChild
-from qmpdirty.telemetry import vfio
+from qmpdirty.telemetry.render import vfio
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,7 @@ class VmRecord:
     name: str
     forecaster: Forecaster  # kept across sessions: last bandwidth, last measurement
     seq: int = 0
-    state: render.VmState = "offline"
+    state: render.VmStatus = "offline"
     error: str | None = None
     owner: SessionOwner | None = None
     tracker: TrackerState = field(default_factory=TrackerState)

@@ -26,15 +26,24 @@ from typing import Any
 
 import pytest
 
+from qmpdirty.cli.common import READ_ONLY
+from qmpdirty.config.address import QmpAddress
 from qmpdirty.demo.lab import end_child
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.daemon_process import QMPDIRTY, DaemonProcess, base_config, vm_topic
+from qmpdirty.demo.lab.fakeqmp import Command
+from qmpdirty.demo.lab.qmpwire import ErrorReply
 from qmpdirty.demo.lab.recorder import Received, Recorder
+from qmpdirty.facts.topology import VmTopology
+from qmpdirty.qmp.gather import gather_topology
+from qmpdirty.qmp.session import QmpSession
+from qmpdirty.qmp.topology.exchange import Failed, Reply, Returned
+from qmpdirty.qmp.topology.query import TopologyQuery
 from tests.support import golden, golden_v10
 from tests.support.fakehost import build
 from tests.support.golden import Golden
 from tests.support.vfio_lab import StandInThread, start_qemu
-from tests.support.vfio_standin import Endpoint
+from tests.support.vfio_standin import Endpoint, VfioStandIn
 
 pytestmark = pytest.mark.system
 
@@ -261,6 +270,46 @@ def test_hot_plug_is_reevaluated_within_seconds(bed: Bed) -> None:
     tracking, blockers = _after(bed, before.name, since, 4.0)
     check_tracking(after, tracking)
     check_blockers(after, blockers)
+
+
+async def _in_process(standin: VfioStandIn, endpoint: Endpoint) -> VmTopology:
+    """The daemon's topology query, answered by the stand-in directly: no socket between
+    them (only the stand-in's own link to QEMU), the replies as the stand-in makes them."""
+    query = TopologyQuery()
+    while batch := query.next_requests():
+        replies: list[Reply] = []
+        for request in batch:
+            arguments = dict(request.arguments or {})
+            try:
+                value = await standin.answer(endpoint, Command(request.command, arguments, {}))
+            except ErrorReply as exc:
+                replies.append(Failed(exc.cls, exc.desc))
+            else:
+                replies.append(Returned(value))
+        query.receive(replies)
+    return query.result()
+
+
+async def _over_socket(path: Path) -> VmTopology:
+    session = await QmpSession.open(
+        QmpAddress(kind="unix", path=path), policy=READ_ONLY, command_timeout_s=10.0,
+        connect_timeout_s=10.0, event_queue_size=10, label=str(path))
+    try:
+        return await gather_topology(session)
+    finally:
+        await session.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_standin_drives_the_query_without_a_socket(bed: Bed, case: Golden) -> None:
+    """The sans-I/O ``TopologyQuery`` gives the same ``VmTopology`` answered in-process
+    by the stand-in as over a QMP socket through ``qmp.gather`` (the daemon's path)."""
+    endpoint = bed.endpoints[case.name]
+    direct = bed.standin.call(_in_process(bed.standin.standin, endpoint))
+    assert direct == bed.standin.call(_over_socket(endpoint.path))
+    presented = case.presented
+    assert sorted(d.qom_path for d in direct.devices) == sorted(d.path for d in presented.devices)
+    assert direct.blocked_reasons == presented.blocked_reasons
 
 
 def test_docs_table_is_current() -> None:

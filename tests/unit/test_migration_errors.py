@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qmpdirty.decisions.migration import tracker as mig
-from qmpdirty.decisions.migration.errors import error_cause
+from qmpdirty.decisions.migration.errors import cause_of, error_cause
 from qmpdirty.facts.events import DeviceStateSeen
 
 PREFIX = "vfio: Could not start dirty page tracking - "
@@ -64,7 +64,7 @@ def test_summary_payload_carries_the_cause_and_device_states() -> None:
                                                                                 error_desc=text),
                       vfio_states=(("/machine/peripheral/h0", "running"),))
     stamp = render.VmStamp(Topics.create("qmpdirty", "h"), "vm", 5, 2.0)
-    body = json.loads(render.summary(stamp, m, "failed", 2.0).payload)
+    body = json.loads(render.summary(stamp, m, "failed", 2.0, cause_of(m)).payload)
     assert body["error"] == text
     assert body["error_cause"] == {"kind": "vfio-dma-logging-start", "device": "0000:3b:00.1",
                                    "errno": "EOPNOTSUPP"}

@@ -7,8 +7,9 @@ import json
 from qmpdirty.cli.probe import build_report, human, report_json
 from qmpdirty.decisions.vfio.evaluate import evaluate
 from qmpdirty.demo.lab.vfio_cases import dev, host_dev, hosts, topo
-from qmpdirty.telemetry import render, vfio
+from qmpdirty.telemetry import render
 from qmpdirty.telemetry.message import VmStamp
+from qmpdirty.telemetry.render import vfio
 from qmpdirty.telemetry.topics import Topics
 from tests.unit.test_render import INFO
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from qmpdirty.decisions.migration.errors import ErrorCause, error_cause
+from qmpdirty.decisions.migration.errors import ErrorCause, cause_of, error_cause
 from qmpdirty.decisions.migration.forecast import ForecastInputs, forecast
 from qmpdirty.decisions.migration.tracker import Migration, migration_id
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
@@ -25,10 +25,10 @@ from qmpdirty.facts.vm import (
 )
 from qmpdirty.qmp.translate import event_from, migration_snapshot_from
 from qmpdirty.sinks.hooks import outcome
-from qmpdirty.telemetry import forecast as fc
-from qmpdirty.telemetry import render, schema, vfio
+from qmpdirty.telemetry import render, schema
 from qmpdirty.telemetry.message import Outgoing, VmStamp
-from qmpdirty.telemetry.render import migrations
+from qmpdirty.telemetry.render import forecast as fc
+from qmpdirty.telemetry.render import migrations, vfio
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"
@@ -93,7 +93,7 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      TopicKind.MIGRATION, schema.MigrationPayload),
     ("pass_record", lambda: render.pass_record(STAMP, MIGRATION, 2, 3600),
      f"{VM}/migration/pass", TopicKind.PASS, schema.PassPayload),
-    ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS),
+    ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS, None),
      f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
     ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), outcome(
         "vm-online", ("/bin/x",), exit_code=3, timed_out=False, error="exit status 3",
@@ -231,7 +231,7 @@ def test_summary_uses_qemus_total_time() -> None:
     done = Migration(id="m", role="source", started_ts=STARTED, status="completed",
                      statuses=("setup", "active", "device", "completed"), passes=4,
                      snapshot=COMPLETED, peak_dirty_bytes_per_s=16e6)
-    data = body(render.summary(STAMP, done, "completed", STARTED + 10))
+    data = body(render.summary(STAMP, done, "completed", STARTED + 10, cause_of(done)))
     raw = load("query-migrate.completed.json")
     assert data["total_time_ms"] == raw["total-time"]
     assert data["downtime_ms"] == raw["downtime"]
@@ -255,7 +255,7 @@ def test_summary_falls_back_to_the_measured_total_time(
 ) -> None:
     m = Migration(id="m", role="source", started_ts=STARTED, status="active",
                   statuses=("setup", "active"), snapshot=snapshot)
-    msg = render.summary(STAMP, m, outcome, STARTED + 2.3456)  # type: ignore[arg-type]
+    msg = render.summary(STAMP, m, outcome, STARTED + 2.3456, cause_of(m))  # type: ignore[arg-type]
     data = body(msg)
     assert data["total_time_ms"] == 2346
     assert data["outcome"] == outcome
@@ -265,16 +265,15 @@ def test_summary_falls_back_to_the_measured_total_time(
 
 
 def test_summary_renders_the_cause_it_is_given() -> None:
-    """The renderer decides nothing: the cause comes from the caller; only the
-    ``render.summary`` of old callers reads it from ``error-desc`` itself."""
+    """The renderer decides nothing: the cause comes from the caller, which reads it
+    from QEMU's ``error-desc`` (``cause_of``)."""
     failed = Migration(id="m", role="source", started_ts=STARTED, status="failed",
                        statuses=("setup", "failed"), snapshot=FAILED)
     cause = ErrorCause("network", None, "ECONNRESET", "x")
     data = body(migrations.summary(STAMP, failed, "failed", TS, cause))
     assert data["error_cause"] == {"kind": "network", "device": None, "errno": "ECONNRESET"}
     assert body(migrations.summary(STAMP, failed, "failed", TS, None))["error_cause"] is None
-    assert render.summary(STAMP, failed, "failed", TS) == migrations.summary(
-        STAMP, failed, "failed", TS, error_cause(FAILED.error_desc))
+    assert cause_of(failed) == error_cause(FAILED.error_desc)
 
 
 def test_event_payload() -> None:

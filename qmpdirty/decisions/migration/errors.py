@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from qmpdirty.decisions.migration.tracker import Migration
+
 #: strerror(3) text -> errno name, for the errors these paths return.
 ERRNO_NAMES = {
     "Operation not supported": "EOPNOTSUPP", "Invalid argument": "EINVAL",
@@ -61,3 +63,8 @@ def error_cause(error_desc: str | None) -> ErrorCause | None:
         return ErrorCause(kind, groups.get("device"), ERRNO_NAMES.get(err or ""),
                           error_desc.strip())
     return None
+
+
+def cause_of(m: Migration) -> ErrorCause | None:
+    """The cause of an ended migration's failure, from QEMU's last ``error-desc``."""
+    return error_cause(m.snapshot.error_desc if m.snapshot else None)

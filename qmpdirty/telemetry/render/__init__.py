@@ -18,12 +18,9 @@ functions the daemon calls as ``render.<name>``.
 
 from __future__ import annotations
 
-from qmpdirty.decisions.migration.errors import error_cause
-from qmpdirty.decisions.migration.tracker import Migration, Outcome
 from qmpdirty.telemetry.message import Outgoing, VmStamp
-from qmpdirty.telemetry.render import migrations
 from qmpdirty.telemetry.render.envelope import vm_message
-from qmpdirty.telemetry.render.migrations import migration, pass_record
+from qmpdirty.telemetry.render.migrations import migration, pass_record, summary
 from qmpdirty.telemetry.render.status import (
     VmStatus,
     cleared,
@@ -41,23 +38,9 @@ from qmpdirty.telemetry.render.vm import (
     info,
 )
 
-#: The old name of ``VmStatus`` (it clashed with the daemon's ``VmState`` record).
-VmState = VmStatus
-
-
-def summary(stamp: VmStamp, m: Migration, outcome: Outcome, ended_ts: float) -> Outgoing:
-    """``migrations.summary`` for callers that do not pass the cause yet: reads it from
-    QEMU's ``error-desc`` here. New callers decide the cause (``error_cause``) and call
-    ``migrations.summary`` themselves."""
-    snap = m.snapshot
-    return migrations.summary(stamp, m, outcome, ended_ts,
-                              error_cause(snap.error_desc if snap else None))
-
-
 __all__ = [
     "Outgoing",
     "VmStamp",
-    "VmState",
     "VmStatus",
     "cleared",
     "daemon_state",
