@@ -74,7 +74,8 @@ class VfioWatch:
         """Until an event says so (True), the device lists change or the refresh is due
         (False: the reader notices a new device itself).
 
-        QEMU (<= 10.2) emits DEVICE_DELETED but no DEVICE_ADDED: a hot-plug shows only
+        QEMU emits DEVICE_DELETED but no DEVICE_ADDED (``facts.qemu.LAST_WITHOUT_DEVICE_ADDED``):
+        a hot-plug shows only
         as a new child of /machine/peripheral[-anon], compared at most hotplug_poll_s
         apart; the refresh at the end lists them itself, so no poll falls on it."""
         poll_s = self._view.cfg.vfio.hotplug_poll_s

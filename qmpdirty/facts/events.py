@@ -17,7 +17,8 @@ RunStateEvent = Literal[
     "STOP", "RESUME", "SHUTDOWN", "RESET", "SUSPEND", "WAKEUP", "POWERDOWN", "GUEST_PANICKED",
 ]
 #: Events after which the VFIO topology (devices, memory map) may have changed.
-#: QEMU (<= 10.2) emits DEVICE_DELETED but no DEVICE_ADDED (see ``daemon.vfio``).
+#: QEMU emits DEVICE_DELETED but no DEVICE_ADDED (``facts.qemu.LAST_WITHOUT_DEVICE_ADDED``;
+#: ``daemon.vfio`` lists the device containers instead).
 TopologyEvent = Literal["DEVICE_ADDED", "DEVICE_DELETED", "MEMORY_DEVICE_SIZE_CHANGE"]
 
 
