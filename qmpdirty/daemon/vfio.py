@@ -74,10 +74,10 @@ class VfioWatch:
         """Until an event says so (True), the device lists change or the refresh is due
         (False: the reader notices a new device itself).
 
-        QEMU emits DEVICE_DELETED but no DEVICE_ADDED (``facts.qemu.LAST_WITHOUT_DEVICE_ADDED``):
-        a hot-plug shows only
-        as a new child of /machine/peripheral[-anon], compared at most hotplug_poll_s
-        apart; the refresh at the end lists them itself, so no poll falls on it."""
+        QEMU emits DEVICE_DELETED but no DEVICE_ADDED (``facts.qemu``:
+        ``LAST_WITHOUT_DEVICE_ADDED``): a hot-plug shows only as a new child of
+        /machine/peripheral[-anon], compared at most hotplug_poll_s apart; the refresh
+        at the end lists them itself, so no poll falls on it."""
         poll_s = self._view.cfg.vfio.hotplug_poll_s
         steps = math.ceil(interval_s / poll_s) if poll_s else 1
         baseline = self._reader.peripherals
