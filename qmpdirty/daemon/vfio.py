@@ -52,7 +52,7 @@ class VfioWatch:
 
     def __init__(self, view: VmView) -> None:
         self._view = view
-        self._reader = TopologyReader(view.session)
+        self._reader = TopologyReader(view.session, version=view.version)
         self._shown: Shown | None = None  # what this session published last
 
     async def run(self) -> None:
