@@ -22,6 +22,7 @@ from qmpdirty import __version__
 from qmpdirty.config import Config, load_config
 from qmpdirty.daemon.collector import freeze_survivors
 from qmpdirty.daemon.fleet import Fleet, serve
+from qmpdirty.daemon.limits import raise_open_files
 from qmpdirty.daemon.vm import Context, VmPublisher
 from qmpdirty.errors import ConfigError, QmpConnectError
 from qmpdirty.qmp.commands import CommandPolicy
@@ -90,6 +91,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        raise_open_files()
         listener = self._listener()
         try:
             async with asyncio.TaskGroup() as infra:

@@ -22,6 +22,7 @@ from pathlib import Path
 from qmpdirty.config import Config
 from qmpdirty.config.address import QmpAddress
 from qmpdirty.daemon.pipeline import VmPipeline
+from qmpdirty.daemon.tally import Tally
 from qmpdirty.daemon.vm import Context, SessionOwner, VmPublisher
 from qmpdirty.errors import QmpClosedError, QmpConnectError, QmpError
 from qmpdirty.qmp.listener import QmpListener
@@ -157,27 +158,66 @@ async def supervise(ctx: Context, target: Target) -> None:
         delay = min(delay * 2, q.reconnect_max_s)
 
 
+#: Connections accepted in server mode that have not finished the QMP greeting yet; more
+#: wait in the listen backlog (each holds a descriptor until ``connect_timeout_s``).
+MAX_HANDSHAKES = 64
+#: How often repeated server-mode warnings are summarised (``Tally``).
+SUMMARY_INTERVAL_S = 10.0
+
+
 async def serve(ctx: Context, listener: QmpListener) -> None:
-    """Server mode: accept QEMUs dialling in; each runs its own session task."""
+    """Server mode: accept QEMUs dialling in; each runs its own session task.
+
+    Bounded against a peer that opens connections and says nothing: at most
+    ``MAX_HANDSHAKES`` are waiting for their greeting at once (each for at most
+    ``connect_timeout_s``), descriptor exhaustion only slows accepting (the listener
+    backs off), and failures are summarised (``Tally``) instead of logged one by one."""
     label = f"server:{listener.path}"
+    handshakes = asyncio.Semaphore(MAX_HANDSHAKES)
+    failed = Tally(log, f"{label}: connection failed the QMP handshake", SUMMARY_INTERVAL_S)
+    refused = Tally(log, f"{label}: out of file descriptors, accepting more slowly",
+                    SUMMARY_INTERVAL_S)
     async with asyncio.TaskGroup() as tg:
+        tg.create_task(_summaries(listener, failed, refused), name="server-summaries")
         while True:
-            conn, cred = await listener.accept()
-            tg.create_task(_accepted(ctx, conn, cred.pid, label),
+            await handshakes.acquire()
+            try:
+                conn, cred = await listener.accept()
+            except BaseException:
+                handshakes.release()
+                raise
+            tg.create_task(_accepted(ctx, conn, cred.pid, label, handshakes=handshakes,
+                                     failed=failed),
                            name=f"server-session-pid{cred.pid}")
 
 
-async def _accepted(ctx: Context, conn: socket.socket, pid: int, label: str) -> None:
+async def _summaries(listener: QmpListener, failed: Tally, refused: Tally) -> None:
+    """Every ``SUMMARY_INTERVAL_S``: what was counted meanwhile, one line per kind."""
+    seen = 0
+    while True:
+        await asyncio.sleep(SUMMARY_INTERVAL_S)
+        if listener.refused != seen:
+            refused.note(f"{listener.refused - seen} accept() attempts: "
+                         f"{listener.last_refusal}; raise LimitNOFILE")
+            seen = listener.refused
+        failed.flush()
+        refused.flush()
+
+
+async def _accepted(ctx: Context, conn: socket.socket, pid: int, label: str, *,
+                    handshakes: asyncio.Semaphore, failed: Tally) -> None:
     where = f"{label} pid {pid}"
     try:
         session = await open_session(ctx, conn, where)
     except QmpError as exc:
-        log.warning("%s: %s", where, exc)
+        failed.note(f"pid {pid}: {exc}")
         conn.close()
         return
+    finally:
+        handshakes.release()
     failure = await run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid)
     if failure is not None:
-        log.warning("%s: QMP peer misbehaved: %s", where, failure)
+        failed.note(f"pid {pid}: QMP peer misbehaved: {failure}")
 
 
 class Fleet:

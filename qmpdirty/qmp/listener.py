@@ -9,6 +9,7 @@ pid, uid and gid come from ``SO_PEERCRED`` (the kernel's word, not the peer's).
 from __future__ import annotations
 
 import asyncio
+import errno
 import grp
 import os
 import socket
@@ -18,6 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qmpdirty.errors import QmpConnectError
+
+#: ``accept()`` failures that mean "no descriptor or memory for one more connection now"
+#: (accept(2)): the listener waits and tries again instead of failing. Anyone allowed to
+#: open the socket can cause them by holding connections open.
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: ``accept()`` failures that mean the listening socket itself is gone (closed at stop).
+FATAL = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK})
+#: The longest wait between ``accept()`` attempts while descriptors are exhausted.
+MAX_BACKOFF_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,8 @@ class QmpListener:
         self._mode = mode
         self._group = group
         self._sock: socket.socket | None = None
+        self.refused = 0  # accept() attempts that found no descriptor free
+        self.last_refusal = ""
 
     def open(self) -> None:
         """Bind and listen; a stale socket file is replaced, anything else is an error."""
@@ -73,10 +85,30 @@ class QmpListener:
         self._sock = sock
 
     async def accept(self) -> tuple[socket.socket, PeerCred]:
-        """The next QEMU that dialled in, with its credentials."""
+        """The next QEMU that dialled in, with its credentials. Never fails while the
+        socket is open: out of descriptors (``EXHAUSTED``) it backs off, doubling up to
+        ``MAX_BACKOFF_S``, and counts it in ``refused``; a peer that went away before
+        its credentials were read is skipped."""
         assert self._sock is not None, "open() first"
-        conn, _ = await asyncio.get_running_loop().sock_accept(self._sock)
-        return conn, peer_cred(conn)
+        loop = asyncio.get_running_loop()
+        backoff = 0.01
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except OSError as exc:
+                if exc.errno in FATAL:
+                    raise QmpConnectError(f"accept on {self.path}: {exc}") from exc
+                if exc.errno not in EXHAUSTED:  # a connection that failed while queued
+                    continue
+                self.refused += 1
+                self.last_refusal = os.strerror(exc.errno or 0)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            try:
+                return conn, peer_cred(conn)
+            except OSError:
+                conn.close()
 
     def close(self) -> None:
         """Stop listening and remove the socket file."""
