@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 #: QAPI's integers are at most 64 bits; anything larger is a broken peer, and would
 #: overflow later float arithmetic.
 Int = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
+#: A count, size, time or rate: negative is impossible (QAPI ``size``/``uint64``, or an
+#: ``int`` QEMU only ever fills with a count), so a peer that sends one is broken and its
+#: reply is rejected instead of published (``base-memory: -1`` became ``ram_bytes: -1``).
+Count = Annotated[int, Field(ge=0, le=2**64 - 1)]
 
 
 class _Wire(BaseModel):
@@ -73,8 +77,8 @@ class CpuInfoFast(_Wire):
 class MemorySizeSummary(_Wire):
     """``query-memory-size-summary``."""
 
-    base_memory: Int = Field(alias="base-memory")
-    plugged_memory: Int | None = Field(default=None, alias="plugged-memory")
+    base_memory: Count = Field(alias="base-memory")
+    plugged_memory: Count | None = Field(default=None, alias="plugged-memory")
 
 
 class MigrationCapabilityStatus(_Wire):
@@ -87,21 +91,21 @@ class MigrationCapabilityStatus(_Wire):
 class RamStats(_Wire):
     """``MigrationInfo.ram`` (``mbps`` is megabits/s, ``dirty-pages-rate`` pages/s)."""
 
-    transferred: Int = 0
-    remaining: Int = 0
-    total: Int = 0
+    transferred: Count = 0
+    remaining: Count = 0
+    total: Count = 0
     mbps: float = 0.0
-    dirty_pages_rate: Int = Field(default=0, alias="dirty-pages-rate")
-    page_size: Int | None = Field(default=None, alias="page-size")
-    dirty_sync_count: Int | None = Field(default=None, alias="dirty-sync-count")
-    normal: Int = 0  # pages sent with content
-    duplicate: Int = 0  # zero pages (almost free on the wire)
+    dirty_pages_rate: Count = Field(default=0, alias="dirty-pages-rate")
+    page_size: Count | None = Field(default=None, alias="page-size")
+    dirty_sync_count: Count | None = Field(default=None, alias="dirty-sync-count")
+    normal: Count = 0  # pages sent with content
+    duplicate: Count = 0  # zero pages (almost free on the wire)
 
 
 class VfioStats(_Wire):
     """``MigrationInfo.vfio`` (QEMU >= 5.2)."""
 
-    transferred: Int = 0
+    transferred: Count = 0
 
 
 class MigrationInfo(_Wire):
@@ -110,11 +114,11 @@ class MigrationInfo(_Wire):
     status: str | None = None
     ram: RamStats | None = None
     vfio: VfioStats | None = None
-    total_time: Int | None = Field(default=None, alias="total-time")
-    setup_time: Int | None = Field(default=None, alias="setup-time")
-    downtime: Int | None = None
-    expected_downtime: Int | None = Field(default=None, alias="expected-downtime")
-    cpu_throttle_percentage: Int | None = Field(default=None, alias="cpu-throttle-percentage")
+    total_time: Count | None = Field(default=None, alias="total-time")
+    setup_time: Count | None = Field(default=None, alias="setup-time")
+    downtime: Count | None = None
+    expected_downtime: Count | None = Field(default=None, alias="expected-downtime")
+    cpu_throttle_percentage: Count | None = Field(default=None, alias="cpu-throttle-percentage")
     error_desc: str | None = Field(default=None, alias="error-desc")
     blocked_reasons: list[str] = Field(default_factory=list, alias="blocked-reasons")
 
@@ -122,27 +126,27 @@ class MigrationInfo(_Wire):
 class MigrationParameters(_Wire):
     """``query-migrate-parameters`` (the members the forecast reads)."""
 
-    downtime_limit: Int | None = Field(default=None, alias="downtime-limit")  # ms
-    max_bandwidth: Int | None = Field(default=None, alias="max-bandwidth")  # bytes/s
-    avail_switchover_bandwidth: Int | None = Field(default=None,
+    downtime_limit: Count | None = Field(default=None, alias="downtime-limit")  # ms
+    max_bandwidth: Count | None = Field(default=None, alias="max-bandwidth")  # bytes/s
+    avail_switchover_bandwidth: Count | None = Field(default=None,
                                                    alias="avail-switchover-bandwidth")
-    vcpu_dirty_limit: Int | None = Field(default=None, alias="vcpu-dirty-limit")  # MB/s
+    vcpu_dirty_limit: Count | None = Field(default=None, alias="vcpu-dirty-limit")  # MB/s
 
 
 class DirtyRateVcpu(_Wire):
     id: Int
-    dirty_rate: Int = Field(alias="dirty-rate")
+    dirty_rate: Count = Field(alias="dirty-rate")
 
 
 class DirtyRateInfo(_Wire):
     """``query-dirty-rate``: ``dirty-rate`` (MiB/s) only once ``status`` is ``measured``."""
 
     status: str
-    dirty_rate: Int | None = Field(default=None, alias="dirty-rate")
+    dirty_rate: Count | None = Field(default=None, alias="dirty-rate")
     start_time: Int | None = Field(default=None, alias="start-time")
-    calc_time: Int | None = Field(default=None, alias="calc-time")
+    calc_time: Count | None = Field(default=None, alias="calc-time")
     calc_time_unit: str = Field(default="second", alias="calc-time-unit")
-    sample_pages: Int | None = Field(default=None, alias="sample-pages")
+    sample_pages: Count | None = Field(default=None, alias="sample-pages")
     mode: str = "page-sampling"
     vcpu_dirty_rate: list[DirtyRateVcpu] | None = Field(default=None, alias="vcpu-dirty-rate")
 
