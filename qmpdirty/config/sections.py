@@ -264,7 +264,10 @@ class HomeAssistantConfig(_Section):
 
 
 class DaemonConfig(_Section):
-    """``[daemon]``: lifecycle and logging."""
+    """``[daemon]``: lifecycle, logging, and forgetting VMs that are gone."""
 
     shutdown_deadline_s: float = Field(default=10.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: A VM with no QMP session for this long is forgotten: its retained topics and
+    #: Home Assistant discovery are cleared (0 = never; README § Guarantees).
+    forget_after_s: float = Field(default=600.0, ge=0, allow_inf_nan=False)

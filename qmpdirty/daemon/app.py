@@ -4,7 +4,9 @@ Modelled on uvicorn: signals set events, the main coroutine owns every task in
 TaskGroups, and shutdown has a deadline. SIGTERM/SIGINT: stop every VM session
 (each publishes ``offline``), publish the daemon's ``offline``, flush the outbox,
 tell systemd ``STOPPING=1``, and return within ``[daemon] shutdown_deadline_s``.
-SIGHUP re-reads the config's VM list and discovery globs.
+SIGHUP re-reads the config's VM list and discovery globs. Beside the fleet,
+``forget.Forgetting`` clears the retained state of VMs gone for ``[daemon]
+forget_after_s``; it stops first, so a stop never forgets anything.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from qmpdirty import __version__
 from qmpdirty.config import Config, load_config
 from qmpdirty.daemon.collector import freeze_survivors
 from qmpdirty.daemon.fleet import Fleet, serve
+from qmpdirty.daemon.forget import Forgetting
 from qmpdirty.daemon.limits import raise_open_files
 from qmpdirty.daemon.vm import Context, VmPublisher
 from qmpdirty.errors import ConfigError, QmpConnectError
@@ -135,11 +138,13 @@ class Daemon:
             fleet.reconcile(self.cfg)
             server = vms.create_task(serve(self.ctx, listener), name="qmp-server") \
                 if listener is not None else None
+            forgetting = vms.create_task(Forgetting(self.ctx).run(), name="forget")
             if not self.notifier.ready(f"watching {len(fleet)} QMP addresses"):
                 log.warning("could not notify systemd (NOTIFY_SOCKET); continuing")
             log.info("qmpdirty %s running: %d QMP addresses, MQTT %s", __version__, len(fleet),
                      self.cfg.mqtt.url)
             await self._reconcile_until_stopped(fleet)
+            forgetting.cancel()
             started = time.monotonic()
             self.notifier.stopping("publishing offline")
             log.info("stopping: publishing offline for %d VMs", len(self.ctx.vms))

@@ -3,9 +3,11 @@ publisher that stamps its payloads (shell).
 
 The ``seq`` counter must keep increasing across reconnects within a daemon run, and
 the migration tracker must survive a reconnect to report ``lost``; both live in the
-VM's ``VmRecord``, keyed by its topic name. Everything a VM sends goes through its
-``VmPublisher`` to a ``Publisher`` (the MQTT sink; a recorder in tests), and every
-hook through ``VmPublisher.fire``: must not publish or fire hooks any other way.
+VM's ``VmRecord``, keyed by its topic name, until the VM is forgotten
+(``daemon.forget``); a VM that comes back then starts above every ``seq`` forgotten.
+Everything a VM sends goes through its ``VmPublisher`` to a ``Publisher`` (the MQTT
+sink; a recorder in tests), and every hook through ``VmPublisher.fire``: must not
+publish or fire hooks any other way.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class VmRecord:
     owner: SessionOwner | None = None
     tracker: TrackerState = field(default_factory=TrackerState)
     discovery_sent: bool = False
+    #: when its last session ended (monotonic seconds); None while one is up
+    released_at: float | None = None
 
     @property
     def online(self) -> bool:
@@ -82,7 +86,10 @@ class Context:
     policy: CommandPolicy
     hooks: Hooks | None = None
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic  # for how long a VM has been gone
     vms: dict[str, VmRecord] = field(default_factory=dict)
+    #: the highest ``seq`` of a VM forgotten in this run: a new record starts above it
+    seq_floor: int = 0
 
     def claim(self, name: str, owner: SessionOwner) -> VmRecord:
         """The record for ``name``, owned by ``owner``; a clash gets a ``.N`` suffix.
@@ -97,16 +104,33 @@ class Context:
         if candidate != name:
             log.error("two QMP sessions call themselves %r; publishing the second as %r",
                       name, candidate)
-        vm = self.vms.get(candidate)
-        if vm is None:
-            vm = self.vms[candidate] = VmRecord(candidate, Forecaster(self.cfg.forecast))
+        vm = self.vms.get(candidate) or self._record(candidate)
         vm.owner = owner
+        vm.released_at = None
         return vm
 
     def release(self, vm: VmRecord, owner: SessionOwner) -> None:
-        """The session ended: the name is free for the next one."""
+        """The session ended: the name is free for the next one, and the VM is gone
+        from now on (``daemon.forget`` counts from here)."""
         if vm.owner is owner:
             vm.owner = None
+            vm.released_at = self.monotonic()
+
+    def adopt(self, name: str, state: render.VmStatus) -> VmRecord:
+        """A record for a VM known only from the broker (no session): gone since now."""
+        vm = self._record(name)
+        vm.state, vm.released_at = state, self.monotonic()
+        return vm
+
+    def forget(self, vm: VmRecord) -> None:
+        """Drop ``vm``'s record; its ``seq`` raises the floor of any new record."""
+        if self.vms.get(vm.name) is vm:
+            del self.vms[vm.name]
+            self.seq_floor = max(self.seq_floor, vm.seq)
+
+    def _record(self, name: str) -> VmRecord:
+        vm = self.vms[name] = VmRecord(name, Forecaster(self.cfg.forecast), seq=self.seq_floor)
+        return vm
 
 
 class VmPublisher:

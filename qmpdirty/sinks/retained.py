@@ -1,17 +1,24 @@
-"""Retained state read back from the broker, for one-shot commands (shell).
+"""Retained state read back from the broker, by short-lived readers (shell).
 
 Stage: sink (the reading side). ``read_retained`` connects with the client of
 ``sinks.client`` (no will, no birth), subscribes, collects what the broker has
-retained and disconnects. ``qmpdirty admit`` is its caller. It must never publish:
-a reader that sent a will or a birth would mark the host offline or online.
+retained and disconnects; ``qmpdirty admit`` is its caller. ``scan_retained`` lists
+every retained topic under one filter, bounded in time and count; the daemon's
+forgetting (``daemon.forget``) reads its own host's VM subtree with it at start. Both
+must never publish: a reader that sent a will or a birth would mark the host offline
+or online.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from qmpdirty.config import MqttConfig
 from qmpdirty.errors import SinkError
@@ -40,9 +47,7 @@ async def read_retained(cfg: MqttConfig, topics: list[str], timeout_s: float) ->
     try:
         async with asyncio.timeout(timeout_s), _client(cfg, timeout_s) as client:
             await client.subscribe([(topic, 1) for topic in sorted(wanted)])
-            first = min(wanted).split("/")[0]
-            barrier = first if first not in ("+", "#", "") else "qmpdirty"
-            await client.subscribe(f"{barrier}/.qmpdirty-barrier", qos=0)
+            await client.subscribe(_barrier(min(wanted)), qos=0)
             subscribed = True
             await _collect(client, wanted, found)
     except TimeoutError as exc:
@@ -51,6 +56,78 @@ async def read_retained(cfg: MqttConfig, topics: list[str], timeout_s: float) ->
     except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
         raise SinkError(f"MQTT {cfg.url}: {exc}") from exc
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedScan:
+    """What ``scan_retained`` found: every retained topic, with its payload when the
+    topic matched ``payloads_of`` (else ``b""``), and whether that is all of them."""
+
+    found: dict[str, bytes]
+    complete: bool
+
+
+async def scan_retained(cfg: MqttConfig, topic_filter: str, *, payloads_of: str,
+                        timeout_s: float, limit: int) -> RetainedScan:
+    """Every topic the broker has retained under ``topic_filter``, at most ``limit``
+    of them, within ``timeout_s``; payloads are kept only for topics matching
+    ``payloads_of`` (a filter), so memory stays ``limit`` topics.
+
+    Subscribes at QoS 0, so that the broker's in-flight window and queue limits for
+    QoS 1 (mosquitto: 20 and 1000) neither hold back nor drop retained messages, and
+    the barrier of ``read_retained`` stays behind all of them. Live messages are not
+    taken. ``complete`` is False when ``limit`` or ``timeout_s`` cut the scan short.
+    Raises SinkError when the broker cannot be reached (or refuses us, or refuses to
+    let us read ``topic_filter``) in time.
+    """
+    found: dict[str, bytes] = {}
+    scan = RetainedScan(found, complete=False)
+    subscribed = False
+
+    def keep(message: aiomqtt.Message) -> bool:
+        """Take one message; False once ``limit`` topics are known."""
+        topic, payload = str(message.topic), message.payload
+        if not message.retain or not isinstance(payload, bytes | bytearray) or not payload:
+            return True
+        if topic not in found and len(found) >= limit:
+            return False
+        found[topic] = bytes(payload) if topic_matches(payloads_of, topic) else b""
+        return True
+
+    try:
+        async with asyncio.timeout(timeout_s), _client(cfg, timeout_s) as client:
+            if _refused(await client.subscribe(topic_filter, qos=0)):
+                raise SinkError(f"MQTT {cfg.url}: not allowed to read {topic_filter}")
+            await client.subscribe(_barrier(topic_filter), qos=0)
+            subscribed = True
+            for _ in range(len(client.messages)):
+                if not keep(await anext(client.messages)):
+                    return scan
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RETAINED_GRACE_S):
+                    while keep(await anext(client.messages)):
+                        pass
+                    return scan
+    except TimeoutError as exc:
+        if not subscribed:
+            raise SinkError(f"MQTT {cfg.url}: no answer within {timeout_s:g}s") from exc
+        return scan
+    except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
+        raise SinkError(f"MQTT {cfg.url}: {exc}") from exc
+    return RetainedScan(found, complete=True)
+
+
+def _refused(granted: Sequence[int | ReasonCode]) -> bool:
+    """A SUBACK that refuses the subscription (an ACL): 0x80 or more, v5 or 3.1.1."""
+    return any(int(code.value if isinstance(code, ReasonCode) else code) >= 0x80
+               for code in granted)
+
+
+def _barrier(topic_filter: str) -> str:
+    """A topic nobody publishes, under the filter's first level (a broker's ACL is
+    likelier to allow that): its SUBACK comes after every retained message before it."""
+    first = topic_filter.split("/", maxsplit=1)[0]
+    return f"{first if first not in ('+', '#', '') else 'qmpdirty'}/.qmpdirty-barrier"
 
 
 def _client(cfg: MqttConfig, timeout_s: float) -> aiomqtt.Client:

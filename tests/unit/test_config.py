@@ -381,3 +381,19 @@ def test_env_vm_list_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("QMPDIRTY_VM", '[{"qmp": "tcp:h:4444", "name": "e"}]')
     cfg = load_config(write(tmp_path, ""))
     assert [(v.name, str(v.address)) for v in cfg.vm] == [("e", "tcp:h:4444")]
+
+
+def test_forget_after_s_defaults_to_ten_minutes_env_overrides_and_must_be_finite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_config(write(tmp_path, "")).daemon.forget_after_s == 600.0
+    assert load_config(write(tmp_path, "[daemon]\nforget_after_s = 0\n")
+                       ).daemon.forget_after_s == 0.0  # never
+    monkeypatch.setenv("QMPDIRTY_DAEMON__FORGET_AFTER_S", "2.5")
+    assert load_config(write(tmp_path, "[daemon]\nforget_after_s = 60\n")
+                       ).daemon.forget_after_s == 2.5
+    monkeypatch.delenv("QMPDIRTY_DAEMON__FORGET_AFTER_S")
+    for bad in ("-1", "inf", "nan"):
+        keys = [key for key, _m, _h in problems_of(
+            write(tmp_path, f"[daemon]\nforget_after_s = {bad}\n"))]
+        assert keys == ["daemon.forget_after_s"], bad
