@@ -102,11 +102,13 @@ def container_of(s: DeviceState) -> tuple[str | None, Backend]:
 def _engine_evidence(backend: Backend, members: list[DeviceState], device_logging: bool
                      ) -> tuple[Evidence, ...]:
     """What the engine choice consulted: every member's DMA logging when all log, else
-    the members that cannot, and on IOMMUFD every member's HWPT dirty flag."""
-    logs = [s.dma_evidence for s in members if device_logging or not s.dma_logging]
+    why the others cannot (a member that never probed it - failover, migration off or
+    missing - by what stopped it) and, on IOMMUFD, every member's HWPT dirty flag."""
+    logs = [(s.dma_evidence,) if s.dma_evidence else s.evidence
+            for s in members if device_logging or not s.dma_logging]
     hwpts = [s.iommu_evidence for s in members] if backend == "iommufd" and not device_logging \
         else []
-    return tuple(e for e in (*logs, *hwpts) if e is not None)
+    return merged(*logs, (e for e in hwpts if e is not None))
 
 
 def _engine(version: QemuVersion, backend: Backend,
