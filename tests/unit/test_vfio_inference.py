@@ -298,3 +298,14 @@ def test_a_hidden_blocker_names_the_migration_mode_premise() -> None:
 
 def test_reconcile_without_observation_compares_nothing() -> None:
     assert reconcile((), None).agree is None
+
+
+def test_a_decision_is_as_good_as_its_weakest_fact() -> None:
+    from qmpdirty.decisions.vfio.basis import Evidence, summary
+
+    read_ = Evidence("migration", True, "host", "debugfs f", "/d0")
+    table = Evidence("dma_logging", False, "driver", "driver table: x", "/d0")
+    other = Evidence("dma_logging", True, "qemu", "QEMU: y", "/d1")
+    assert summary([read_]) == ("host", "migration=yes: debugfs f")
+    assert summary([read_, other, table]) == ("driver", "dma_logging of /d0=no: driver table: x")
+    assert summary([]) == ("host", "read: QOM properties only")

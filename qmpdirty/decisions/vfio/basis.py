@@ -55,12 +55,15 @@ def merged(*groups: Iterable[Evidence]) -> tuple[Evidence, ...]:
 
 def summary(evidence: Iterable[Evidence]) -> tuple[Basis, str]:
     """The basis of a decision (its weakest evidence) and why: the weakest facts with
-    their reasons. Nothing consulted at all: ``host``, from QOM properties only."""
+    their reasons, each named with its device when several devices' facts count.
+    Nothing consulted at all: ``host``, from QOM properties only."""
     items = merged(evidence)
     basis = weakest([e.basis for e in items])
     if not items:
         return basis, "read: QOM properties only"
-    parts = [f"{e.fact}={word(e.value)}: {e.reason}" for e in items if e.basis == basis]
+    several = len({e.device for e in items}) > 1  # then name whose fact each one is
+    parts = [f"{e.fact}{f' of {e.device}' if several and e.device else ''}={word(e.value)}: "
+             f"{e.reason}" for e in items if e.basis == basis]
     return basis, "; ".join(dict.fromkeys(parts))
 
 
