@@ -120,16 +120,34 @@ def human(report: ProbeReport) -> str:
         f"  migratable: {'yes' if blockers.migratable else 'no'}",
     ]
     lines += [f"    blocked: {reason}" for reason in blockers.observed]
-    if blockers.predicted or blockers.observed:
-        lines.append(f"  prediction {'agrees' if blockers.agree else 'DISAGREES'} with QEMU")
-    lines += [f"    predicted: {b.text}\n      remedy: {b.remedy}" for b in blockers.predicted]
+    lines += _agreement_lines(blockers)
+    lines += [f"    predicted ({b.basis}): {b.text}\n      remedy: {b.remedy}"
+              for b in blockers.predicted]
     return "\n".join(lines + _tracking_lines(report.tracking))
+
+
+def _agreement_lines(blockers: BlockersPayload) -> list[str]:
+    """``agree`` is only about the kinds qmpdirty models (VFIO); the rest are counted
+    as not modelled, never as agreement (first-use review B6)."""
+    n = len(blockers.unmodelled)
+    others = f"{n} blocker{'s' if n != 1 else ''} not modelled" if n else ""
+    if blockers.agree is None:
+        return [f"  {others} (nothing predicted: no VFIO device)"] if others else []
+    scope = "on VFIO blockers; " + others if others else ""
+    verdict = "agrees" if blockers.agree else "DISAGREES"
+    lines = [f"  prediction {verdict} with QEMU{' ' + scope if scope else ''}"]
+    lines += [f"    unknown: {u.fact}{' of ' + u.device if u.device else ''}: {u.reason}"
+              for u in blockers.unknown_facts]
+    return lines
 
 
 def _tracking_lines(tracking: TrackingPayload) -> list[str]:
     lines = [] if tracking.devices else ["  VFIO devices: none"]
-    lines += [f"  VFIO {d.name} ({d.qom_type}, {d.driver or 'driver ?'}): {d.mode} - "
-              f"{d.reasons[0]}" for d in tracking.devices]
+    for d in tracking.devices:
+        lines.append(f"  VFIO {d.name} ({d.qom_type}, {d.driver or 'driver ?'}): {d.mode} "
+                     f"({d.basis}) - {d.reasons[0]}")
+        if d.basis != "host":
+            lines.append(f"      basis: {d.basis_reason}")
     for c in tracking.containers:
         spans = ", ".join(f"{r.iova:#x}+{r.length:#x}" for r in c.ranges) or "none"
         lines.append(f"  container {c.id}: {c.mode}; ranges {spans}; fits {c.fits}")

@@ -119,6 +119,7 @@ class VfioWatch:
         if decision.blockers_changed:
             v.out.fire("blockers-changed", blockers)
         r = verdict.reconciled
-        if not r.agree:
+        if r.disagrees:
             log.warning("VM %s: predicted blockers differ from QEMU's: missing %s, "
-                        "unexpected %s", v.name, list(r.missing), list(r.unexpected))
+                        "unexpected %s; not known: %s", v.name, list(r.missing),
+                        list(r.unexpected), [f"{u.device}: {u.fact}" for u in r.unknown_facts])

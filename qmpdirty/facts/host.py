@@ -93,6 +93,9 @@ class HostDevice:
     iommu_dirty_tracking: Fact[bool]  # host IOMMU unit can do dirty tracking (§5.1)
     mdev: bool = False
     max_ranges: int | None = None  # device range limit (config: mlx5/pds firmware)
+    #: "err: %d (%s)" of QEMU's "Migration couldn't be initialized" blocker: known only
+    #: from QEMU (``decisions/vfio/inference``); ``migration`` is then false
+    init_error: str | None = None
     max_log2_address_space: int | None = None  # mlx5 pg_track_log_max_addr_space
 
 

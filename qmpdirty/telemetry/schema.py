@@ -265,6 +265,28 @@ class IovaRange(BaseModel):
     length: int
 
 
+#: How a fact or decision was reached (README § How a VFIO decision was reached).
+Basis = Literal["host", "qemu", "driver", "assumed"]
+BASIS_DOC = ("how it was reached: host (read from sysfs/debugfs or a QOM property), qemu "
+             "(inferred from QEMU's observed blocked-reasons), driver (known driver "
+             "behaviour: the driver table or [[device_caps]]) or assumed (a default for a "
+             "fact nobody could know); the weakest basis of the facts it rests on")
+
+
+class FactBasis(BaseModel):
+    """One fact a decision rests on, the value it used and how that value is known."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="migration, dma_logging, iommu_dirty_tracking, p2p, "
+                      "behind_viommu, or the QOM property that decided (enable-migration...)")
+    value: bool | str = Field(description="the value used; for basis assumed, the default")
+    device: str | None = Field(description="qom path of the device it is about (a container's "
+                               "engine also rests on the other members' facts)")
+    basis: Basis
+    reason: str = Field(description="where the value comes from (file, rule, QEMU blocker)")
+
+
 class TrackedDevice(BaseModel):
     """One VFIO device: how QEMU will track its dirty pages, and why."""
 
@@ -280,6 +302,11 @@ class TrackedDevice(BaseModel):
     container: str | None
     mode: Literal["device", "iommu", "all-dirty", "unsafe", "blocked", "failover"]
     reasons: list[str]
+    basis: Basis = Field(default="assumed", description=f"the mode's basis: {BASIS_DOC}")
+    basis_reason: str = Field(default="", description="the weakest facts the mode rests on, "
+                              "with reasons")
+    facts: list[FactBasis] = Field(default_factory=list,
+                                   description="every fact the mode rests on")
 
 
 class TrackedContainer(BaseModel):
@@ -292,6 +319,8 @@ class TrackedContainer(BaseModel):
     mode: Literal["device", "iommu", "all-dirty", "none"]
     devices: list[str] = Field(description="qom paths")
     reasons: list[str]
+    basis: Basis = Field(default="assumed", description=f"the engine's basis: {BASIS_DOC}")
+    basis_reason: str = Field(default="", description="the weakest facts the engine rests on")
     ranges: list[IovaRange] = Field(description="DMA-logging ranges QEMU computes at log start")
     fits: bool | None = Field(description="ranges accepted by kernel and drivers; null: unknown")
     limits: list[str] = Field(description="what the fit check found, per device and rule")
@@ -307,7 +336,8 @@ class TrackingPayload(VmPayload):
     containers: list[TrackedContainer]
     realize_errors: list[str] = Field(description="blockers enable-migration=on turns into "
                                       "realize errors (facts contradict the running VM)")
-    complete: bool = Field(description="false when a decision rests on an unknown fact")
+    complete: bool = Field(description="false when a decision rests on a fact nobody could "
+                           "know (a fact of basis assumed)")
 
 
 class PredictedBlocker(BaseModel):
@@ -317,6 +347,23 @@ class PredictedBlocker(BaseModel):
     device: str | None = Field(description="qom path; null for a global blocker")
     cause: str
     remedy: str
+    basis: Basis = Field(default="assumed", description=f"the prediction's basis: {BASIS_DOC}")
+    basis_reason: str = Field(default="", description="the weakest facts the prediction "
+                              "rests on")
+
+
+# The fields added with ``basis`` have defaults only so that payloads retained by an older
+# daemon still parse (``admit`` reads them back); the daemon always sends them.
+
+
+class UnknownFact(BaseModel):
+    """A fact behind a disagreement with QEMU that could not be known."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: str | None = Field(description="qom path; null: not about one device")
+    fact: str = Field(description="its name (as in tracking facts), or 'migration mode'")
+    reason: str
 
 
 class BlockersPayload(VmPayload):
@@ -325,11 +372,17 @@ class BlockersPayload(VmPayload):
     migratable: bool = Field(description="what QEMU would do: no blocked-reasons")
     predicted: list[PredictedBlocker]
     observed: list[str] = Field(description="query-migrate blocked-reasons, verbatim")
-    agree: bool = Field(description="predicted set == observed blockers of modelled kinds")
+    agree: bool | None = Field(description="predicted set == observed blockers of the kinds "
+                               "qmpdirty models (VFIO); null: nothing was compared (no VFIO "
+                               "device and no VFIO blocker observed)")
     missing: list[str] = Field(description="predicted but not observed")
     unexpected: list[str] = Field(description="observed VFIO blockers not predicted")
     unmodelled: list[str] = Field(description="observed blockers of kinds qmpdirty does not "
-                                  "model (e.g. a read-write vvfat drive)")
+                                  "model (e.g. a read-write vvfat drive); never in agree")
+    unknown_facts: list[UnknownFact] = Field(
+        default_factory=list,
+        description="when agree is false: the facts behind the difference that could not be "
+                    "known")
 
 
 PAYLOADS["forecast"] = ForecastPayload

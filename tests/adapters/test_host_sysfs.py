@@ -134,7 +134,9 @@ def test_debugfs_missing(tmp_path: Path, debugfs: DebugfsKind, reason: str) -> N
                FakeHost(debugfs=debugfs))
     device = probe(tree, VF).devices[VF]
     assert device.migration.source == "driver table: qat_vfio_pci sets STOP_COPY|P2P|PRE_COPY, " \
-                                      "no log_ops (reference §5.3)"
+                                      "no log_ops (Linux 7.1.8 drivers/vfio/pci/qat/, " \
+                                      "reference §5.3)"
+    assert device.migration.basis == "driver"
     mlx5 = one(tmp_path / "mlx5", FakeDevice(VF, "mlx5_vfio_pci", migration=ALL_FEATURES),
                FakeHost(debugfs=debugfs))
     unknown = probe(mlx5, VF).devices[VF].migration
@@ -161,7 +163,7 @@ def test_features_file_absent_before_6_18(tmp_path: Path) -> None:
 def test_features_file_unreadable(tmp_path: Path) -> None:
     tree = one(tmp_path, FakeDevice(VF, "mlx5_vfio_pci", migration=ALL_FEATURES))
     how = make_unreadable(tree.debugfs / "vfio" / VF / "migration" / "features")
-    source = probe(tree, VF).devices[VF].p2p.source
+    source = probe(tree, VF).devices[VF].dma_logging.source  # mlx5: per device, no table value
     assert source.startswith(f"unknown: cannot read debugfs vfio/{VF}/migration/features: "), how
     assert any(why in source for why in UNREADABLE), source
 
@@ -188,7 +190,7 @@ def test_config_fills_gaps_and_disagreement_is_noted(tmp_path: Path) -> None:
     assert vf.migration.value is True  # read from debugfs, config said false
     assert vf.migration.source == (f"debugfs vfio/{VF}/migration exists (mig_ops); config "
                                    "[[device_caps]] driver=mlx5_vfio_pci said false, overridden")
-    assert vf.p2p == Fact(True, "config [[device_caps]] driver=mlx5_vfio_pci")
+    assert vf.p2p == Fact(True, "config [[device_caps]] driver=mlx5_vfio_pci", "driver")
     assert vf.dma_logging.value is False
     assert (vf.max_ranges, vf.max_log2_address_space) == (8, 42)
     other = facts.devices["0000:3b:00.2"]
@@ -364,5 +366,6 @@ def test_debugfs_of_root_only_as_a_normal_user_sees_it(tmp_path: Path,
     monkeypatch.setattr(os, "listdir", listdir)
     assert probe(tree, VF).devices[VF].migration.source == (
         f"unknown: debugfs at {tree.debugfs} not readable: Permission denied (run as root or "
-        "state the facts in [[device_caps]]); mlx5_vfio_pci: depends on firmware caps; state it "
-        "in [[device_caps]]")
+        "state the facts in [[device_caps]]); mlx5_vfio_pci: mig_ops only on a VF whose "
+        "firmware has the migration, migration_multi_load and migration_tracking_state caps; "
+        "state it in [[device_caps]]")

@@ -107,6 +107,17 @@ HOSTS: dict[str, FakeHost] = {
                              cmdline="BOOT_IMAGE=/vmlinuz ro intel_iommu=on,sm_off"),
     "amd": FakeHost(iommus=(AmdUnit("ivhd0", amd_features(hdsup=True)),)),
     "no-debugfs": FakeHost(iommus=(IntelUnit("dmar0", ECAP_DIRTY),), debugfs="unmounted"),
+    # the common production host (reference §9): no debugfs features, nothing stated in
+    # [[device_caps]]: driver table and QEMU's blocked-reasons are the evidence
+    "bare": FakeHost(iommus=(IntelUnit("dmar0", ECAP_DIRTY), IntelUnit("dmar1", ECAP_LEGACY)),
+                     cmdline="BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro intel_iommu=on",
+                     debugfs="unmounted"),
+    # ... and no kernel config either: whether VT-d runs in scalable mode (so whether
+    # dmar0 can track dirty pages) is unknown; the kernel's default config has it on
+    "bare-sm-unknown": FakeHost(iommus=(IntelUnit("dmar0", ECAP_DIRTY),
+                                        IntelUnit("dmar1", ECAP_LEGACY)),
+                                cmdline="BOOT_IMAGE=/vmlinuz ro intel_iommu=on",
+                                kernel_config=None, debugfs="unmounted"),
 }
 #: ``[[device_caps]]`` of a whole host group (per-BDF entries live in the cases).
 GROUP_CAPS: dict[str, tuple[dict[str, object], ...]] = {
@@ -171,6 +182,15 @@ class Golden:
     topology: str = ""
     source: str = ""
     bugs: tuple[str, ...] = ()  # keys of ENGINE_BUGS this case exposes (strict xfail)
+    #: basis of each device's mode (in ``modes`` order) and of each predicted blocker;
+    #: empty: every one "host" (all facts read from debugfs, sysfs and QOM)
+    bases: tuple[str, ...] = ()
+    blocker_bases: tuple[str, ...] = ()
+    #: (qom path, fact, value, basis) of the facts the case is about (tracking ``facts``)
+    named_facts: tuple[tuple[str, str, object, str], ...] = ()
+    complete: bool = True  # false: a mode rests on a fact nobody could know
+    #: (qom path or None, fact) that ``blockers.unknown_facts`` names (disagreements)
+    unknown: tuple[tuple[str | None, str], ...] = ()
 
     @property
     def presented(self) -> Scenario:
@@ -192,15 +212,23 @@ class Golden:
     def version(self) -> str:
         return ".".join(map(str, self.scenario.version[:2]))
 
+    @property
+    def expected_bases(self) -> tuple[str, ...]:
+        return self.bases or ("host",) * len(self.modes)
+
+    @property
+    def expected_blocker_bases(self) -> tuple[str, ...]:
+        return self.blocker_bases or ("host",) * len(self.expected_predicted)
+
 
 def on_pcie0(*devices: FabDevice) -> bool:
     return all(d.bus == PCIE0 for d in devices)
 
 
 def all_cases() -> tuple[Golden, ...]:
-    from tests.support import golden_v8, golden_v10
+    from tests.support import golden_inference, golden_v8, golden_v10
 
-    cases = (*golden_v8.CASES, *golden_v10.CASES)
+    cases = (*golden_v8.CASES, *golden_v10.CASES, *golden_inference.CASES)
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "golden case names must be unique"
     bdfs = [f.address for c in cases for f in c.facts]
@@ -218,7 +246,8 @@ def _spans(spans: tuple[Span, ...] | None) -> str:
 
 
 def _row(c: Golden) -> str:
-    modes = ", ".join(f"{p.rsplit('/', 1)[-1]}={m}" for p, m in c.modes)
+    modes = ", ".join(f"{p.rsplit('/', 1)[-1]}={m} ({b})"
+                      for (p, m), b in zip(c.modes, c.expected_bases, strict=True))
     boxes = "<br>".join(
         f"`{b.id}` {b.mode}: {_spans(b.ranges)}"
         + (f" fits={b.fits}" if b.ranges else "")
@@ -233,6 +262,6 @@ def _row(c: Golden) -> str:
 
 def markdown(cases: tuple[Golden, ...]) -> str:
     """The table of docs/golden-cases.md."""
-    head = ("| case | QEMU | topology | host | modes | blocked-reasons | containers: "
+    head = ("| case | QEMU | topology | host | modes (basis) | blocked-reasons | containers: "
             "ranges (iova, length) | source |\n|---|---|---|---|---|---|---|---|")
     return "\n".join([head, *(_row(c) for c in cases)]) + "\n"

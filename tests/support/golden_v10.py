@@ -342,19 +342,22 @@ OTHER_HOSTS = (
         ((H0, "device"),),
         # 3 ranges <= 4, 0x112000000 -> 33 <= 42; only two real holes: OPTIMAL_3
         (Box("legacy:memory", "device", (H0,), ONE_BAR, True, OPTIMAL_3),),
+        # QEMU's empty blocked-reasons confirm what the operator stated
+        bases=("qemu",), named_facts=((H0, "dma_logging", True, "qemu"),),
         topology="mlx5 VF; no debugfs: facts from [[device_caps]] driver=mlx5_vfio_pci",
         source="as v10.2-fit-k3 with max_ranges=4, log2 42"),
     Golden(
-        "v10.2-disagree", "no-debugfs",
+        "v10.2-config-wrong", "no-debugfs",
         Scenario(V102, (vdev("hostdev0", "0000:74:00.0", 4, bars=(high_bar(),),
                              pci=NVME),)),
         (host_dev("0000:74:00.0", "vfio-pci", None),),
-        ((H0, "device"),), (Box("legacy:memory", "device", (H0,), ONE_BAR, None),),
-        observed=(NO_KERNEL.format("0000:74:00.0"),), predicted=(),
+        ((H0, "blocked"),), (Box("legacy:memory", "all-dirty", (H0,)),),
+        observed=(NO_KERNEL.format("0000:74:00.0"),), bases=("qemu",), blocker_bases=("qemu",),
+        named_facts=((H0, "migration", False, "qemu"),),
         caps=({"bdf": "0000:74:00.0", "migration": True, "p2p": True,
                "dma_logging": True},),
         topology="NVMe on plain vfio-pci, but [[device_caps]] wrongly claims migration",
-        source="QEMU: migration.c:1084 (-ENOTTY); the prediction trusts the config"),
+        source="QEMU: migration.c:1084 (-ENOTTY); QEMU's word overrides the config"),
 )
 
 CASES = (*BASICS, *MULTI, *VIOMMU_CASES, *RANGES, *OTHER_HOSTS)

@@ -1,8 +1,9 @@
 """The daemon's tracking and blockers topics for real QEMUs without VFIO devices.
 
 A read-write vvfat drive makes QEMU report migration blockers that qmpdirty does
-not model: they must be published verbatim, make the VM unmigratable and leave
-``agree`` true (nothing VFIO-related was predicted or observed). QEMU <= 10.2 emits
+not model: they must be published verbatim as ``unmodelled``, make the VM
+unmigratable and leave ``agree`` null: nothing VFIO-related was predicted or
+observed, so no agreement is claimed (first-use review B6). QEMU <= 10.2 emits
 no DEVICE_ADDED event, so a hot-plugged device is found by the periodic refresh:
 an ivshmem-plain in peer mode adds a blocker, and a new ``blockers`` appears.
 """
@@ -50,7 +51,8 @@ def test_vvfat_blocker_published_verbatim_and_hotplug_reevaluates(
             assert blockers["observed"] == reasons  # verbatim, in QEMU's order
             assert any("vvfat (rw)" in r for r in reasons)
             assert blockers["unmodelled"] == reasons and blockers["predicted"] == []
-            assert blockers["agree"] is True and blockers["migratable"] is False
+            assert blockers["agree"] is None and blockers["migratable"] is False
+            assert blockers["unknown_facts"] == []
             tracking = _payloads(recorder, "vv", "tracking")[-1].json
             assert tracking["devices"] == [] and tracking["complete"] is True
             assert tracking["qemu_version"].startswith("10.")
@@ -65,7 +67,7 @@ def test_vvfat_blocker_published_verbatim_and_hotplug_reevaluates(
                             if b.json["observed"] == after["blocked-reasons"]], 10,
                 "blockers after hot-plug")[-1]
         assert len(after["blocked-reasons"]) == len(reasons) + 1
-        assert latest["agree"] is True and latest["unmodelled"] == after["blocked-reasons"]
+        assert latest["agree"] is None and latest["unmodelled"] == after["blocked-reasons"]
         assert "VFIO evaluation failed" not in daemon.log()
     finally:
         daemon.stop()

@@ -157,11 +157,25 @@ def check_blockers(case: Golden, blockers: Payload) -> None:
     assert blockers["migratable"] is (not case.observed)
 
 
+def check_basis(case: Golden, tracking: Payload, blockers: Payload) -> None:
+    """How each mode and each predicted blocker was reached, and the facts named."""
+    assert [(d["qom_path"], d["basis"]) for d in tracking["devices"]] == list(
+        zip((p for p, _ in case.modes), case.expected_bases, strict=True))
+    assert [p["basis"] for p in blockers["predicted"]] == list(case.expected_blocker_bases)
+    facts = {(f["device"], f["name"]): (f["value"], f["basis"])
+             for d in tracking["devices"] for f in d["facts"]}
+    for path, name, value, basis in case.named_facts:
+        assert facts.get((path, name)) == (value, basis), (path, name, facts)
+    for d in tracking["devices"]:
+        assert d["basis_reason"], d
+
+
 def check_agreement(case: Golden, blockers: Payload) -> None:
     assert blockers["agree"] is (set(case.expected_predicted) == set(case.observed))
     assert blockers["unexpected"] == list(case.unexpected)
     assert blockers["missing"] == list(case.missing)
     assert blockers["unmodelled"] == []
+    assert {(u["device"], u["fact"]) for u in blockers["unknown_facts"]} == set(case.unknown)
 
 
 def ranges_of(tracking: Payload) -> dict[str, Payload]:
@@ -197,6 +211,7 @@ def test_golden_case(bed: Bed, case: Golden) -> None:
     tracking, blockers = bed.last(case.name, "tracking"), bed.last(case.name, "blockers")
     check_tracking(case, tracking)
     check_blockers(case, blockers)
+    check_basis(case, tracking, blockers)
     probe = bed.probes[case.name]
     assert _without_stamp(probe["tracking"]) == _without_stamp(tracking)
     assert _without_stamp(probe["blockers"]) == _without_stamp(blockers)
@@ -210,9 +225,9 @@ def test_golden_agreement(bed: Bed, case: Golden) -> None:
 
 @pytest.mark.parametrize("case", cases_for("complete"))
 def test_golden_complete(bed: Bed, case: Golden) -> None:
-    """Every fact is known from the fake host: ``complete`` is true."""
+    """``complete`` is false exactly when a mode rests on a fact nobody could know."""
     tracking = bed.last(case.name, "tracking")
-    assert tracking["complete"] is True, [d["reasons"] for d in tracking["devices"]]
+    assert tracking["complete"] is case.complete, [d["reasons"] for d in tracking["devices"]]
 
 
 @pytest.mark.parametrize("case", cases_for(
@@ -222,12 +237,25 @@ def test_golden_ranges(bed: Bed, case: Golden) -> None:
     assert ranges_of(bed.last(case.name, "tracking")) == expected_ranges(case)
 
 
-def test_disagreement_is_published(bed: Bed) -> None:
-    """The stand-in reports a blocker the prediction does not make (a wrong
-    [[device_caps]]): ``agree`` false, the blocker in ``unexpected``."""
-    blockers = bed.last("v10.2-disagree", "blockers")
-    assert blockers["agree"] is False and blockers["predicted"] == []
-    assert blockers["unexpected"] == ["0000:74:00.0: VFIO migration is not supported in kernel"]
+def test_qemus_word_overrides_a_wrong_config(bed: Bed) -> None:
+    """[[device_caps]] wrongly claims migration for a plain vfio-pci device; QEMU's
+    blocker settles it: the prediction is revised and says so."""
+    tracking = bed.last("v10.2-config-wrong", "tracking")
+    migration = next(f for f in tracking["devices"][0]["facts"] if f["name"] == "migration")
+    assert migration["basis"] == "qemu" and migration["value"] is False
+    assert migration["reason"].endswith("said yes, overridden by QEMU")
+    assert bed.last("v10.2-config-wrong", "blockers")["agree"] is True
+
+
+def test_disagreement_names_the_unknown_facts(bed: Bed) -> None:
+    """QEMU 8.0's catch-all names no device: the prediction cannot be revised, and the
+    payload names what could not be known (device reasons and ``unknown_facts``)."""
+    blockers = bed.last("inf-v8.0-unattributed", "blockers")
+    assert blockers["agree"] is False
+    assert blockers["unexpected"] == ["VFIO device doesn't support migration"]
+    assert any("which ones could not be known" in u["reason"] for u in blockers["unknown_facts"])
+    probe = bed.probes["inf-v8.0-unattributed"]["blockers"]
+    assert probe["unknown_facts"] == blockers["unknown_facts"]
 
 
 # --- live re-evaluation --------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_scalable_mode_from_cmdline(cmdline: str, expected: bool | None) -> None
 
 def test_unreadable_cmdline_is_unknown_since_it_could_override() -> None:
     fact = scalable_mode_from_cmdline(Unread("proc cmdline", "Permission denied"))
-    assert fact == Fact(None, "unknown: scalable mode: cannot read proc cmdline: "
+    assert fact == Fact[bool].unknown("scalable mode: cannot read proc cmdline: "
                               "Permission denied")
 
 
@@ -126,7 +126,8 @@ def test_unreadable_cmdline_is_unknown_since_it_could_override() -> None:
     ],
 )
 def test_scalable_mode_from_kconfig(config: str, expected: bool | None, source: str) -> None:
-    assert scalable_mode_from_kconfig(text(config, "boot config-6.18")) == Fact(expected, source)
+    fact = scalable_mode_from_kconfig(text(config, "boot config-6.18"))
+    assert (fact.value, fact.source) == (expected, source)
 
 
 def test_unreadable_kconfig_names_what_was_tried() -> None:
@@ -175,7 +176,7 @@ def test_malformed_ecap_is_unknown(raw: str) -> None:
 
 def test_unreadable_ecap_is_unknown() -> None:
     fact = intel_dirty_tracking(Unread(ECAP_LABEL, "is a directory"), ON)
-    assert fact == Fact(None, f"unknown: cannot read {ECAP_LABEL}: is a directory")
+    assert fact == Fact[bool].unknown(f"cannot read {ECAP_LABEL}: is a directory")
 
 
 # --- AMD-Vi: EFR HDSup and HATS --------------------------------------------------------------
@@ -246,7 +247,7 @@ def test_arm_smmu_and_other_units_are_unknown_with_the_reason() -> None:
     smmu = interpret_device(raw_device(iommu=arm), ON, []).iommu_dirty_tracking
     assert smmu.value is None and "ARM SMMUv3 has no sysfs attribute for IDR0" in smmu.source
     virt = interpret_device(raw_device(iommu=other), ON, []).iommu_dirty_tracking
-    assert virt == Fact(None, "unknown: viommu0: not an Intel VT-d or AMD-Vi unit")
+    assert virt == Fact[bool].unknown("viommu0: not an Intel VT-d or AMD-Vi unit")
 
 
 def test_no_iommu_link_is_unknown() -> None:
@@ -335,7 +336,7 @@ def test_migration_dir_alone_means_mig_ops() -> None:
         ("vfio-pci", (False, False, False, False)),
         ("nvgrace_gpu_vfio_pci", (False, False, False, False)),
         ("ism_vfio_pci", (False, False, False, False)),
-        ("mlx5_vfio_pci", (None, None, None, None)),
+        ("mlx5_vfio_pci", (None, True, True, None)),
         ("pds_vfio_pci", (None, True, False, True)),
         ("hisi_acc_vfio_pci", (None, False, True, False)),
         ("virtio_vfio_pci", (None, True, True, False)),
@@ -351,15 +352,29 @@ def test_driver_table(driver: str, values: tuple[bool | None, ...]) -> None:
     for fact in (caps.migration, caps.p2p, caps.pre_copy, caps.dma_logging):
         if fact.value is not None:
             assert fact.source.startswith(f"driver table: {driver} ")
-            assert fact.source.endswith("(reference §5.3)")
+            assert fact.source.endswith(", reference §5.3)") and "Linux 7.1.8" in fact.source
+            assert fact.basis == "driver"
         else:
             assert fact.source.endswith("state it in [[device_caps]]"), fact.source
 
 
 def test_mlx5_says_it_depends_on_firmware() -> None:
     caps = driver_caps(Fact("mlx5_vfio_pci", "sysfs driver"))
-    assert caps.dma_logging.source == ("unknown: mlx5_vfio_pci: depends on firmware caps; "
-                                       "state it in [[device_caps]]")
+    assert caps.dma_logging.source == (
+        "unknown: mlx5_vfio_pci: log_ops only with the adv_virtualization firmware cap "
+        "(mlx5vf_cmd_set_migratable); state it in [[device_caps]]")
+    assert caps.migration.source.startswith("unknown: mlx5_vfio_pci: mig_ops only on a VF ")
+    assert caps.p2p == Fact(True, "driver table: mlx5_vfio_pci sets STOP_COPY|P2P|PRE_COPY, "
+                            "log_ops per device (Linux 7.1.8 drivers/vfio/pci/mlx5/, "
+                            "reference §5.3)", "driver")
+
+
+def test_the_table_has_every_driver_of_the_reference() -> None:
+    """Reference §5.3 (Linux 7.1.8) and §9: hisi, ism, mlx5, nvgrace-gpu, pds, qat,
+    virtio, xe, plus plain vfio-pci and the mtty sample."""
+    assert set(DRIVER_TABLE) == {
+        "vfio-pci", "mlx5_vfio_pci", "pds_vfio_pci", "hisi_acc_vfio_pci", "virtio_vfio_pci",
+        "qat_vfio_pci", "xe-vfio-pci", "nvgrace_gpu_vfio_pci", "ism_vfio_pci", "mtty"}
 
 
 def test_every_table_driver_is_a_real_sysfs_name() -> None:
@@ -384,7 +399,7 @@ def test_decide_takes_the_first_known_and_names_disagreement() -> None:
     stated = [Fact(False, "config a"), Fact(True, "config b")]
     assert decide(read, stated, table) == Fact(
         True, "debugfs f; config a said false, overridden; driver table: x said false, overridden")
-    assert decide(Fact[bool].unknown("r"), [], Fact[bool].unknown("r")) == Fact(None, "unknown: r")
+    assert decide(Fact[bool].unknown("r"), [], Fact[bool].unknown("r")) == Fact[bool].unknown("r")
     assert decide(Fact[bool].unknown("r"), [], table) == table
 
 
@@ -393,10 +408,12 @@ def test_bdf_entry_beats_driver_entry_and_fills_unknowns() -> None:
                              dma_logging=True, max_ranges=256, max_log2_address_space=42),
             DeviceCapsConfig(bdf=BDF, dma_logging=False, max_ranges=8)]
     device = interpret_device(mlx5(), ON, caps)
-    assert device.migration == Fact(True, "config [[device_caps]] driver=mlx5_vfio_pci")
+    # what the operator states is known driver behaviour: basis "driver"
+    assert device.migration == Fact(True, "config [[device_caps]] driver=mlx5_vfio_pci",
+                                    "driver")
     assert device.dma_logging == Fact(False, f"config [[device_caps]] bdf={BDF}; "
                                              "config [[device_caps]] driver=mlx5_vfio_pci said "
-                                             "true, overridden")
+                                             "true, overridden", "driver")
     assert (device.max_ranges, device.max_log2_address_space) == (8, 42)
 
 
@@ -406,7 +423,11 @@ def test_debugfs_beats_config_and_the_disagreement_is_recorded() -> None:
     assert device.p2p == Fact(True, FEATURES + f"; config [[device_caps]] bdf={BDF} said false, "
                                                "overridden")
     assert device.pre_copy == Fact(False, FEATURES + f"; config [[device_caps]] bdf={BDF} said "
-                                                     "true, overridden")
+                                                     "true, overridden; driver table: "
+                                                     "mlx5_vfio_pci sets STOP_COPY|P2P|PRE_COPY, "
+                                                     "log_ops per device (Linux 7.1.8 "
+                                                     "drivers/vfio/pci/mlx5/, reference §5.3) "
+                                                     "said true, overridden")
     assert device.migration == Fact(True, FEATURES)  # agreement is not noted
 
 
@@ -422,7 +443,8 @@ def test_unknown_everywhere_keeps_both_reasons() -> None:
     device = interpret_device(mlx5(), ON, [])
     assert device.dma_logging.source == (
         "unknown: debugfs not mounted at /dbg (mount it or state the facts in [[device_caps]]); "
-        "mlx5_vfio_pci: depends on firmware caps; state it in [[device_caps]]")
+        "mlx5_vfio_pci: log_ops only with the adv_virtualization firmware cap "
+        "(mlx5vf_cmd_set_migratable); state it in [[device_caps]]")
 
 
 def test_limits_come_only_from_config() -> None:
@@ -441,8 +463,8 @@ def test_mdev_has_no_iommu_dirty_tracking() -> None:
 def test_host_keys_devices_as_asked_and_reports_non_addresses() -> None:
     facts = interpret_host({"3b:00.1": mlx5(), "bogus": None}, ON, [])
     assert facts.devices["3b:00.1"].bdf == BDF
-    assert facts.devices["bogus"].migration == Fact(
-        None, "unknown: 'bogus' is not a PCI address or an mdev UUID")
+    assert facts.devices["bogus"].migration == Fact[bool].unknown(
+        "'bogus' is not a PCI address or an mdev UUID")
     assert facts.address_width == Fact(48, "sysfs class/iommu/dmar0/intel-iommu/cap MGAW")
 
 

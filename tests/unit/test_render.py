@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from qmpdirty.decisions.migration.errors import ErrorCause, cause_of, error_cause
 from qmpdirty.decisions.migration.forecast import ForecastInputs, forecast
 from qmpdirty.decisions.migration.tracker import Migration, migration_id
+from qmpdirty.decisions.vfio.disagreement import UNSEEN
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.facts.host import HostFacts
 from qmpdirty.facts.topology import VmTopology
@@ -301,17 +302,22 @@ def test_tracking_payload_of_a_vm_without_vfio() -> None:
 
 @pytest.mark.parametrize(
     ("observed", "migratable", "agree"),
-    [((), True, True), (("VFIO device doesn't support migration",), False, False),
-     (("a", "b"), False, True)],
+    [((), True, None), (("VFIO device doesn't support migration",), False, False),
+     (("a", "b"), False, None)],
 )
 def test_blockers_payload_from_observation_alone(observed: tuple[str, ...], migratable: bool,
-                                                 agree: bool) -> None:
+                                                 agree: bool | None) -> None:
+    """A VM without VFIO devices: nothing was predicted, so agreement is claimed about
+    nothing (null) unless QEMU reports a VFIO blocker after all (first-use review B6)."""
     data = body(vfio.blockers(STAMP, observed_only(observed)))
     assert data["migratable"] is migratable
     assert data["observed"] == list(observed)
     assert data["predicted"] == []
-    assert data["agree"] is agree  # unmodelled kinds ("a", "b") do not count against it
+    assert data["agree"] is agree  # unmodelled kinds ("a", "b") never count for or against
     assert data["unexpected"] == [o for o in observed if o.startswith("VFIO")]
+    assert data["unmodelled"] == [o for o in observed if not o.startswith("VFIO")]
+    assert data["unknown_facts"] == ([] if agree is not False else [
+        {"device": None, "fact": "devices", "reason": UNSEEN.reason}])
 
 
 def test_daemon_state_is_a_host_topic_without_vm() -> None:

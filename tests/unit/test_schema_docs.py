@@ -40,3 +40,26 @@ def test_every_payload_schema_names_the_common_fields() -> None:
         assert {"schema", "ts", "host", "seq"} <= set(schema["required"]), name
         if name != "daemon":
             assert "vm" in schema["required"], name
+
+
+def driver_table_markdown() -> str:
+    """The README's driver table, rendered from ``decisions/vfio/drivers.py``."""
+    from qmpdirty.decisions.vfio.drivers import DRIVERS
+
+    def yes(value: bool | None, depends: str) -> str:
+        return f"per device: {depends}" if value is None else ("yes" if value else "no")
+
+    rows = ["| driver | mig_ops (STOP_COPY) | P2P | PRE_COPY | DMA logging (log_ops) | "
+            "Linux 7.1.8 | migration since |", "|---|---|---|---|---|---|---|"]
+    for d in DRIVERS:
+        flags = ("-", "-") if d.migration is False else (yes(d.p2p, ""), yes(d.pre_copy, ""))
+        rows.append(f"| `{d.name}` | {yes(d.migration, d.depends)} | {flags[0]} | {flags[1]} | "
+                    f"{yes(d.dma_logging, d.logging_depends)} | `{d.source}` | "
+                    f"{d.kernel or '-'} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_readme_driver_table_is_current() -> None:
+    assert driver_table_markdown() in (ROOT / "README.md").read_text(encoding="utf-8"), (
+        "README.md's driver table is stale: paste tests.unit.test_schema_docs."
+        "driver_table_markdown()")

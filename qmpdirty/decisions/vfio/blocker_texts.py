@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from qmpdirty.decisions.vfio.basis import Evidence
 from qmpdirty.errors import InternalError
 from qmpdirty.facts.qemu import (
     ENABLE_MIGRATION,
@@ -47,6 +48,7 @@ class Blocker:
     remedy: str
     rule: str  # the QEMU function / condition that raises it
     trigger: str | None = None  # global blockers: the device whose realize added it
+    evidence: tuple[Evidence, ...] = ()  # the facts the prediction rests on (``basis``)
 
 
 REMEDIES: dict[BlockerKind, str] = {
@@ -120,7 +122,7 @@ def non_migratable(idstr: str) -> str:
 
 
 def blocker(version: QemuVersion, kind: BlockerKind, device: str | None, name: str, *, rule: str,
-            detail: str = "") -> Blocker:
+            detail: str = "", evidence: tuple[Evidence, ...] = ()) -> Blocker:
     """A per-device ``Blocker`` value with its text and remedy."""
     text = per_device(version, kind, name, detail)
-    return Blocker(text, kind, device, REMEDIES[kind], rule)
+    return Blocker(text, kind, device, REMEDIES[kind], rule, evidence=evidence)

@@ -5,8 +5,10 @@ and /boot (each file as ``Text``, or ``Unread`` with the reason), plus the opera
 ``[[device_caps]]``, and decides every fact with a short human ``source``. It must not
 do I/O, log, read the clock or raise on bad input: malformed text is an unknown fact.
 Kernel rules cite Linux 7.1.8 (reference §5.1-§5.3). Precedence per migration fact:
-debugfs, then ``[[device_caps]]`` (``bdf`` entry, then ``driver`` entry), then the driver
-table of §5.3; a lower source that disagrees is named in ``source`` as "overridden".
+debugfs (basis ``host``), then ``[[device_caps]]`` (``bdf`` entry, then ``driver`` entry),
+then the driver table of §5.3 (``drivers.py``), both basis ``driver``; a lower source that
+disagrees is named in ``source`` as "overridden". QEMU's observed blockers may still
+revise any of them later (``inference``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from qmpdirty.decisions.vfio.drivers import BY_NAME, DriverRow
 from qmpdirty.facts.fact import Fact
 from qmpdirty.facts.host import (
     DebugfsView,
@@ -232,39 +235,26 @@ def debugfs_caps(address: str, view: DebugfsView) -> Caps:
                   for word in ("stop-copy", "p2p", "pre-copy", "dirty-tracking")))
 
 
-# --- the driver table (reference §5.3) -----------------------------------------------------
+# --- the driver table (reference §5.3, ``drivers.py``) ------------------------------------
 
 
-_Row = tuple[tuple[bool | None, ...], str] | tuple[tuple[bool | None, ...], str, str]
-_NO_MIG_OPS: _Row = ((False, False, False, False), "has no mig_ops")
-#: driver -> ((migration, p2p, pre_copy, dma_logging), what it sets, what None depends on)
-_DRIVERS: dict[str, _Row] = {
-    **dict.fromkeys(("vfio-pci", "nvgrace_gpu_vfio_pci", "ism_vfio_pci"), _NO_MIG_OPS),
-    "mlx5_vfio_pci": ((None, None, None, None), "", "depends on firmware caps"),
-    "pds_vfio_pci": ((None, True, False, True), "sets STOP_COPY|P2P and log_ops",
-                     "mig_ops only on a VF"),
-    "hisi_acc_vfio_pci": ((None, False, True, False), "sets STOP_COPY|PRE_COPY, no log_ops",
-                          "mig_ops only if probe picks the migration ops"),
-    "virtio_vfio_pci": ((None, True, True, False), "sets STOP_COPY|P2P|PRE_COPY, no log_ops",
-                        "mig_ops only on a VF with admin device parts"),
-    "qat_vfio_pci": ((True, True, True, False), "sets STOP_COPY|P2P|PRE_COPY, no log_ops"),
-    "xe-vfio-pci": ((None, True, False, False), "sets STOP_COPY|P2P, no log_ops",
-                    "mig_ops only if xe_sriov_vfio_migration_supported()"),
-    "mtty": ((True, True, True, True), "sets STOP_COPY|P2P|PRE_COPY and stub log_ops"),
-}
+def _table_caps(row: DriverRow) -> Caps:
+    """A driver's row as facts of basis ``driver``; a per-device value stays unknown."""
+    where = f"driver table: {row.name} {row.sets} (Linux 7.1.8 {row.source}, reference §5.3)"
 
-
-def _table_caps(name: str, values: tuple[bool | None, ...], sets: str, depends: str = "") -> Caps:
-    def one(value: bool | None) -> Fact[bool]:
+    def one(value: bool | None, depends: str = "") -> Fact[bool]:
         if value is None:
-            return unknown(f"{name}: {depends}; state it in [[device_caps]]")
-        return Fact(value, f"driver table: {name} {sets} (reference §5.3)")
+            return unknown(f"{row.name}: {depends}; state it in [[device_caps]]")
+        return Fact(value, where, "driver")
 
-    return Caps(*(one(v) for v in values))
+    if row.migration is False:
+        return _same(Fact(False, where, "driver"))
+    return Caps(one(row.migration, row.depends), one(row.p2p), one(row.pre_copy),
+                one(row.dma_logging, row.logging_depends))
 
 
-#: What each known driver sets when nothing can be read (None: depends on the device).
-DRIVER_TABLE: dict[str, Caps] = {name: _table_caps(name, *row) for name, row in _DRIVERS.items()}
+#: What each known driver sets when nothing can be read (unknown: depends on the device).
+DRIVER_TABLE: dict[str, Caps] = {name: _table_caps(row) for name, row in BY_NAME.items()}
 
 
 def driver_caps(driver: Fact[str]) -> Caps:
@@ -284,7 +274,7 @@ def decide(read: Fact[bool], stated: Sequence[Fact[bool]], table: Fact[bool]) ->
     chosen = known[0]
     notes = [f"{f.source} said {str(f.value).lower()}, overridden"
              for f in known[1:] if f.value != chosen.value]
-    return Fact(chosen.value, "; ".join([chosen.source, *notes]))
+    return Fact(chosen.value, "; ".join([chosen.source, *notes]), chosen.basis)
 
 
 def stated_entries(address: str, driver: str | None,
@@ -318,7 +308,7 @@ def interpret_device(raw: RawDevice, sm: Fact[bool],
     entries = stated_entries(raw.address, driver.value, caps)
 
     def fact(name: str) -> Fact[bool]:
-        stated = [Fact(value, label) for label, entry in entries
+        stated = [Fact(value, label, "driver") for label, entry in entries
                   if (value := getattr(entry, name)) is not None]
         return decide(getattr(read, name), stated, getattr(table, name))
 

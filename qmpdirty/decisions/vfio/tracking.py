@@ -15,7 +15,8 @@ reproduces migration start (reference §1.1, §1.4):
   (QEMU <= 9.2 marked whole sections dirty itself).
 
 Modes (design.md): ``device``, ``iommu``, ``all-dirty``, ``unsafe``, ``blocked``,
-``failover``.
+``failover``. Each mode and engine carries the evidence it rests on (``basis``): the
+device's own realize evidence plus what the container's engine choice consulted.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from qmpdirty.decisions.vfio.basis import Evidence, merged, summary
 from qmpdirty.decisions.vfio.blocker_texts import Blocker
 from qmpdirty.decisions.vfio.realize import DeviceState, replay
+from qmpdirty.facts.fact import Basis
 from qmpdirty.facts.host import HostFacts
 from qmpdirty.facts.qemu import TRACKING_STARTED, QemuVersion, since
 from qmpdirty.facts.topology import VmTopology
@@ -41,6 +44,11 @@ class DeviceVerdict:
     backend: Backend
     mode: Mode
     reasons: tuple[str, ...]
+    evidence: tuple[Evidence, ...] = ()  # what the mode rests on
+
+    @property
+    def basis(self) -> tuple[Basis, str]:
+        return summary(self.evidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,11 @@ class ContainerVerdict:
     devices: tuple[DeviceState, ...]
     engine: Engine
     reasons: tuple[str, ...]
+    evidence: tuple[Evidence, ...] = ()  # what the engine choice consulted
+
+    @property
+    def basis(self) -> tuple[Basis, str]:
+        return summary(self.evidence)
 
     @property
     def vfio_owners(self) -> frozenset[str]:
@@ -65,6 +78,14 @@ class TrackingVerdict:
     containers: tuple[ContainerVerdict, ...]
     blockers: tuple[Blocker, ...]  # predicted, in the order QEMU adds them
     realize_errors: tuple[str, ...]
+    #: facts behind the absence of the multiple-devices blocker (its checks passed)
+    global_evidence: tuple[Evidence, ...] = ()
+
+    @property
+    def evidence(self) -> tuple[Evidence, ...]:
+        """Every fact any decision of this verdict rests on."""
+        return merged(*(d.evidence for d in self.devices), *(b.evidence for b in self.blockers),
+                      self.global_evidence)
 
 
 def container_of(s: DeviceState) -> tuple[str | None, Backend]:
@@ -76,6 +97,18 @@ def container_of(s: DeviceState) -> tuple[str | None, Backend]:
     if s.behind_viommu:
         return f"{backend}:viommu:{d.qom_path}", backend
     return (f"iommufd:{d.iommufd}", backend) if d.iommufd else ("legacy:memory", backend)
+
+
+def _engine_evidence(backend: Backend, members: list[DeviceState], device_logging: bool
+                     ) -> tuple[Evidence, ...]:
+    """What the engine choice consulted: every member's DMA logging when all log, else
+    why the others cannot (a member that never probed it - failover, migration off or
+    missing - by what stopped it) and, on IOMMUFD, every member's HWPT dirty flag."""
+    logs = [(s.dma_evidence,) if s.dma_evidence else s.evidence
+            for s in members if device_logging or not s.dma_logging]
+    hwpts = [s.iommu_evidence for s in members] if backend == "iommufd" and not device_logging \
+        else []
+    return merged(*logs, (e for e in hwpts if e is not None))
 
 
 def _engine(version: QemuVersion, backend: Backend,
@@ -118,7 +151,7 @@ def _device_mode(s: DeviceState, engine: Engine) -> tuple[Mode, str]:
 
 def decide(topology: VmTopology, host: HostFacts) -> TrackingVerdict:
     """Replay realize, group containers, choose engines and modes."""
-    states, global_blockers = replay(topology, host)
+    states, global_blockers, global_evidence = replay(topology, host)
     groups: dict[str, list[DeviceState]] = {}
     backends: dict[str, Backend] = {}
     for s in states:
@@ -126,21 +159,30 @@ def decide(topology: VmTopology, host: HostFacts) -> TrackingVerdict:
         if cid is not None and s.special != "non-migratable":
             groups.setdefault(cid, []).append(s)
             backends[cid] = backend
-    containers = []
-    engines: dict[str, Engine] = {}
+    containers: dict[str, ContainerVerdict] = {}
     for cid, members in groups.items():
         engine, why = _engine(topology.basics.version, backends[cid], members)
-        engines[cid] = engine
-        containers.append(ContainerVerdict(cid, backends[cid], tuple(members), engine, (why,)))
-    devices = []
-    for s in states:
-        cid, backend = container_of(s)
-        mode, why = _device_mode(s, engines.get(cid or "", "none"))
-        devices.append(DeviceVerdict(s, cid if cid in groups else None, backend, mode,
-                                     (why, *s.reasons, *s.assumptions)))
+        evidence = _engine_evidence(backends[cid], members, engine == "device")
+        containers[cid] = ContainerVerdict(cid, backends[cid], tuple(members), engine, (why,),
+                                           evidence)
+    devices = [_device(s, containers) for s in states]
     ordered = _qemu_order(states, global_blockers)
     errors = tuple(s.realize_error for s in states if s.realize_error)
-    return TrackingVerdict(tuple(devices), tuple(containers), ordered, errors)
+    return TrackingVerdict(tuple(devices), tuple(containers.values()), ordered, errors,
+                           tuple(global_evidence))
+
+
+def _device(s: DeviceState, containers: dict[str, ContainerVerdict]) -> DeviceVerdict:
+    """One device's mode: its realize outcome, else its container's engine."""
+    cid, backend = container_of(s)
+    container = containers.get(cid or "")
+    mode, why = _device_mode(s, container.engine if container else "none")
+    evidence = s.evidence
+    if container is not None and mode in ("device", "iommu", "all-dirty", "unsafe") \
+            and s.special is None:
+        evidence = merged(s.evidence, container.evidence)
+    return DeviceVerdict(s, cid if container else None, backend, mode,
+                         (why, *s.reasons, *s.assumptions), evidence)
 
 
 def _qemu_order(states: list[DeviceState], global_blockers: list[Blocker]) -> tuple[Blocker, ...]:
