@@ -140,6 +140,8 @@ class Daemon:
             await self._reconcile_until_stopped(fleet)
             started = time.monotonic()
             self.notifier.stopping("publishing offline")
+            if self.hooks is not None:  # the vm-offline hooks this stop fires run first
+                self.hooks.stopping()
             log.info("stopping: publishing offline for %d VMs", len(self.ctx.vms))
             tasks = fleet.stop_all()
             if server is not None:

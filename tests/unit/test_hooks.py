@@ -25,6 +25,7 @@ from qmpdirty.sinks.hooks import (
     is_hook_kind,
     matching,
     outcome,
+    printable,
 )
 from qmpdirty.telemetry import schema
 
@@ -42,10 +43,7 @@ def runner(hooks: list[dict[str, Any]], **settings: Any) -> HookRunner:
 
 
 def drain(r: HookRunner) -> list[HookJob]:
-    jobs = []
-    while r.queued:
-        jobs.append(r._queue.get_nowait())
-    return jobs
+    return r.waiting()
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -217,3 +215,44 @@ def test_only_hook_kinds_are_fired(caplog: pytest.LogCaptureFixture) -> None:
     assert r.queued == 0 and "is not one of" in caplog.text
     r.fire_kind("vm-online", "vm1", {"a": 1})
     assert [j.stdin for j in drain(r)] == [b'{"a":1}\n']
+
+
+# --- vm-offline: its place in the queue at stop ------------------------------------------
+
+
+def test_at_stop_vm_offline_runs_go_first() -> None:
+    """Queued before ``stopping`` they are promoted; fired after it they go first."""
+    r = runner([{"event": "*", "command": ["/a"]}])
+    for n in range(3):
+        r.fire("blockers-changed", f"vm{n}", {})
+    r.fire("vm-offline", "vm0", {})
+    r.fire("tracking-changed", "vm1", {})
+    r.stopping()
+    r.fire("migration-status", "vm2", {})
+    r.fire("vm-offline", "vm1", {})
+    assert [(j.kind, j.vm) for j in drain(r)] == [
+        ("vm-offline", "vm0"), ("vm-offline", "vm1"), ("blockers-changed", "vm0"),
+        ("blockers-changed", "vm1"), ("blockers-changed", "vm2"), ("tracking-changed", "vm1"),
+        ("migration-status", "vm2")]
+
+
+def test_a_full_queue_at_stop_drops_other_runs_before_vm_offline() -> None:
+    r = runner([{"event": "*", "command": ["/a"]}], queue_size=3)
+    r.stopping()
+    for n in range(3):
+        r.fire("vm-offline", f"off{n}", {})
+    r.fire("blockers-changed", "x", {})  # the queue is all vm-offline: the oldest goes
+    assert [j.vm for j in drain(r)] == ["off1", "off2", "x"]
+    r.fire("vm-offline", "off3", {})  # the other run makes room first
+    assert [j.vm for j in drain(r)] == ["off1", "off2", "off3"]
+    assert r.dropped_total == 2
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("bad\x00thing", "bad\ufffdthing"),
+    ("\x1b[31mred\x1b[0m", "\ufffd[31mred\ufffd[0m"),
+    ("tab\tkept\nnewline kept", "tab\tkept\nnewline kept"),
+    ("cr\rdel\x7fc1\x85", "cr\ufffddel\ufffdc1\ufffd"),
+])
+def test_printable_replaces_control_characters(raw: str, shown: str) -> None:
+    assert printable(raw) == shown
