@@ -7,9 +7,9 @@ and logged) and returns. ``HookRunner.run()`` is a pool of ``[hooks] max_concurr
 workers, owned by the daemon's TaskGroup, each running one ``[[hook]]`` command at a
 time (``sinks.hook_process``: a run ends with the hook's own exit).
 
-At stop (``stopping``, then ``finish``) ``vm-offline`` hooks run first, on workers of
-their own as well, so a backlog of other hooks cannot keep them from running within
-the deadline.
+``vm-offline`` hooks read a ``VmOfflineInput`` (``sinks.hook_input``) built here. At
+stop (``stopping``, then ``finish``) they run first, on workers of their own as well,
+so a backlog of other hooks cannot keep them from running within the deadline.
 
 This module must not:
 * run a shell or search PATH for the executable (commands are absolute argv lists);
@@ -31,10 +31,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeGuard, get_args
+from typing import Any, TypeGuard, get_args
 
 from qmpdirty.config import Config, HookConfig
 from qmpdirty.config.sections import HookKind
+from qmpdirty.sinks.hook_input import offline_input
 from qmpdirty.sinks.hook_process import (
     STDERR_TAIL_BYTES,
     GroupSweeper,
@@ -68,6 +69,8 @@ log = logging.getLogger(__name__)
 HOOK_EVENTS: tuple[HookKind, ...] = get_args(HookKind)
 #: PATH given to hooks when the daemon itself has none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: VMs whose ``vm-online`` payload is kept for their ``vm-offline`` hooks, at most.
+MAX_REMEMBERED = 10_000
 
 #: ``on_result(kind, vm, command, outcome)``, called for failed runs only.
 OnResult = Callable[[HookKind, str, tuple[str, ...], HookOutcome], None]
@@ -101,13 +104,17 @@ def _is_offline(job: HookJob) -> bool:
 class HookRunner:
     """A bounded queue of hook runs and the worker pool that executes them."""
 
-    def __init__(self, cfg: Config, on_result: OnResult) -> None:
+    def __init__(self, cfg: Config, on_result: OnResult,
+                 clock: Callable[[], float] = time.time) -> None:
         self._cfg = cfg.hooks
         self._hooks = tuple(cfg.hook)
         self._on_result = on_result
+        self._clock = clock
         self._host = sanitise(cfg.host.resolved_name)
         self._path = os.environ.get("PATH") or DEFAULT_PATH
         self._queue = HookQueue(self._cfg.queue_size)
+        self._offline_hooks = bool(matching(self._hooks, "vm-offline"))
+        self._last_info: dict[str, Mapping[str, Any]] = {}
         self._stopping = False
         self._sweeper = GroupSweeper()
         self.dropped_total = 0
@@ -133,8 +140,9 @@ class HookRunner:
     def fire_kind(self, kind: HookKind, vm: str, payload: Mapping[str, object]) -> None:
         """Queue every hook for ``kind``; synchronous, never blocks, never raises.
 
-        ``payload`` is written as JSON on the hooks' stdin. Call it from the event
-        loop's thread.
+        ``payload`` is written as JSON on the hooks' stdin; for ``vm-offline`` it is
+        the VM's last ``info`` (``{}``: the one its ``vm-online`` hooks got), wrapped
+        in a ``VmOfflineInput``. Call it from the event loop's thread.
         """
         try:
             self._fire(kind, vm, payload)
@@ -143,19 +151,35 @@ class HookRunner:
 
     def stopping(self) -> None:
         """The daemon is stopping: ``vm-offline`` runs (queued, and fired from now on)
-        go first. Idempotent."""
+        go first, and their stdin says ``daemon-stopping``. Idempotent."""
         if not self._stopping:
             self._stopping = True
             self._queue.promote(_is_offline)
 
     def _fire(self, kind: HookKind, vm: str, payload: Mapping[str, object]) -> None:
+        if kind == "vm-online" and self._offline_hooks:
+            self._remember(vm, payload)
         hooks = matching(self._hooks, kind)
         if not hooks:
             return
+        if kind == "vm-offline":
+            payload = self._offline_payload(vm, payload)
         body = json.dumps(payload, default=str, separators=(",", ":")).encode() + b"\n"
         for hook in hooks:
             timeout_s = hook.timeout_s if hook.timeout_s is not None else self._cfg.timeout_s
             self._enqueue(HookJob(kind, vm, tuple(hook.command), timeout_s, body))
+
+    def _remember(self, vm: str, info: Mapping[str, object]) -> None:
+        """Keep ``vm``'s ``vm-online`` payload for its ``vm-offline`` hooks (bounded)."""
+        self._last_info.pop(vm, None)
+        if len(self._last_info) >= MAX_REMEMBERED:
+            del self._last_info[next(iter(self._last_info))]
+        self._last_info[vm] = info
+
+    def _offline_payload(self, vm: str, info: Mapping[str, object]) -> dict[str, Any]:
+        last = self._last_info.pop(vm, None)
+        return offline_input(ts=self._clock(), host=self._host, vm=vm, info=info or last,
+                             reason="daemon-stopping" if self._stopping else "session-ended")
 
     def _enqueue(self, job: HookJob) -> None:
         """Put ``job``; when full, the oldest queued run makes room (counted, logged)."""

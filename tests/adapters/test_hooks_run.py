@@ -234,7 +234,7 @@ async def test_hostile_vm_name_never_runs_anything(start: Start, tmp_path: Path)
     [doc] = await until(lambda: records(out))
     await until((out / "name").exists)
     assert doc["env"]["QMPDIRTY_VM"] == name
-    assert json.loads(doc["stdin"]) == {"vm": name}
+    assert json.loads(doc["stdin"])["vm"] == name  # the vm-offline input names it
     assert (out / "name").read_text() == name
     assert victim.exists()
     assert not pwned.exists() and not pwned.with_name("pwned2").exists()
@@ -379,7 +379,9 @@ async def test_vm_offline_runs_first_at_stop_on_workers_of_its_own(
     finished = await runner.finish(1.5)
     assert finished is False  # the slow backlog is still there: reported, not run
     assert time.monotonic() - started < 2.5
-    assert sorted(d["env"]["QMPDIRTY_VM"] for d in records(out)) == ["a", "b"]
+    docs = {d["env"]["QMPDIRTY_VM"]: json.loads(d["stdin"]) for d in records(out)}
+    assert sorted(docs) == ["a", "b"]
+    assert docs["a"]["reason"] == "session-ended" and docs["b"]["reason"] == "daemon-stopping"
     assert results == []
 
 

@@ -86,6 +86,10 @@ def test_hooks_fire_failures_are_published_and_ha_discovery_announced(
     assert statuses[0] == "setup" and statuses[-1] == "completed"
     online = json.loads(lines[0].split(" ", 2)[2])
     assert online["vm"] == "hk" and online["qemu_version"].startswith("10.")
+    offline = json.loads(lines[-1].split(" ", 2)[2])  # B10: not {} any more
+    assert offline["event"] == "vm-offline" and offline["reason"] == "daemon-stopping"
+    assert (offline["host"], offline["vm"]) == ("testhost", "hk") and offline["ts"] > 0
+    assert offline["info"] == online
 
 
 def test_sigterm_runs_every_vm_offline_hook_within_the_deadline_despite_a_backlog(
@@ -119,5 +123,9 @@ def test_sigterm_runs_every_vm_offline_hook_within_the_deadline_despite_a_backlo
     finally:
         daemon.close()
     assert code == 0 and took < deadline_s + 1.0, (code, took, daemon.log())
-    assert sorted(p.stem for p in out.glob("*.json")) == list(names), daemon.log()
+    docs = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert sorted(docs) == list(names), daemon.log()
+    for name in names:
+        assert docs[name]["reason"] == "daemon-stopping"
+        assert docs[name]["info"]["vm"] == name
     assert "still queued" in daemon.log()  # the backlog: counted and logged, not run
