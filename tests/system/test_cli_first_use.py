@@ -68,6 +68,22 @@ def test_check_config_takes_config_like_run_and_admit(good: Path, tmp_path: Path
     assert "--config PATH" in helped.stdout and "the config file" in helped.stdout
 
 
+@pytest.mark.parametrize(("name", "value", "key"), [
+    ("QMPDIRTY_DIRTY_RATE__INTERVAL_S", "abc", "dirty_rate.interval_s"),
+    ("QMPDIRTY_DIRTY_RATE", '{"interval_s": "abc"}', "dirty_rate.interval_s"),
+    ("QMPDIRTY_MQTT__PASSWORD_FILE", "/nonexistent/pw", "mqtt.password_file"),
+    ("QMPDIRTY_VM", '[{"qmp": "nope"}]', "vm[0].qmp"),
+])
+def test_a_bad_environment_override_is_named(name: str, value: str, key: str,
+                                             good: Path) -> None:
+    """B13: the problem was blamed on the file; it names the variable now."""
+    for argv in (("check-config", str(good)), ("run", "--config", str(good))):
+        out = qmpdirty(*argv, env={name: value})
+        assert out.returncode == 2, out.stderr
+        assert f"{name} (environment, for {key})" in out.stderr, out.stderr
+        assert f"fix or unset {name}" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_help_lists_every_command_and_the_exit_codes() -> None:
     """B15: the description was a docstring with RST backticks, naming 4 of 6 commands."""
     out = qmpdirty("--help")
