@@ -84,6 +84,22 @@ def test_a_bad_environment_override_is_named(name: str, value: str, key: str,
         assert f"fix or unset {name}" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_check_config_shows_the_topic_root_and_what_was_sanitised(
+    tmp_path: Path, good: Path
+) -> None:
+    """B14: the daemon published under a sanitised prefix and host, silently."""
+    clean = qmpdirty("check-config", str(good))
+    assert "topics qmpdirty/kvm07/…" in clean.stdout and clean.stderr == ""
+    path = tmp_path / "h.toml"
+    path.write_text('[host]\nname = "my host/1"\n[mqtt]\ntopic_prefix = "a/#/b"\n')
+    out = qmpdirty("check-config", str(path))
+    assert out.returncode == 0
+    assert "topics a/_/b/my_host_1/…" in out.stdout
+    assert "warning: mqtt.topic_prefix 'a/#/b' is published as 'a/_/b'" in out.stderr
+    assert "warning: host name 'my host/1' is published as 'my_host_1'" in out.stderr
+    assert "subscribe to a/_/b/my_host_1/#" in out.stderr
+
+
 def test_help_lists_every_command_and_the_exit_codes() -> None:
     """B15: the description was a docstring with RST backticks, naming 4 of 6 commands."""
     out = qmpdirty("--help")
