@@ -110,3 +110,17 @@ def test_help_lists_every_command_and_the_exit_codes() -> None:
     text = " ".join(out.stdout.split())
     assert "exit codes: 0 success; 1 runtime failure" in text
     assert "3 cannot tell" in text
+
+
+def test_probe_shows_qemus_pid_and_counts_vcpus(
+    lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    """B19: ``info.pid`` was null in client mode; B21: "1 vCPUs"."""
+    qmp = sock(tmp_path, "pid")
+    vm = lab_vm(QemuSpec(name="pidvm", qmp_servers=(qmp,), rate_mib=1))
+    vm.wait_qmp()
+    out = qmpdirty("probe", "--qmp", f"unix:{qmp}", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["info"]["pid"] == vm.pid
+    human = qmpdirty("probe", "--qmp", f"unix:{qmp}")
+    assert human.returncode == 0 and "  1 vCPU, 256 MiB RAM" in human.stdout, human.stdout
