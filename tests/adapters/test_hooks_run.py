@@ -335,17 +335,17 @@ async def test_a_child_left_in_the_hooks_group_dies_at_the_timeout(
     hook = script(tmp_path / "leave.sh", f"sleep 30 &\necho $! > {pidfile}\nexit 0\n")
     after = script(tmp_path / "after.sh", f"touch {done}\n")
     runner, results = await start([{"event": "vm-online", "command": [str(hook)],
-                                    "timeout_s": 1.5},
+                                    "timeout_s": 3},
                                    {"event": "vm-online", "command": [str(after)]}],
                                   max_concurrent=1)
     started = time.monotonic()
     runner.fire("vm-online", "a", {})
     await until(done.exists)
-    assert time.monotonic() - started < 1.2  # not held until the timeout
+    assert time.monotonic() - started < 2.5  # not held until the timeout
     child = int(pidfile.read_text())
     assert alive(child)
-    await until(lambda: gone(child), timeout_s=5)
-    assert 1.4 < time.monotonic() - started < 4
+    await until(lambda: gone(child), timeout_s=8)
+    assert 2.9 < time.monotonic() - started < 7
     assert results == []
 
 
@@ -364,7 +364,7 @@ async def test_vm_offline_runs_first_at_stop_on_workers_of_its_own(
     hook at once (it ran for 0 of 1 VMs: queued behind the backlog)."""
     out = tmp_path / "out"
     out.mkdir()
-    slow = script(tmp_path / "slow.sh", "sleep 5\n")
+    slow = script(tmp_path / "slow.sh", "sleep 8\n")
     runner, results = await start([
         {"event": "blockers-changed", "command": [str(slow)]},
         {"event": "vm-offline", "command": [str(recorder_hook(tmp_path)), str(out)]},
@@ -376,9 +376,9 @@ async def test_vm_offline_runs_first_at_stop_on_workers_of_its_own(
     runner.stopping()
     runner.fire("vm-offline", "b", {})
     started = time.monotonic()
-    finished = await runner.finish(1.5)
+    finished = await runner.finish(3)
     assert finished is False  # the slow backlog is still there: reported, not run
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 4
     docs = {d["env"]["QMPDIRTY_VM"]: json.loads(d["stdin"]) for d in records(out)}
     assert sorted(docs) == ["a", "b"]
     assert docs["a"]["reason"] == "session-ended" and docs["b"]["reason"] == "daemon-stopping"
