@@ -158,6 +158,7 @@ async def execute(job: HookJob, *, env: dict[str, str], sweeper: GroupSweeper) -
         return outcome(kind, command, exit_code=None, timed_out=False,
                        error=_spawn_error(command[0], exc),
                        duration_s=time.monotonic() - started)
+    pid = transport.get_pid()
     try:
         _feed(transport, job.stdin)
         timed_out = await _wait_for_exit(transport, proto, timeout_s)
@@ -168,7 +169,7 @@ async def execute(job: HookJob, *, env: dict[str, str], sweeper: GroupSweeper) -
     finally:
         _close(transport)
     if not timed_out:
-        sweeper.schedule(transport.get_pid(), started + timeout_s)
+        sweeper.schedule(pid, started + timeout_s)
     return outcome(kind, command, exit_code=code, timed_out=timed_out,
                    error=_run_error(code, timed_out, timeout_s, bytes(proto.tail)),
                    duration_s=time.monotonic() - started)
