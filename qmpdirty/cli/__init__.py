@@ -1,31 +1,48 @@
-"""The ``qmpdirty`` command line (shell): run, check-config, probe, demo.
+"""The ``qmpdirty`` command line (shell): run, check-config, probe, ranges, admit, demo.
 
 Stage: cli. This module only declares the arguments of every command and hands them
 to the command's module (``run``, ``check``, ``probe``, ``ranges``, ``admit``,
 ``demo``), imported when that command runs. Exit codes, the event loop and the other
 shared pieces are in ``cli.common``. Exit codes: 0 success, 1 runtime failure, 2 bad
-usage or configuration (``admit``: 1 not admitted, 3 cannot tell).
+usage or configuration (``admit``: 1 not admitted, 3 cannot tell). A reader that
+closes stdout early (``| head``) ends the command quietly with exit 1, never with a
+traceback. ``--help`` shows ``DESCRIPTION`` and ``EPILOG``, which README § Running the
+daemon repeats (tests/unit/test_readme.py keeps them in step).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from qmpdirty import __version__
-from qmpdirty.cli.common import run_loop
+from qmpdirty.cli.common import EXIT_FAILURE, run_loop
 from qmpdirty.config import DEFAULT_PATH
 
-#: ``qmpdirty --help``'s first line.
-DESCRIPTION = "The ``qmpdirty`` command line (shell): run, check-config, probe, demo."
+#: ``qmpdirty --help``: what the program is, and its commands.
+DESCRIPTION = (
+    "Watch QEMU VMs over QMP and publish over MQTT whether they can live-migrate, how "
+    "their VFIO devices' dirty pages are tracked, their dirty rate and their migrations. "
+    "Commands: run, check-config, probe, ranges, admit, demo."
+)
+#: ``qmpdirty --help``'s last lines: the exit codes of every command.
+EPILOG = (
+    "exit codes: 0 success; 1 runtime failure (for example QEMU or the broker cannot be "
+    "reached, or stdout was closed early); 2 bad usage or configuration. admit: 0 "
+    "admitted, 1 not admitted (reasons printed), 3 cannot tell (broker unreachable or "
+    "nothing retained)."
+)
 
 #: ``add_parser`` of the subcommands' action: adds one command.
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qmpdirty", description=DESCRIPTION)
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (the README's command list is checked against it)."""
+    p = argparse.ArgumentParser(prog="qmpdirty", description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"qmpdirty {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_and_check(sub.add_parser)
@@ -41,7 +58,10 @@ def _run_and_check(add: AddParser) -> None:
     run.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
 
     check = add("check-config", help="validate a config file; exit 2 on problems")
-    check.add_argument("path", type=Path, nargs="?", default=DEFAULT_PATH)
+    check.add_argument("path", type=Path, nargs="?", metavar="PATH",
+                       help=f"the config file (default {DEFAULT_PATH})")
+    check.add_argument("--config", type=Path, metavar="PATH",
+                       help="the same, as run and admit take it")
 
 
 def _probe_and_demo(add: AddParser) -> None:
@@ -83,7 +103,32 @@ def _admit(add: AddParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the command; returns the process exit code."""
-    args = _parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        if args.path and args.config and args.path != args.config:
+            parser.error(f"check-config: two config files ({args.path}, --config "
+                         f"{args.config}); give one")
+        args.path = args.path or args.config or DEFAULT_PATH
+    try:
+        code = _dispatch(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
+    return code
+
+
+def _stdout_closed() -> int:
+    """stdout's reader went away (``| head``): exit 1 quietly. stdout now points to
+    /dev/null, so that Python's own flush at exit does not fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_FAILURE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen command (its module imported only now)."""
     match args.command:
         case "run":
             from qmpdirty.cli.run import run

@@ -5,11 +5,15 @@ Stage: cli. Read-only whatever the config says: the probe's policy
 or with ``--json`` as one object whose ``info``, ``tracking`` and ``blockers`` members
 are exactly the payloads the daemon publishes on those topics. Exit 0 printed, 1 QEMU
 unreachable or failing, 2 bad address or configuration. It must not publish anything.
+On a UNIX socket it connects itself, to read QEMU's pid with ``SO_PEERCRED`` (the
+kernel's word, as in server mode) for ``info.pid``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import sys
 import time
 from pathlib import Path
@@ -30,9 +34,10 @@ from qmpdirty.config import Config, load_config
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.daemon.vfio import gather_and_evaluate
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict
-from qmpdirty.errors import AddressError, ConfigError, QmpDirtyError
+from qmpdirty.errors import AddressError, ConfigError, QmpConnectError, QmpDirtyError
 from qmpdirty.facts.vm import VmInfo
 from qmpdirty.qmp import queries
+from qmpdirty.qmp.listener import peer_cred
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry.message import VmStamp
 from qmpdirty.telemetry.render.vfio import blockers_payload, tracking_payload
@@ -73,15 +78,34 @@ class ProbeReport(BaseModel):
     migration_status: str | None = Field(description="query-migrate status; null: none yet")
 
 
+async def connect(address: QmpAddress, timeout_s: float
+                  ) -> tuple[QmpAddress | socket.socket, int | None]:
+    """A UNIX address: a connected socket and the pid of QEMU on its other end (TCP:
+    the address itself, no pid). Raises QmpConnectError."""
+    if address.kind != "unix":
+        return address, None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asyncio.get_running_loop().sock_connect(sock, str(address.path))
+        return sock, peer_cred(sock).pid
+    except (OSError, TimeoutError) as exc:
+        sock.close()
+        why = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise QmpConnectError(f"{address}: cannot connect: {why}") from exc
+
+
 async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
     """Connect, gather one VM's ``info``, ``tracking`` and ``blockers``, disconnect."""
+    target, pid = await connect(address, cfg.qmp.connect_timeout_s)
     session = await QmpSession.open(
-        address, policy=READ_ONLY, command_timeout_s=cfg.qmp.command_timeout_s,
+        target, policy=READ_ONLY, command_timeout_s=cfg.qmp.command_timeout_s,
         connect_timeout_s=cfg.qmp.connect_timeout_s, event_queue_size=100, label=str(address),
     )
     try:
         version = await queries.qemu_version(session)
-        identity = await queries.identify(session, None)
+        identity = await queries.identify(session, pid)
         events = await queries.migration_events_on(session)
         info = await queries.gather_info(session, version, identity, events)
         snapshot = await queries.migration_snapshot(session)
@@ -90,14 +114,16 @@ async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
         await session.close()
     topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
     return build_report(topics, sanitise(identity.name or address.stem), now, info=info,
-                        qmp=str(address), view=view, migration_status=snapshot.status)
+                        qmp=str(address), view=view, migration_status=snapshot.status,
+                        pid=pid)
 
 
 def build_report(topics: Topics, vm: str, now: float, *, info: VmInfo, qmp: str,
-                 view: VfioVerdict, migration_status: str | None) -> ProbeReport:
+                 view: VfioVerdict, migration_status: str | None,
+                 pid: int | None = None) -> ProbeReport:
     """The payloads the daemon would publish first (``seq`` 1-3), as one report."""
     return ProbeReport(
-        info=info_payload(VmStamp(topics, vm, 1, now), info, qmp, None),
+        info=info_payload(VmStamp(topics, vm, 1, now), info, qmp, pid),
         tracking=tracking_payload(VmStamp(topics, vm, 2, now), view),
         blockers=blockers_payload(VmStamp(topics, vm, 3, now), view),
         migration_status=migration_status,
@@ -114,7 +140,8 @@ def human(report: ProbeReport) -> str:
     info, blockers = report.info, report.blockers
     lines = [
         f"VM {info.vm}  QEMU {info.qemu_version}  machine {info.machine}  accel {info.accel}",
-        f"  {info.vcpus} vCPUs, {mib(info.ram_bytes or 0)} RAM, run state {info.run_state}, "
+        f"  {_count(info.vcpus, 'vCPU')}, {mib(info.ram_bytes or 0)} RAM, "
+        f"run state {info.run_state}, "
         f"migration events {'on' if info.migration_events else 'off'}",
         f"  migration: {report.migration_status or 'none so far'}",
         f"  migratable: {'yes' if blockers.migratable else 'no'}",
@@ -152,3 +179,8 @@ def _tracking_lines(tracking: TrackingPayload) -> list[str]:
         spans = ", ".join(f"{r.iova:#x}+{r.length:#x}" for r in c.ranges) or "none"
         lines.append(f"  container {c.id}: {c.mode}; ranges {spans}; fits {c.fits}")
     return lines
+
+
+def _count(n: int | None, noun: str) -> str:
+    """``1 vCPU``, ``2 vCPUs``, ``? vCPUs`` (unknown)."""
+    return f"{'?' if n is None else n} {noun}{'' if n == 1 else 's'}"

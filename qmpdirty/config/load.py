@@ -2,7 +2,9 @@
 
 Stage: shell (reads files). Models are pydantic with unknown keys rejected; every
 problem is reported with its key path and a hint, all at once, by
-``load_config`` raising ``ConfigError`` (``check-config`` prints them, exit 2).
+``load_config`` raising ``ConfigError`` (``check-config`` prints them, exit 2). A
+problem with a value that came from a ``QMPDIRTY_*`` variable names that variable
+(``config.environment``), not the file.
 A missing or unreadable file is an error, never silent defaults. Secrets are
 referenced by file (``password_file``) and never echoed.
 """
@@ -25,6 +27,7 @@ from pydantic_settings import (
 )
 
 from qmpdirty.config.address import ADDRESS_HINT
+from qmpdirty.config.environment import ENV_PREFIX, blame_environment
 from qmpdirty.config.sections import (
     COMMAND_HINT,
     DaemonConfig,
@@ -77,7 +80,6 @@ __all__ = [
 ]
 
 DEFAULT_PATH = Path("/etc/qmpdirty/qmpdirty.toml")
-ENV_PREFIX = "QMPDIRTY_"
 
 
 class Config(BaseSettings):
@@ -232,7 +234,7 @@ def load_config(path: Path) -> Config:
     try:
         cfg = Config(**table)
     except ValidationError as exc:  # `from None`: pydantic's text quotes inputs (secrets)
-        raise ConfigError(str(path), problems + problems_from(exc)) from None
+        raise ConfigError(str(path), problems + blame_environment(problems_from(exc))) from None
     except SettingsError as exc:
         field = re.search(r'field "(\w+)"', str(exc))
         key = field.group(1) if field else "<environment>"
@@ -240,7 +242,7 @@ def load_config(path: Path) -> Config:
             key, f"{ENV_PREFIX}{key.upper()} is not valid JSON",
             "tables and lists from the environment are JSON, e.g. '[{\"qmp\": \"unix:/x\"}]'",
         )]) from None
-    problems += _check_files(cfg)
+    problems += blame_environment(_check_files(cfg))
     if problems:
         raise ConfigError(str(path), problems)
     return cfg

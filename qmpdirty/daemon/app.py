@@ -147,6 +147,8 @@ class Daemon:
             forgetting.cancel()
             started = time.monotonic()
             self.notifier.stopping("publishing offline")
+            if self.hooks is not None:  # the vm-offline hooks this stop fires run first
+                self.hooks.stopping()
             log.info("stopping: publishing offline for %d VMs", len(self.ctx.vms))
             tasks = fleet.stop_all()
             if server is not None:

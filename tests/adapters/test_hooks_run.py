@@ -1,5 +1,9 @@
 """HookRunner with real subprocesses: stdin and environment, timeout kill, missing
-executables, the concurrency limit, and VM names that try to inject shell."""
+executables, the concurrency limit, VM names that try to inject shell, children that
+outlive the hook, stderr with control characters and vm-offline first at stop.
+
+Every test runs under asyncio and under uvloop (the daemon's loop): uvloop hands a
+hook's children extra copies of its pipes."""
 
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ from qmpdirty.sinks.hooks import HookOutcome, HookRunner
 
 Result = tuple[str, str, tuple[str, ...], HookOutcome]
 Start = Callable[..., Awaitable[tuple[HookRunner, list[Result]]]]
+
+
+#: Both loops (tests/adapters/conftest.py): the daemon runs on uvloop.
+EVENT_LOOPS = ("asyncio", "uvloop")
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +234,7 @@ async def test_hostile_vm_name_never_runs_anything(start: Start, tmp_path: Path)
     [doc] = await until(lambda: records(out))
     await until((out / "name").exists)
     assert doc["env"]["QMPDIRTY_VM"] == name
-    assert json.loads(doc["stdin"]) == {"vm": name}
+    assert json.loads(doc["stdin"])["vm"] == name  # the vm-offline input names it
     assert (out / "name").read_text() == name
     assert victim.exists()
     assert not pwned.exists() and not pwned.with_name("pwned2").exists()
@@ -268,3 +276,127 @@ async def test_an_unexpected_failure_is_reported_and_the_worker_goes_on(
     await asyncio.sleep(0.2)
     [(_, vm, _, outcome)] = results
     assert vm == "a" and outcome.error == "internal error: RuntimeError('boom')"
+
+
+def alive(pid: int) -> bool:
+    return not gone(pid)
+
+
+async def test_a_detached_child_does_not_hold_the_hook(start: Start, tmp_path: Path) -> None:
+    """docs/hooks.md's recipe, ``setsid cmd >/dev/null 2>&1 &``: the hook is judged by
+    its own exit (it was reported as timed out: under uvloop the child kept a copy of
+    the hook's stderr, and the runner waited for its end-of-file)."""
+    pidfile = tmp_path / "child.pid"
+    done = tmp_path / "done"
+    hook = script(tmp_path / "detach.sh",
+                  f"setsid sleep 30 >/dev/null 2>&1 &\necho $! > {pidfile}\nexit 0\n")
+    after = script(tmp_path / "after.sh", f"touch {done}\n")
+    runner, results = await start([{"event": "vm-online", "command": [str(hook)],
+                                    "timeout_s": 5},
+                                   {"event": "vm-online", "command": [str(after)]}],
+                                  max_concurrent=1)
+    started = time.monotonic()
+    runner.fire("vm-online", "a", {})
+    await until(done.exists)
+    child = int(pidfile.read_text())
+    try:
+        assert time.monotonic() - started < 2.5
+        await asyncio.sleep(0.1)
+        assert results == []
+        assert alive(child)  # detached: it outlives the hook, as documented
+    finally:
+        os.kill(child, 9)
+
+
+async def test_a_failing_hook_with_a_detached_child_reports_its_own_exit(
+    start: Start, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    hook = script(tmp_path / "detach-fail.sh",
+                  f"setsid sleep 30 >/dev/null 2>&1 &\necho $! > {pidfile}\n"
+                  "echo 'no route to pager' >&2\nexit 4\n")
+    runner, results = await start([{"event": "vm-online", "command": [str(hook)],
+                                    "timeout_s": 5}])
+    started = time.monotonic()
+    runner.fire("vm-online", "a", {})
+    [(_, _, _, result)] = await until(lambda: results)
+    os.kill(int(pidfile.read_text()), 9)
+    assert time.monotonic() - started < 2.5
+    assert (result.exit_code, result.timed_out) == (4, False)
+    assert result.error == "exit status 4: no route to pager"
+
+
+async def test_a_child_left_in_the_hooks_group_dies_at_the_timeout(
+    start: Start, tmp_path: Path
+) -> None:
+    """Not detached: the run ends with the hook, the child at the hook's timeout."""
+    pidfile = tmp_path / "child.pid"
+    done = tmp_path / "done"
+    hook = script(tmp_path / "leave.sh", f"sleep 30 &\necho $! > {pidfile}\nexit 0\n")
+    after = script(tmp_path / "after.sh", f"touch {done}\n")
+    runner, results = await start([{"event": "vm-online", "command": [str(hook)],
+                                    "timeout_s": 3},
+                                   {"event": "vm-online", "command": [str(after)]}],
+                                  max_concurrent=1)
+    started = time.monotonic()
+    runner.fire("vm-online", "a", {})
+    await until(done.exists)
+    assert time.monotonic() - started < 2.5  # not held until the timeout
+    child = int(pidfile.read_text())
+    assert alive(child)
+    await until(lambda: gone(child), timeout_s=8)
+    assert 2.9 < time.monotonic() - started < 7
+    assert results == []
+
+
+async def test_control_characters_in_stderr_are_replaced(start: Start, tmp_path: Path) -> None:
+    hook = script(tmp_path / "nul.sh", "printf 'bad\\000th\\033[31ming\\r\\n' >&2\nexit 1\n")
+    runner, results = await start([{"event": "vm-online", "command": [str(hook)]}])
+    runner.fire("vm-online", "a", {})
+    [(_, _, _, result)] = await until(lambda: results)
+    assert result.error == "exit status 1: bad\ufffdth\ufffd[31ming\ufffd"
+
+
+async def test_vm_offline_runs_first_at_stop_on_workers_of_its_own(
+    start: Start, tmp_path: Path
+) -> None:
+    """A backlog of slow hooks and a busy pool: ``finish`` still runs every vm-offline
+    hook at once (it ran for 0 of 1 VMs: queued behind the backlog)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    slow = script(tmp_path / "slow.sh", "sleep 8\n")
+    runner, results = await start([
+        {"event": "blockers-changed", "command": [str(slow)]},
+        {"event": "vm-offline", "command": [str(recorder_hook(tmp_path)), str(out)]},
+    ], max_concurrent=1, timeout_s=10)
+    for n in range(4):
+        runner.fire("blockers-changed", f"vm{n}", {})
+    await asyncio.sleep(0.3)  # the only worker is busy with a slow hook
+    runner.fire("vm-offline", "a", {})  # fired before the stop: promoted by finish
+    runner.stopping()
+    runner.fire("vm-offline", "b", {})
+    started = time.monotonic()
+    finished = await runner.finish(3)
+    assert finished is False  # the slow backlog is still there: reported, not run
+    assert time.monotonic() - started < 4
+    docs = {d["env"]["QMPDIRTY_VM"]: json.loads(d["stdin"]) for d in records(out)}
+    assert sorted(docs) == ["a", "b"]
+    assert docs["a"]["reason"] == "session-ended" and docs["b"]["reason"] == "daemon-stopping"
+    assert results == []
+
+
+async def test_stopping_the_runner_kills_what_finished_hooks_left(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    hook = script(tmp_path / "leave.sh", f"sleep 60 &\necho $! > {pidfile}\nexit 0\n")
+    cfg = Config(hook=[{"event": "*", "command": [str(hook)]}], host={"name": "h"})
+    runner = HookRunner(cfg, lambda *_: None)
+    task = asyncio.create_task(runner.run())
+    runner.fire("vm-online", "a", {})
+    child = int(await until(lambda: pidfile.exists() and pidfile.read_text().strip()))
+    await until(lambda: runner.queued == 0 and runner.started_total == 1)
+    await asyncio.sleep(0.3)  # the hook has exited; its child runs on (timeout 10 s)
+    assert alive(child)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await until(lambda: gone(child), timeout_s=3)

@@ -350,7 +350,7 @@ def test_bad_env_value_is_reported_with_its_key_path(
     name, _, value = env.partition("=")
     monkeypatch.setenv(name, value)
     problems = problems_of(write(tmp_path, FILE))
-    assert [p[0] for p in problems] == [key]
+    assert [p[0] for p in problems] == [f"{name} (environment, for {key})"]  # not the file's
     assert message in problems[0][1]
 
 
@@ -373,8 +373,8 @@ def test_unparsable_env_value_for_a_table_is_a_config_error(
 def test_env_key_typo_gets_a_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QMPDIRTY_MQTT__URLL", "mqtt://x")
     problems = problems_of(write(tmp_path, ""))
-    assert problems[0][0] == "mqtt.urll"
-    assert problems[0][2] == "did you mean 'url'?"
+    assert problems[0][0] == "QMPDIRTY_MQTT__URLL (environment, for mqtt.urll)"
+    assert problems[0][2] == "fix or unset QMPDIRTY_MQTT__URLL; did you mean 'url'?"
 
 
 def test_env_vm_list_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

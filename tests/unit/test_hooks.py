@@ -24,6 +24,7 @@ from qmpdirty.sinks.hooks import (
     is_hook_kind,
     matching,
     outcome,
+    printable,
 )
 from qmpdirty.telemetry import schema
 
@@ -41,10 +42,7 @@ def runner(hooks: list[dict[str, Any]], **settings: Any) -> HookRunner:
 
 
 def drain(r: HookRunner) -> list[HookJob]:
-    jobs = []
-    while r.queued:
-        jobs.append(r._queue.get_nowait())
-    return jobs
+    return r.waiting()
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -170,10 +168,12 @@ def test_fire_never_raises(caplog: pytest.LogCaptureFixture) -> None:
 def test_a_hostile_name_stays_data() -> None:
     name = "$(touch /tmp/x); rm -rf /"
     r = runner([{"event": "*", "command": ["/a"]}])
-    r.fire("vm-offline", name, {"vm": name})
-    [job] = drain(r)
+    r.fire("blockers-changed", name, {"vm": name})
+    r.fire("vm-offline", name, {})
+    [job, offline] = drain(r)
     assert job.vm == name and job.command == ("/a",)
     assert json.loads(job.stdin) == {"vm": name}
+    assert json.loads(offline.stdin)["vm"] == name
     assert hook_environment("vm-offline", name, "h1", "/bin") == {
         "QMPDIRTY_EVENT": "vm-offline", "QMPDIRTY_VM": name, "QMPDIRTY_HOST": "h1",
         "PATH": "/bin"}
@@ -209,3 +209,77 @@ def test_only_hook_kinds_are_fired(caplog: pytest.LogCaptureFixture) -> None:
     assert r.queued == 0 and "is not one of" in caplog.text
     r.fire_kind("vm-online", "vm1", {"a": 1})
     assert [j.stdin for j in drain(r)] == [b'{"a":1}\n']
+
+
+# --- vm-offline: its stdin, and its place in the queue at stop ------------------------------
+
+
+def info_payload(vm: str) -> dict[str, Any]:
+    return schema.InfoPayload(
+        ts=1.5, host="h1", vm=vm, seq=3, qemu_version="10.0.2", uuid=None, machine="q35",
+        accel="tcg", ram_bytes=1 << 28, vcpus=1, run_state="running", qmp="unix:/x",
+        pid=42, migration_events=True,
+    ).model_dump(mode="json", by_alias=True)
+
+
+def test_vm_offline_stdin_says_when_why_and_the_last_info() -> None:
+    """B10: the vm-offline hook got ``{}``; now a ``VmOfflineInput``."""
+    cfg = Config(hook=[{"event": "vm-offline", "command": ["/a"]}], host={"name": "h1"})
+    r = HookRunner(cfg, lambda *_: None, clock=lambda: 100.25)
+    r.fire("vm-online", "web1", info_payload("web1"))  # no hook for it: only remembered
+    r.fire("vm-offline", "web1", {})
+    r.fire("vm-offline", "web1", {})  # a second time: the info was for one session
+    r.stopping()
+    r.fire("vm-offline", "db", info_payload("db"))  # a payload given wins
+    first, again, stopped = (json.loads(j.stdin) for j in drain(r))
+    assert first == {"schema": 1, "ts": 100.25, "host": "h1", "vm": "web1",
+                     "event": "vm-offline", "reason": "session-ended",
+                     "info": info_payload("web1")}
+    assert again["info"] is None and again["reason"] == "session-ended"
+    assert stopped["reason"] == "daemon-stopping" and stopped["info"]["vm"] == "db"
+    assert stopped["info"]["pid"] == 42
+
+
+def test_vm_offline_stdin_with_an_invalid_info_leaves_it_out() -> None:
+    r = runner([{"event": "vm-offline", "command": ["/a"]}])
+    r.fire("vm-offline", "a", {"not": "an info payload"})
+    [job] = drain(r)
+    assert json.loads(job.stdin)["info"] is None
+
+
+def test_at_stop_vm_offline_runs_go_first() -> None:
+    """Queued before ``stopping`` they are promoted; fired after it they go first."""
+    r = runner([{"event": "*", "command": ["/a"]}])
+    for n in range(3):
+        r.fire("blockers-changed", f"vm{n}", {})
+    r.fire("vm-offline", "vm0", {})
+    r.fire("tracking-changed", "vm1", {})
+    r.stopping()
+    r.fire("migration-status", "vm2", {})
+    r.fire("vm-offline", "vm1", {})
+    assert [(j.kind, j.vm) for j in drain(r)] == [
+        ("vm-offline", "vm0"), ("vm-offline", "vm1"), ("blockers-changed", "vm0"),
+        ("blockers-changed", "vm1"), ("blockers-changed", "vm2"), ("tracking-changed", "vm1"),
+        ("migration-status", "vm2")]
+
+
+def test_a_full_queue_at_stop_drops_other_runs_before_vm_offline() -> None:
+    r = runner([{"event": "*", "command": ["/a"]}], queue_size=3)
+    r.stopping()
+    for n in range(3):
+        r.fire("vm-offline", f"off{n}", {})
+    r.fire("blockers-changed", "x", {})  # the queue is all vm-offline: the oldest goes
+    assert [j.vm for j in drain(r)] == ["off1", "off2", "x"]
+    r.fire("vm-offline", "off3", {})  # the other run makes room first
+    assert [j.vm for j in drain(r)] == ["off1", "off2", "off3"]
+    assert r.dropped_total == 2
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("bad\x00thing", "bad\ufffdthing"),
+    ("\x1b[31mred\x1b[0m", "\ufffd[31mred\ufffd[0m"),
+    ("tab\tkept\nnewline kept", "tab\tkept\nnewline kept"),
+    ("cr\rdel\x7fc1\x85", "cr\ufffddel\ufffdc1\ufffd"),
+])
+def test_printable_replaces_control_characters(raw: str, shown: str) -> None:
+    assert printable(raw) == shown

@@ -40,7 +40,7 @@ def test_text() -> None:
     lines = human(report).splitlines()
     assert lines[:4] == [
         "VM web1  QEMU 10.0.2  machine pc-i440fx-10.0  accel tcg",
-        "  1 vCPUs, 128 MiB RAM, run state running, migration events on",
+        "  1 vCPU, 128 MiB RAM, run state running, migration events on",
         "  migration: completed",
         "  migratable: no",
     ]
