@@ -30,7 +30,7 @@ from qmpdirty.qmp.session import quiet_library_quirks
 from qmpdirty.sdnotify import SystemdNotifier
 from qmpdirty.sinks.hooks import HookOutcome, HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
-from qmpdirty.telemetry import render, schema
+from qmpdirty.telemetry import render
 from qmpdirty.telemetry.topics import Topics, sanitise
 
 log = logging.getLogger(__name__)
@@ -191,14 +191,12 @@ class Daemon:
         """``<prefix>/<host>/daemon``: on start, on overflow (at most 1/s), every minute."""
         while True:
             self._daemon_seq += 1
-            out = self.sink.outbox
             self.sink.publish(render.daemon_state(
                 self.ctx.topics, self._daemon_seq, time.time(), version=__version__,
                 started_ts=self.started_ts,
                 vms_online=sum(1 for vm in self.ctx.vms.values() if vm.online),
                 vms_known=len(self.ctx.vms),
-                outbox=schema.OutboxStats(capacity=out.capacity, queued=out.queued_records,
-                                          dropped_total=out.dropped_total),
+                outbox=self.sink.outbox.stats(),
                 mqtt_connects=self.sink.connects,
             ))
             self._stats_due.clear()

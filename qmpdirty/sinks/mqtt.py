@@ -6,12 +6,13 @@ Stage: shell (a sink); with ``sinks.client`` (the client both sinks build) and
 conventions, design.md § MQTT contract):
 * birth ``online`` / last will ``offline`` on ``<prefix>/<host>/status`` (retained);
 * after every (re)connect all retained state is published again;
-* while the broker is away messages wait in the bounded ``Outbox``;
+* while the broker is away messages wait in the bounded ``Outbox`` (a lane per VM,
+  served round-robin, each in ``seq`` order);
 * up to ``WINDOW`` QoS 1 publishes await their PUBACK at once, sent in outbox order
   (MQTT keeps one connection's order); waiting for each PUBACK in turn capped a busy
   host at one message per round trip (bench_scale: 80 msg/s, seconds of lag);
-* a publish that fails or is cut off goes back to the front of the outbox with every
-  later unacknowledged one, in order (at-least-once; receivers de-duplicate by ``seq``);
+* a publish that fails or is cut off goes back to its place in the outbox with every
+  later unacknowledged one (at-least-once; receivers de-duplicate by ``seq``);
 * MQTT v5 (content type, message expiry) unless the broker only speaks 3.1.1.
 Producers call ``publish`` — synchronous, never blocks, never raises.
 """
@@ -32,7 +33,7 @@ from paho.mqtt.properties import Properties
 from qmpdirty.config import MqttConfig
 from qmpdirty.errors import SinkError
 from qmpdirty.sinks.client import mqtt_client
-from qmpdirty.sinks.outbox import Outbox
+from qmpdirty.sinks.outbox import Outbox, Taken
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.message import Outgoing
 from qmpdirty.telemetry.topics import Topics
@@ -66,7 +67,7 @@ class MqttSink:
         self._last_failure: str | None = None
         self._last_warned = 0.0
         self._on_drop: Callable[[int], None] | None = None
-        self._unacked: dict[asyncio.Task[None], Outgoing] = {}  # in send order
+        self._unacked: dict[asyncio.Task[None], Taken] = {}  # in send order
         self._send_failure: BaseException | None = None
         self._props: dict[tuple[bool, int | None], Properties] = {}
 
@@ -89,8 +90,10 @@ class MqttSink:
         if dropped:
             total = self.outbox.dropped_total
             if total == dropped or total % 1000 < dropped:
-                log.warning("MQTT outbox full (%d): dropped %d oldest records so far",
-                            self.outbox.capacity, total)
+                most = sorted(self.outbox.dropped_by_vm.items(), key=lambda kv: -kv[1])[:3]
+                log.warning("MQTT outbox full (%d): dropped %d oldest records so far (most "
+                            "from %s)", self.outbox.capacity, total,
+                            ", ".join(f"{vm or 'the daemon'}: {n}" for vm, n in most))
             if self._on_drop is not None:
                 self._on_drop(dropped)
 
@@ -154,15 +157,15 @@ class MqttSink:
                 await room.acquire()
                 if self._send_failure is not None:
                     raise self._send_failure
-                msg = self.outbox.take()
-                if msg is None:
+                taken = self.outbox.take()
+                if taken is None:
                     room.release()
                     self._check_drained()
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                task = asyncio.create_task(self._send(client, msg))
-                self._unacked[task] = msg
+                task = asyncio.create_task(self._send(client, taken.msg), name="mqtt-publish")
+                self._unacked[task] = taken
                 task.add_done_callback(functools.partial(self._acked, room))
         finally:
             self._give_back_unacked()
@@ -185,8 +188,8 @@ class MqttSink:
         pending, self._unacked = self._unacked, {}
         for task in pending:
             task.cancel()
-        for msg in reversed(list(pending.values())):
-            self._dropped(self.outbox.give_back(msg))
+        for taken in reversed(list(pending.values())):
+            self._dropped(self.outbox.give_back(taken))
 
     def _check_drained(self) -> None:
         if not len(self.outbox) and not self._unacked:
