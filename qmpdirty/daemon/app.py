@@ -34,7 +34,7 @@ from qmpdirty.qmp.session import quiet_library_quirks
 from qmpdirty.sdnotify import SystemdNotifier
 from qmpdirty.sinks.hooks import HookOutcome, HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
-from qmpdirty.telemetry import render, schema
+from qmpdirty.telemetry import render
 from qmpdirty.telemetry.topics import Topics, sanitise
 
 log = logging.getLogger(__name__)
@@ -209,8 +209,7 @@ async def publish_stats(sink: MqttSink, ctx: Context, started_ts: float,
             ctx.topics, seq, time.time(), version=__version__, started_ts=started_ts,
             vms_online=sum(1 for vm in ctx.vms.values() if vm.online),
             vms_known=len(ctx.vms),
-            outbox=schema.OutboxStats(capacity=out.capacity, queued=out.queued_records,
-                                      dropped_total=out.dropped_total),
+            outbox=out.stats(),
             mqtt_connects=sink.connects,
         ))
         due.clear()

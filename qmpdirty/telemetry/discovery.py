@@ -130,7 +130,7 @@ def discovery_messages(topics: Topics, vm: str, prefix: str = DEFAULT_PREFIX) ->
     return [
         Outgoing(discovery_topic(topics, vm, entity, prefix),
                  json.dumps(entity_config(topics, vm, entity), sort_keys=True).encode(),
-                 qos=1, retain=True)
+                 qos=1, retain=True, vm=vm)
         for entity in ENTITIES
     ]
 
@@ -138,5 +138,5 @@ def discovery_messages(topics: Topics, vm: str, prefix: str = DEFAULT_PREFIX) ->
 def clear_messages(topics: Topics, vm: str, prefix: str = DEFAULT_PREFIX) -> list[Outgoing]:
     """Empty retained payloads: HA removes the entities (and the device) of ``vm``."""
     return [Outgoing(discovery_topic(topics, vm, entity, prefix), b"", qos=1, retain=True,
-                     is_json=False)
+                     is_json=False, vm=vm)
             for entity in ENTITIES]

@@ -17,7 +17,9 @@ from qmpdirty.telemetry.topics import Topics
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message for the broker. ``expiry_s`` maps to the MQTT v5 expiry property."""
+    """One message for the broker. ``expiry_s`` maps to the MQTT v5 expiry property;
+    ``vm`` is the VM it is about (``""``: the daemon's own topics), by which the sink
+    keeps each VM's messages in order and shares the outbox fairly between VMs."""
 
     topic: str
     payload: bytes
@@ -25,6 +27,7 @@ class Outgoing:
     retain: bool
     is_json: bool = True
     expiry_s: int | None = None
+    vm: str = ""
 
 
 class StampFields(TypedDict):

@@ -37,6 +37,9 @@ class OutboxStats(BaseModel):
     capacity: int = Field(description="non-retained messages the outbox holds at most")
     queued: int = Field(description="non-retained messages waiting for the broker now")
     dropped_total: int = Field(description="non-retained messages dropped on overflow, ever")
+    dropped_by_vm: dict[str, int] = Field(
+        description="dropped_total by VM (topic name), only VMs that lost any: a VM that "
+                    "floods loses its own oldest records first, never a quiet VM's")
 
 
 class DaemonPayload(Payload):

@@ -130,6 +130,7 @@ def test_vm_payloads_validate_and_carry_the_common_fields(
     assert data["host"] == "kvm01"
     assert data["vm"] == "web1"
     assert data["seq"] == 7
+    assert msg.vm == "web1"  # the sink keeps each VM's messages in order, in the VM's lane
     parsed = model.model_validate_json(msg.payload)
     assert json.loads(parsed.model_dump_json(by_alias=True)) == data
     assert not any(k.endswith("_") for k in data), "pydantic field names leaked (pass_/schema_)"
@@ -321,15 +322,16 @@ def test_blockers_payload_from_observation_alone(observed: tuple[str, ...], migr
 
 
 def test_daemon_state_is_a_host_topic_without_vm() -> None:
-    stats = schema.OutboxStats(capacity=10, queued=2, dropped_total=5)
+    stats = schema.OutboxStats(capacity=10, queued=2, dropped_total=5, dropped_by_vm={"a": 5})
     msg = render.daemon_state(TOPICS, 3, TS, version="0.1.0", started_ts=STARTED, vms_online=1,
                               vms_known=2, outbox=stats, mqtt_connects=4)
     assert msg.topic == "qmpdirty/kvm01/daemon"
     assert (msg.retain, msg.qos, msg.is_json) == (True, 1, True)
     data = body(msg)
-    assert "vm" not in data
+    assert "vm" not in data and msg.vm == ""
     assert (data["schema"], data["ts"], data["host"], data["seq"]) == (1, TS, "kvm01", 3)
-    assert data["outbox"] == {"capacity": 10, "queued": 2, "dropped_total": 5}
+    assert data["outbox"] == {"capacity": 10, "queued": 2, "dropped_total": 5,
+                              "dropped_by_vm": {"a": 5}}
     assert (data["version"], data["vms_online"], data["vms_known"], data["mqtt_connects"]) == (
         "0.1.0", 1, 2, 4)
     schema.DaemonPayload.model_validate_json(msg.payload)
@@ -344,6 +346,8 @@ def test_statuses_are_plain_text(online: bool) -> None:
     assert (vm.topic, vm.payload) == (f"{VM}/status", word)
     for msg in (host, vm):
         assert (msg.retain, msg.qos, msg.is_json, msg.expiry_s) == (True, 1, False, None)
+    assert (host.vm, vm.vm) == ("", "web1")
+    assert render.cleared(TOPICS, "web1", TopicKind.ERROR).vm == "web1"
 
 
 def test_negative_seq_is_rejected_by_the_schema() -> None:

@@ -13,11 +13,12 @@ from qmpdirty.telemetry.topics import TopicKind
 
 
 def json_message(
-    topic: str, kind: TopicKind, model: schema.Payload, expiry_s: int | None = None
+    topic: str, kind: TopicKind, model: schema.Payload, expiry_s: int | None = None,
+    vm: str = "",
 ) -> Outgoing:
-    """``model`` as JSON (wire names: ``schema``, ``pass``) on ``topic``."""
+    """``model`` as JSON (wire names: ``schema``, ``pass``) on ``topic`` (about ``vm``)."""
     body = model.model_dump_json(by_alias=True).encode()
-    return Outgoing(topic, body, kind.qos, kind.retain, True, expiry_s)
+    return Outgoing(topic, body, kind.qos, kind.retain, True, expiry_s, vm)
 
 
 def vm_message(
@@ -25,4 +26,5 @@ def vm_message(
     expiry_s: int | None = None,
 ) -> Outgoing:
     """``model`` on the stamp's VM topic of ``kind`` (``event/<EVENT>`` with ``event``)."""
-    return json_message(stamp.topics.vm_topic(stamp.vm, kind, event), kind, model, expiry_s)
+    return json_message(stamp.topics.vm_topic(stamp.vm, kind, event), kind, model, expiry_s,
+                        stamp.vm)

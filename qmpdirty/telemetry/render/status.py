@@ -37,7 +37,7 @@ def vm_state(topics: Topics, vm: str, state: VmStatus) -> Outgoing:
     the protocol; the reason is on ``vm/<vm>/error``)."""
     kind = TopicKind.VM_STATUS
     return Outgoing(topics.vm_topic(vm, kind), state.encode(), kind.qos, kind.retain,
-                    is_json=False)
+                    is_json=False, vm=vm)
 
 
 def vm_error(stamp: VmStamp, reason: str, qmp: str) -> Outgoing:
@@ -48,7 +48,7 @@ def vm_error(stamp: VmStamp, reason: str, qmp: str) -> Outgoing:
 
 def cleared(topics: Topics, vm: str, kind: TopicKind) -> Outgoing:
     """An empty retained message: removes a retained topic from the broker."""
-    return Outgoing(topics.vm_topic(vm, kind), b"", kind.qos, True, is_json=False)
+    return Outgoing(topics.vm_topic(vm, kind), b"", kind.qos, True, is_json=False, vm=vm)
 
 
 def daemon_state(
