@@ -81,7 +81,7 @@ async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
     )
     try:
         version = await queries.qemu_version(session)
-        identity = await queries.identify(session, None)
+        identity = await queries.identify(session, session.peer_pid)
         events = await queries.migration_events_on(session)
         info = await queries.gather_info(session, version, identity, events)
         snapshot = await queries.migration_snapshot(session)
@@ -90,14 +90,16 @@ async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
         await session.close()
     topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
     return build_report(topics, sanitise(identity.name or address.stem), now, info=info,
-                        qmp=str(address), view=view, migration_status=snapshot.status)
+                        qmp=str(address), view=view, migration_status=snapshot.status,
+                        pid=identity.pid)
 
 
 def build_report(topics: Topics, vm: str, now: float, *, info: VmInfo, qmp: str,
-                 view: VfioVerdict, migration_status: str | None) -> ProbeReport:
+                 view: VfioVerdict, migration_status: str | None,
+                 pid: int | None = None) -> ProbeReport:
     """The payloads the daemon would publish first (``seq`` 1-3), as one report."""
     return ProbeReport(
-        info=info_payload(VmStamp(topics, vm, 1, now), info, qmp, None),
+        info=info_payload(VmStamp(topics, vm, 1, now), info, qmp, pid),
         tracking=tracking_payload(VmStamp(topics, vm, 2, now), view),
         blockers=blockers_payload(VmStamp(topics, vm, 3, now), view),
         migration_status=migration_status,

@@ -61,7 +61,8 @@ class InfoPayload(VmPayload):
     vcpus: int | None
     run_state: str | None
     qmp: str = Field(description="how the daemon reaches this VM (unix:/tcp:/server:)")
-    pid: int | None = Field(default=None, description="QEMU pid (server mode, SO_PEERCRED)")
+    pid: int | None = Field(default=None, description="QEMU pid from SO_PEERCRED on a UNIX "
+                            "socket (client and server mode); null over TCP")
     migration_events: bool | None = Field(description="capability `events` is on")
 
 

@@ -189,7 +189,8 @@ async def running(cfg: Config, vm: ScriptedVm | None = None,
         QmpAddress("unix", path), policy=ctx.policy, command_timeout_s=cfg.qmp.command_timeout_s,
         connect_timeout_s=2.0, event_queue_size=100, label=f"unix:{path}")
     label = f"unix:{path}"
-    task = asyncio.create_task(fleet.run_session(ctx, session, label, "fallback", None))
+    task = asyncio.create_task(fleet.run_session(ctx, session, label, "fallback",
+                                                 session.peer_pid))
     try:
         yield Running(server, vm, out, hooks, ctx, label, task)
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import pytest
@@ -39,6 +40,7 @@ async def test_start_publishes_info_online_and_forecast_then_hang_up_offline() -
         "seq": 1, "host": "h1", "vm": "vm1", "qemu_version": "10.0.2",
         "machine": "pc-i440fx-10.0", "accel": "tcg", "ram_bytes": 134217728, "vcpus": 1,
         "run_state": "running", "migration_events": True}
+    assert info["pid"] == os.getpid()  # client mode: SO_PEERCRED (the server is this process)
     assert r.out.texts(f"{VM}/status") == ["online", "offline"]
     forecast = r.out.json(f"{VM}/forecast")[0]
     assert (forecast["seq"], forecast["bandwidth_source"], forecast["downtime_limit_ms"]) == \
