@@ -80,8 +80,11 @@ class DirtyRatePayload(VmPayload):
     """``vm/<vm>/dirty_rate``."""
 
     bytes_per_s: float
-    mode: str = Field(description="page-sampling, dirty-bitmap, dirty-ring or migration")
-    source: DirtyRateSource
+    mode: str = Field(description="how dirty pages were counted: page-sampling, "
+                      "dirty-bitmap, dirty-ring (calc-dirty-rate), migration-bitmap (the "
+                      "migration's own bitmap) or progress-slope (from its progress)")
+    source: DirtyRateSource = Field(description="who produced the figure: calc-dirty-rate, "
+                                    "migration (QEMU's own) or estimate (qmpdirty's)")
     window_s: float | None
     sample_pages: int | None = None
     vcpus: list[VcpuDirtyRate] | None = None
@@ -112,7 +115,10 @@ class ForecastSummary(BaseModel):
     converges: bool | None
     eta_s: float | None
     downtime_ms: float | None
-    passes: int | None
+    passes: int | None = Field(description="pre-copy passes the migration will have run at "
+                               "switchover, those done included")
+    passes_remaining: int | None = Field(description="of those, the ones still to run, the "
+                                         "one under way included")
 
 
 class ForecastPayload(VmPayload):
@@ -138,6 +144,8 @@ class MigrationPayload(VmPayload):
     """``vm/<vm>/migration`` (retained): the migration in progress or the last one."""
 
     id: str
+    uuid: str | None = Field(description="QEMU's -uuid, the same on both ends: with the "
+                             "time window it joins them (README § Migrations)")
     role: Literal["source", "destination"]
     status: str = Field(description="QEMU MigrationStatus")
     statuses: list[str] = Field(description="every status seen so far, in order")
@@ -165,6 +173,7 @@ class PassPayload(VmPayload):
     """``vm/<vm>/migration/pass`` (not retained): one record per MIGRATION_PASS."""
 
     id: str
+    uuid: str | None = Field(description="QEMU's -uuid")
     pass_: int = Field(alias="pass")
     elapsed_s: float
     transferred_bytes: int | None
@@ -191,6 +200,7 @@ class SummaryPayload(VmPayload):
     """``vm/<vm>/migration/summary`` (retained): how a migration ended."""
 
     id: str
+    uuid: str | None = Field(description="QEMU's -uuid, the same on both ends")
     role: Literal["source", "destination"]
     outcome: Literal["completed", "failed", "cancelled", "lost"]
     statuses: list[str]

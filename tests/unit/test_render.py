@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from qmpdirty.decisions.migration.errors import ErrorCause, cause_of, error_cause
-from qmpdirty.decisions.migration.forecast import ForecastInputs, forecast
+from qmpdirty.decisions.migration.estimate import DirtyEstimate
+from qmpdirty.decisions.migration.forecast import Forecast, ForecastInputs, forecast
 from qmpdirty.decisions.migration.tracker import Migration, migration_id
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.facts.host import HostFacts
@@ -32,6 +33,9 @@ from qmpdirty.telemetry.render import migrations, vfio
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"
+UUID = "8f3c1a52-7d54-4f6e-9b1a-2c3d4e5f6a7b"
+QEMU_RATE = DirtyEstimate(1.5e6, "migration", "migration-bitmap",
+                          "ram.dirty-pages-rate x page-size")
 TOPICS = Topics.create("qmpdirty", "kvm01")
 STARTED = 1_795_271_512.0
 TS = STARTED + 3.5
@@ -87,13 +91,13 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
     ("dirty_rate_measured", lambda: render.dirty_rate_measured(STAMP, MEASURED, 120),
      f"{VM}/dirty_rate", TopicKind.DIRTY_RATE, schema.DirtyRatePayload),
     ("dirty_rate_during_migration",
-     lambda: render.dirty_rate_during_migration(STAMP, 1e6, None, 60), f"{VM}/dirty_rate",
+     lambda: render.dirty_rate_during_migration(STAMP, QEMU_RATE, 60), f"{VM}/dirty_rate",
      TopicKind.DIRTY_RATE, schema.DirtyRatePayload),
-    ("migration", lambda: render.migration(STAMP, MIGRATION), f"{VM}/migration",
+    ("migration", lambda: render.migration(STAMP, MIGRATION, uuid=UUID), f"{VM}/migration",
      TopicKind.MIGRATION, schema.MigrationPayload),
-    ("pass_record", lambda: render.pass_record(STAMP, MIGRATION, 2, 3600),
+    ("pass_record", lambda: render.pass_record(STAMP, MIGRATION, 2, 3600, uuid=UUID),
      f"{VM}/migration/pass", TopicKind.PASS, schema.PassPayload),
-    ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS, None),
+    ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS, None, uuid=UUID),
      f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
     ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), outcome(
         "vm-online", ("/bin/x",), exit_code=3, timed_out=False, error="exit status 3",
@@ -177,18 +181,23 @@ def test_dirty_rate_measured_per_vcpu() -> None:
     assert data["sample_pages"] is None
 
 
-def test_dirty_rate_during_migration_payload() -> None:
-    msg = render.dirty_rate_during_migration(STAMP, 1.5e6, 2.0, None)
+def test_dirty_rate_during_migration_says_how_it_was_counted_and_by_whom() -> None:
+    msg = render.dirty_rate_during_migration(STAMP, QEMU_RATE, None)
     data = body(msg)
     assert (data["bytes_per_s"], data["mode"], data["source"], data["window_s"]) == (
-        1.5e6, "migration", "migration", 2.0)
+        1.5e6, "migration-bitmap", "migration", None)
     assert msg.expiry_s is None
+    estimate = DirtyEstimate(2e6, "estimate", "page-sampling", "last page-sampling measurement")
+    data = body(render.dirty_rate_during_migration(STAMP, estimate, 60))
+    assert (data["mode"], data["source"], data["basis"]) == (
+        "page-sampling", "estimate", "last page-sampling measurement")
 
 
 def test_migration_payload_from_a_recorded_snapshot() -> None:
-    data = body(render.migration(STAMP, MIGRATION))
+    data = body(render.migration(STAMP, MIGRATION, uuid=UUID))
     raw = load("query-migrate.active-4.json")
     assert data["id"] == MIGRATION.id
+    assert data["uuid"] == UUID
     assert data["role"] == "source"
     assert data["status"] == "active"
     assert data["statuses"] == ["setup", "active"]
@@ -208,7 +217,7 @@ def test_migration_payload_from_a_recorded_snapshot() -> None:
 def test_migration_payload_without_a_snapshot_and_a_clock_behind() -> None:
     m = Migration(id="x", role="destination", started_ts=TS + 10, status="setup",
                   statuses=("setup",))
-    data = body(render.migration(STAMP, m))
+    data = body(render.migration(STAMP, m, uuid=None))
     assert data["elapsed_s"] == 0.0
     assert data["transferred_bytes"] is None
     assert data["dirty_bytes_per_s"] is None
@@ -217,9 +226,10 @@ def test_migration_payload_without_a_snapshot_and_a_clock_behind() -> None:
 
 
 def test_pass_record_payload() -> None:
-    msg = render.pass_record(STAMP, MIGRATION, 2, 3600)
+    msg = render.pass_record(STAMP, MIGRATION, 2, 3600, uuid=UUID)
     data = body(msg)
     assert data["pass"] == 2
+    assert data["uuid"] == UUID
     assert data["id"] == MIGRATION.id
     assert data["dirty_sync_count"] == ACTIVE.dirty_sync_count
     assert data["elapsed_s"] == 3.5
@@ -231,8 +241,10 @@ def test_summary_uses_qemus_total_time() -> None:
     done = Migration(id="m", role="source", started_ts=STARTED, status="completed",
                      statuses=("setup", "active", "device", "completed"), passes=4,
                      snapshot=COMPLETED, peak_dirty_bytes_per_s=16e6)
-    data = body(render.summary(STAMP, done, "completed", STARTED + 10, cause_of(done)))
+    data = body(render.summary(STAMP, done, "completed", STARTED + 10, cause_of(done),
+                               uuid=UUID))
     raw = load("query-migrate.completed.json")
+    assert data["uuid"] == UUID
     assert data["total_time_ms"] == raw["total-time"]
     assert data["downtime_ms"] == raw["downtime"]
     assert data["setup_time_ms"] == raw["setup-time"]
@@ -255,7 +267,8 @@ def test_summary_falls_back_to_the_measured_total_time(
 ) -> None:
     m = Migration(id="m", role="source", started_ts=STARTED, status="active",
                   statuses=("setup", "active"), snapshot=snapshot)
-    msg = render.summary(STAMP, m, outcome, STARTED + 2.3456, cause_of(m))  # type: ignore[arg-type]
+    msg = render.summary(STAMP, m, outcome, STARTED + 2.3456, cause_of(m),  # type: ignore[arg-type]
+                         uuid=None)
     data = body(msg)
     assert data["total_time_ms"] == 2346
     assert data["outcome"] == outcome
@@ -270,9 +283,10 @@ def test_summary_renders_the_cause_it_is_given() -> None:
     failed = Migration(id="m", role="source", started_ts=STARTED, status="failed",
                        statuses=("setup", "failed"), snapshot=FAILED)
     cause = ErrorCause("network", None, "ECONNRESET", "x")
-    data = body(migrations.summary(STAMP, failed, "failed", TS, cause))
+    data = body(migrations.summary(STAMP, failed, "failed", TS, cause, uuid=None))
     assert data["error_cause"] == {"kind": "network", "device": None, "errno": "ECONNRESET"}
-    assert body(migrations.summary(STAMP, failed, "failed", TS, None))["error_cause"] is None
+    assert body(migrations.summary(STAMP, failed, "failed", TS, None, uuid=None)
+                )["error_cause"] is None
     assert cause_of(failed) == error_cause(FAILED.error_desc)
 
 
@@ -349,4 +363,11 @@ def test_unknown_role_is_rejected_by_the_schema() -> None:
     m = Migration(id="m", role="sideways", started_ts=STARTED, status="active",  # type: ignore[arg-type]
                   statuses=("active",))
     with pytest.raises(ValidationError):
-        render.migration(STAMP, m)
+        render.migration(STAMP, m, uuid=None)
+
+
+def test_forecast_inside_migration_counts_passes_in_total_and_remaining() -> None:
+    summary = fc.summary(Forecast(True, 5.0, 100.0, 3), passes_done=4)
+    assert (summary.passes, summary.passes_remaining) == (7, 3)
+    unknown = fc.summary(Forecast(None, None, None, None), passes_done=4)
+    assert (unknown.passes, unknown.passes_remaining) == (None, None)

@@ -48,7 +48,10 @@ class Forecast:
     converges: bool | None
     eta_s: float | None  # from now to completion (including the downtime)
     downtime_ms: float | None
-    passes: int | None  # further passes expected before switchover
+    #: pre-copy passes still to run with the guest running, the one under way included
+    #: (0: the rest already fits in the downtime); QEMU's own pass counter also counts
+    #: the dirty-bitmap sync that ends the last one and the one at stop-copy
+    passes: int | None
     notes: tuple[str, ...] = ()
 
 

@@ -339,6 +339,13 @@ def is_terminal(status: str | None) -> bool:
     return PHASE_OF.get(status) is Phase.TERMINAL
 
 
+def passes_done(m: Migration) -> int:
+    """Pre-copy passes finished: QEMU numbers the pass under way (``MIGRATION_PASS``
+    ``pass`` is its dirty-sync count; sync 1, at setup, starts the bulk pass), so all
+    but the last one seen."""
+    return max(m.passes - 1, 0)
+
+
 def is_active(state: TrackerState) -> bool:
     """True while a migration is in progress (dirty-rate measurement must wait)."""
     return state.current is not None

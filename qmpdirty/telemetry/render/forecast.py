@@ -18,9 +18,13 @@ from qmpdirty.telemetry.render.envelope import vm_message
 from qmpdirty.telemetry.topics import TopicKind
 
 
-def summary(f: Forecast) -> schema.ForecastSummary:
+def summary(f: Forecast, passes_done: int) -> schema.ForecastSummary:
+    """The forecast inside ``migration``: ``passes`` is the total at switchover (the
+    ``passes_done`` before the one under way, plus the model's remaining ones)."""
+    total = None if f.passes is None else passes_done + f.passes
     return schema.ForecastSummary(converges=f.converges, eta_s=f.eta_s,
-                                  downtime_ms=f.downtime_ms, passes=f.passes)
+                                  downtime_ms=f.downtime_ms, passes=total,
+                                  passes_remaining=f.passes)
 
 
 def recommendations(advice: tuple[Advice, ...], applied: Collection[str] = ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from qmpdirty.decisions.migration.estimate import DirtyEstimate
 from qmpdirty.facts.vm import DirtyRateMeasurement, QmpEvent, VmInfo
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.message import Outgoing, VmStamp
@@ -61,15 +62,14 @@ def dirty_rate_measured(
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 
 
-def dirty_rate_during_migration(
-    stamp: VmStamp, bytes_per_s: float, window_s: float | None, expiry_s: int | None, *,
-    source: str = "migration", basis: str | None = None,
-) -> Outgoing:
+def dirty_rate_during_migration(stamp: VmStamp, d: DirtyEstimate, expiry_s: int | None
+                                ) -> Outgoing:
     """``vm/<vm>/dirty_rate`` while migrating: QEMU's ``ram.dirty-pages-rate`` (source
-    ``migration``) or, until QEMU has one, an estimate (source ``estimate``)."""
+    ``migration``, mode ``migration-bitmap``) or, until QEMU has one, an estimate (source
+    ``estimate``, mode: what it rests on)."""
     model = schema.DirtyRatePayload(
-        **stamp.common(), bytes_per_s=bytes_per_s, mode="migration", source=source,
-        window_s=window_s, basis=basis,
+        **stamp.common(), bytes_per_s=d.bytes_per_s, mode=d.mode, source=d.source,
+        window_s=None, basis=d.basis,
     )
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 
