@@ -29,6 +29,7 @@ from qmpdirty.cli.common import (
 from qmpdirty.config import Config, load_config
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.daemon.vfio import gather_and_evaluate
+from qmpdirty.decisions.role import role_from_poll
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict
 from qmpdirty.errors import AddressError, ConfigError, QmpDirtyError
 from qmpdirty.facts.vm import VmInfo
@@ -99,7 +100,8 @@ def build_report(topics: Topics, vm: str, now: float, *, info: VmInfo, qmp: str,
                  pid: int | None = None) -> ProbeReport:
     """The payloads the daemon would publish first (``seq`` 1-3), as one report."""
     return ProbeReport(
-        info=info_payload(VmStamp(topics, vm, 1, now), info, qmp, pid),
+        info=info_payload(VmStamp(topics, vm, 1, now), info,
+                          role_from_poll(info.run_state, migration_status), qmp, pid),
         tracking=tracking_payload(VmStamp(topics, vm, 2, now), view),
         blockers=blockers_payload(VmStamp(topics, vm, 3, now), view),
         migration_status=migration_status,

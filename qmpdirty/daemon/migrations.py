@@ -5,9 +5,11 @@ MIGRATION_PASS and VFIO_MIGRATION observations (``events`` hands them over) and 
 ``query-migrate`` polls (faster near the end), keeps the forecaster's samples, and
 publishes ``migration`` (a source's with the forecast made at that poll; only when its
 content changed), ``migration/pass``, ``migration/summary`` (each with the VM's
-``uuid``) and the in-migration ``dirty_rate`` (QEMU's, else an estimate; only when it
-changed); ``policy`` applies what the forecast calls for, when allowed. Must not parse
-events or decide anything the tracker, forecaster or policy decide.
+``uuid``) and, on a source whose guest runs, the in-migration ``dirty_rate`` (QEMU's,
+else an estimate; only when it changed). A migration's start moves the VM's role
+(``daemon.info``); its end does once the run state is read again. ``policy`` applies
+what the forecast calls for, when allowed. Must not parse events or decide anything
+the tracker, forecaster, role or policy decide.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import logging
 from dataclasses import replace
 
 from qmpdirty.daemon.forecasts import refresh_params
+from qmpdirty.daemon.info import follow_role, refresh_info_if_answering
 from qmpdirty.daemon.policy import PolicyActions
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig
 from qmpdirty.decisions.migration.errors import cause_of
 from qmpdirty.decisions.migration.estimate import DirtyEstimate
+from qmpdirty.decisions.role import reports_dirty_rate
 from qmpdirty.errors import QmpQueryError
 from qmpdirty.facts.events import DeviceStateSeen, MigrationPassSeen, MigrationStatusSeen
 from qmpdirty.facts.vm import MigrationSnapshot
@@ -80,10 +84,14 @@ class Migrations:
             await self.poll()
 
     async def poll(self) -> None:
+        v = self._view
         snap = await self.snapshot_or_none()
         if snap is not None:
-            self.observe(mig.from_poll(self._view.vm.tracker, snap, self._view.events_on))
+            was_active = mig.is_active(v.vm.tracker)
+            self.observe(mig.from_poll(v.vm.tracker, snap, v.events_on))
             await self._policy.apply()
+            if was_active and not mig.is_active(v.vm.tracker):
+                await refresh_info_if_answering(v)  # ended without its event: the role moved
 
     async def snapshot_or_none(self) -> MigrationSnapshot | None:
         try:
@@ -102,7 +110,7 @@ class Migrations:
         """Advance the tracker and publish what it says to publish."""
         v = self._view
         was_active = mig.is_active(v.vm.tracker)
-        v.vm.tracker, effects = mig.observe(v.vm.tracker, seen, v.clock(), v.role)
+        v.vm.tracker, effects = mig.observe(v.vm.tracker, seen, v.clock(), v.migration_role)
         active = mig.is_active(v.vm.tracker)
         if active and not was_active:
             v.forecaster.begin()
@@ -114,6 +122,8 @@ class Migrations:
         for effect in effects:
             self._publish(effect)
         v.migration_running(active)
+        if active and not was_active:
+            follow_role(v)  # migrating-out, or receiving; its end waits for the run state
 
     def _publish(self, effect: mig.Effect) -> None:
         v = self._view
@@ -152,12 +162,13 @@ class Migrations:
             self._policy.consider(view)
 
     def _publish_rate(self, d: DirtyEstimate | None) -> None:
-        """The in-migration ``dirty_rate``, when it changed."""
+        """The in-migration ``dirty_rate``, while the guest runs and when it changed."""
         v = self._view
-        if d is None or d.source == "calc-dirty-rate":
+        if d is None or d.source == "calc-dirty-rate" or not reports_dirty_rate(v.role):
             return
         if (d.bytes_per_s, d.source, d.mode) == self._rate_shown:
             return
         self._rate_shown = (d.bytes_per_s, d.source, d.mode)
         v.out.publish(render.dirty_rate_during_migration(v.out.stamp(), d,
                                                          v.dirty_rate_expiry()))
+        v.vm.dirty_rate_retained = True

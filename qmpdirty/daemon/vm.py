@@ -65,6 +65,9 @@ class VmRecord:
     owner: SessionOwner | None = None
     tracker: TrackerState = field(default_factory=TrackerState)
     discovery_sent: bool = False
+    #: whether the broker may hold a ``dirty_rate`` of this VM (None: not known, e.g.
+    #: one from an earlier daemon run); cleared when the guest stops running
+    dirty_rate_retained: bool | None = None
 
     @property
     def online(self) -> bool:
@@ -130,6 +133,10 @@ class VmPublisher:
         if self._ctx.hooks is not None:
             body = msg.payload if msg is not None and msg.is_json else b"{}"
             self._ctx.hooks.fire_body(kind, self.vm.name, body)
+
+    def clear(self, kind: TopicKind) -> None:
+        """Remove the VM's retained ``kind`` from the broker (an empty retained message)."""
+        self.publish(render.cleared(self._ctx.topics, self.vm.name, kind))
 
     def state(self, state: render.VmStatus) -> None:
         """``vm/<vm>/status``: ``online`` (an ``error`` left behind is cleared),

@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qmpdirty.decisions.migration.claim import ForecastVerdict
+from qmpdirty.decisions.role import VmRole
+
 SCHEMA_VERSION = 1
 
 
@@ -60,6 +63,9 @@ class InfoPayload(VmPayload):
     ram_bytes: int | None
     vcpus: int | None
     run_state: str | None
+    role: VmRole = Field(description="what the VM does, from run_state and its migration "
+                         "(README § Role): what is measured and claimed for it")
+    role_reason: str = Field(description="the role in words, e.g. why admit says no")
     qmp: str = Field(description="how the daemon reaches this VM (unix:/tcp:/server:)")
     pid: int | None = Field(default=None, description="QEMU pid from SO_PEERCRED on a UNIX "
                             "socket (client and server mode); null over TCP")
@@ -124,7 +130,13 @@ class ForecastSummary(BaseModel):
 class ForecastPayload(VmPayload):
     """``vm/<vm>/forecast`` (retained): will a migration started now converge?"""
 
-    converges: bool | None = Field(description="null when an input is unknown")
+    verdict: ForecastVerdict = Field(description="converges, does-not-converge, blocked, "
+                                     "not-applicable or unknown (an input is missing)")
+    applicable: bool = Field(description="false when the VM's role has no pre-migration "
+                             "forecast (not running, or migrating); reason says why")
+    reason: str | None = Field(description="why not applicable, or why blocked")
+    blockers: list[str] = Field(description="what blocks migration (verdict blocked)")
+    converges: bool | None = Field(description="null when unknown, blocked or not applicable")
     eta_s: float | None
     downtime_ms: float | None
     passes: int | None = Field(description="pre-copy passes expected before switchover")

@@ -45,7 +45,7 @@ def configs(topics: Topics = TOPICS, vm: str = VM,
 
 def test_one_message_per_entity_with_the_required_keys() -> None:
     found = configs()
-    assert len(found) == len(ENTITIES) == 6
+    assert len(found) == len(ENTITIES) == 7
     for topic, cfg in found:
         assert cfg.keys() >= REQUIRED, topic
         assert cfg["availability_mode"] == "all"
@@ -108,6 +108,14 @@ def test_units_and_classes() -> None:
     assert "transferred_bytes" in by_key["migration_progress"]["value_template"]
     assert by_key["forecast_eta"]["unit_of_measurement"] == "s"
     assert by_key["forecast_eta"]["device_class"] == "duration"
+
+
+def test_role_entity_and_a_cleared_dirty_rate() -> None:
+    by_key = {cfg["unique_id"].rsplit("web1_", 1)[1]: cfg for _, cfg in configs()}
+    assert by_key["role"]["state_topic"] == TOPICS.vm_topic(VM, TopicKind.INFO)
+    assert by_key["role"]["value_template"] == "{{ value_json.role }}"
+    # an empty retained message (the guest stopped running) is not JSON: unknown
+    assert "if value_json is defined else 'None'" in by_key["dirty_rate"]["value_template"]
 
 
 def test_unique_ids_stay_unique_across_vms_and_hosts() -> None:

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from qmpdirty.decisions.migration.claim import BlockerState, claim
 from qmpdirty.decisions.migration.errors import ErrorCause, cause_of, error_cause
 from qmpdirty.decisions.migration.estimate import DirtyEstimate
 from qmpdirty.decisions.migration.forecast import Forecast, ForecastInputs, forecast
 from qmpdirty.decisions.migration.tracker import Migration, migration_id
+from qmpdirty.decisions.role import role_of
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.facts.host import HostFacts
 from qmpdirty.facts.topology import VmTopology
@@ -33,6 +35,7 @@ from qmpdirty.telemetry.render import migrations, vfio
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"
+RUNNING = role_of("running", None)
 UUID = "8f3c1a52-7d54-4f6e-9b1a-2c3d4e5f6a7b"
 QEMU_RATE = DirtyEstimate(1.5e6, "migration", "migration-bitmap",
                           "ram.dirty-pages-rate x page-size")
@@ -86,7 +89,7 @@ FC_IN = ForecastInputs(bandwidth_bytes_per_s=1e8, dirty_bytes_per_s=1e7, remaini
                        downtime_limit_ms=300)
 
 JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.Payload]]] = [
-    ("info", lambda: render.info(STAMP, INFO, "unix:/run/q.sock", 4242), f"{VM}/info",
+    ("info", lambda: render.info(STAMP, INFO, RUNNING, "unix:/run/q.sock", 4242), f"{VM}/info",
      TopicKind.INFO, schema.InfoPayload),
     ("dirty_rate_measured", lambda: render.dirty_rate_measured(STAMP, MEASURED, 120),
      f"{VM}/dirty_rate", TopicKind.DIRTY_RATE, schema.DirtyRatePayload),
@@ -111,7 +114,7 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      TopicKind.TRACKING, schema.TrackingPayload),
     ("blockers", lambda: vfio.blockers(STAMP, NO_VFIO), f"{VM}/blockers",
      TopicKind.BLOCKERS, schema.BlockersPayload),
-    ("forecast", lambda: fc.forecast(STAMP, FC_IN, forecast(FC_IN), (),
+    ("forecast", lambda: fc.forecast(STAMP, FC_IN, claim(RUNNING, None, forecast(FC_IN), ()),
                                      bandwidth_source="configured", dirty=None),
      f"{VM}/forecast", TopicKind.FORECAST,
      schema.ForecastPayload),
@@ -154,12 +157,14 @@ def test_json_schemas_use_the_wire_names() -> None:
 
 
 def test_info_payload() -> None:
-    data = body(render.info(STAMP, INFO, "unix:/run/q.sock", 4242))
+    data = body(render.info(STAMP, INFO, RUNNING, "unix:/run/q.sock", 4242))
     assert {k: data[k] for k in ("qemu_version", "uuid", "machine", "accel", "ram_bytes",
-                                 "vcpus", "run_state", "qmp", "pid", "migration_events")} == {
+                                 "vcpus", "run_state", "role", "role_reason", "qmp", "pid",
+                                 "migration_events")} == {
         "qemu_version": "10.0.2", "uuid": None, "machine": "pc-i440fx-10.0", "accel": "tcg",
-        "ram_bytes": 134217728, "vcpus": 1, "run_state": "running", "qmp": "unix:/run/q.sock",
-        "pid": 4242, "migration_events": True,
+        "ram_bytes": 134217728, "vcpus": 1, "run_state": "running", "role": "running",
+        "role_reason": "the guest is running", "qmp": "unix:/run/q.sock", "pid": 4242,
+        "migration_events": True,
     }
 
 
@@ -364,6 +369,43 @@ def test_unknown_role_is_rejected_by_the_schema() -> None:
                   statuses=("active",))
     with pytest.raises(ValidationError):
         render.migration(STAMP, m, uuid=None)
+
+
+# --- the forecast: what it may claim -----------------------------------------------------
+
+
+def test_forecast_of_a_running_vm_carries_the_models_verdict() -> None:
+    data = body(fc.forecast(STAMP, FC_IN, claim(RUNNING, BlockerState(True), forecast(FC_IN),
+                                                ()), bandwidth_source="configured", dirty=None))
+    assert (data["verdict"], data["applicable"], data["reason"], data["blockers"]) == (
+        "converges", True, None, [])
+    assert data["converges"] is True and data["eta_s"] is not None
+    assert data["remaining_bytes"] == 10**9
+
+
+def test_a_blocked_vm_never_converges_and_names_its_blockers() -> None:
+    vvfat = "The vvfat (rw) format used by node '#block080' does not support live migration"
+    c = claim(RUNNING, BlockerState(False, (vvfat,)), forecast(FC_IN), ())
+    data = body(fc.forecast(STAMP, FC_IN, c, bandwidth_source="configured", dirty=None))
+    assert (data["verdict"], data["applicable"], data["blockers"]) == ("blocked", True, [vvfat])
+    assert data["reason"] == f"QEMU refuses to migrate it: {vvfat}"
+    assert (data["converges"], data["eta_s"], data["downtime_ms"], data["passes"]) == (
+        None, None, None, None)
+    assert data["recommendations"] == []
+
+
+@pytest.mark.parametrize(("run_state", "why"), [
+    ("inmigrate", "waiting for an incoming migration"), ("paused", "the guest is paused"),
+    ("postmigrate", "migrated away: the guest now runs on the destination")])
+def test_a_vm_that_is_not_running_has_no_forecast(run_state: str, why: str) -> None:
+    dirty = DirtyEstimate(1e7, "calc-dirty-rate", "page-sampling", "page-sampling, 1 s")
+    c = claim(role_of(run_state, None), BlockerState(True), forecast(FC_IN), ())
+    data = body(fc.forecast(STAMP, FC_IN, c, bandwidth_source="configured", dirty=dirty))
+    assert (data["verdict"], data["applicable"], data["reason"]) == (
+        "not-applicable", False, why)
+    assert (data["converges"], data["eta_s"], data["dirty_bytes_per_s"],
+            data["dirty_source"], data["remaining_bytes"]) == (None, None, None, None, None)
+    assert data["notes"] == []
 
 
 def test_forecast_inside_migration_counts_passes_in_total_and_remaining() -> None:

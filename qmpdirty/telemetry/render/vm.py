@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from qmpdirty.decisions.migration.estimate import DirtyEstimate
+from qmpdirty.decisions.role import RoleVerdict
 from qmpdirty.facts.vm import DirtyRateMeasurement, QmpEvent, VmInfo
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.message import Outgoing, VmStamp
@@ -32,20 +33,21 @@ class HookRun(Protocol):
     def duration_s(self) -> float: ...
 
 
-def info_payload(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None
-                 ) -> schema.InfoPayload:
+def info_payload(stamp: VmStamp, facts: VmInfo, role: RoleVerdict, qmp: str,
+                 pid: int | None) -> schema.InfoPayload:
     """The ``vm/<vm>/info`` payload (``probe`` prints it as it is)."""
     return schema.InfoPayload(
         **stamp.common(), qemu_version=facts.basics.version_text, uuid=facts.uuid,
         machine=facts.basics.machine, accel=facts.accel, ram_bytes=facts.basics.ram_bytes,
-        vcpus=facts.vcpus, run_state=facts.run_state, qmp=qmp, pid=pid,
-        migration_events=facts.migration_events,
+        vcpus=facts.vcpus, run_state=facts.run_state, role=role.role,
+        role_reason=role.reason, qmp=qmp, pid=pid, migration_events=facts.migration_events,
     )
 
 
-def info(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None) -> Outgoing:
+def info(stamp: VmStamp, facts: VmInfo, role: RoleVerdict, qmp: str, pid: int | None
+         ) -> Outgoing:
     """``vm/<vm>/info``."""
-    return vm_message(stamp, TopicKind.INFO, info_payload(stamp, facts, qmp, pid))
+    return vm_message(stamp, TopicKind.INFO, info_payload(stamp, facts, role, qmp, pid))
 
 
 def dirty_rate_measured(
