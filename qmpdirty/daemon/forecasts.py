@@ -1,11 +1,11 @@
 """The retained pre-migration ``forecast`` of one VM (shell, one task).
 
 Published when its claim changes materially - after a dirty-rate measurement, when
-the VM's role changes (``VmView.claims_changed``) - and otherwise as a
+the VM's role or blockers change (``VmView.claims_changed``) - and otherwise as a
 heartbeat every ``[forecast] publish_interval_s`` (jittered) after the last publish,
 with QEMU's migration parameters read again first. The model is ``decisions``'
 (``forecaster``), and so is what may be claimed (``migration.claim``: only a running
-guest has a forecast). Fires
+guest has a forecast; a blocked VM's verdict is ``blocked``). Fires
 ``forecast-negative`` when ``converges`` turns false. Must not compute anything here.
 """
 
@@ -83,8 +83,10 @@ class Forecasts:
         """The retained ``forecast``; ``only_if_moved``: skip it unless its claim changed
         materially (``material_change``)."""
         v = self._view
+        if v.blockers_pending:
+            return  # held until the first VFIO evaluation: never "converges" on a blocked VM
         view = v.forecaster.before(v.clock(), v.info, v.has_vfio)
-        claimed = claim(v.role, None, view.forecast, view.advice)
+        claimed = claim(v.role, v.blockers, view.forecast, view.advice)
         if only_if_moved and not material_change(self._last, claimed):
             return
         self._last = claimed

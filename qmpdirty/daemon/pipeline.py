@@ -3,7 +3,7 @@
 ``VmPipeline.identify`` asks who is on the other end and claims the VM's name;
 ``run`` publishes the VM's state (``info`` with its role, ``online``, discovery) and
 then owns one ``TaskGroup`` of named tasks, one module each (the first ``forecast``
-comes from its task, once the VM's role is known):
+comes from its task, once the VM's role and, with ``[vfio]``, its blockers are known):
 ``events``, ``migrations`` (the poller), ``forecasts``, ``liveness``, ``dirty_rate``,
 ``vfio``; the group ends the moment QEMU hangs up. They share one
 ``VmView``. Leaving ``run`` (by any exception) reports a migration in flight ``lost``;
@@ -87,6 +87,7 @@ class VmPipeline:
     async def _start(self) -> None:
         view = self.view
         view.events_on = await self._ensure_events()
+        view.blockers_pending = view.cfg.vfio.enabled
         await refresh_params(view)
         info_msg = await refresh_info(view, always=True)
         view.out.state("online")

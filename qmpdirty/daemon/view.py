@@ -2,8 +2,8 @@
 
 A ``VmView`` is made per QMP session by ``pipeline.VmPipeline``; every task module
 (events, liveness, dirty rate, migrations, VFIO, forecasts) reads what it needs from
-it and writes back the little the others read (``info``, ``has_vfio``, the
-signals). The VM's role (``decisions.role``) is derived here from ``info`` and the
+it and writes back the little the others read (``info``, ``has_vfio``, ``blockers``,
+the signals). The VM's role (``decisions.role``) is derived here from ``info`` and the
 migration tracker; ``settle_role`` tells the waiting tasks when it moved. Must not hold
 callables into other tasks, and must not do I/O itself.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from qmpdirty.config import Config
 from qmpdirty.daemon.vm import VmPublisher, VmRecord
+from qmpdirty.decisions.migration.claim import BlockerState
 from qmpdirty.decisions.migration.forecaster import Forecaster
 from qmpdirty.decisions.migration.tracker import Role
 from qmpdirty.decisions.role import RoleVerdict, measures_dirty_rate, role_of
@@ -38,12 +39,16 @@ class VmView:
     qmp_label: str
     info: VmInfo | None = None  # the facts last read for ``info``
     has_vfio: bool = False  # the last VFIO evaluation found a device
+    #: the last VFIO evaluation's blockers (None: none yet, or ``[vfio]`` is off)
+    blockers: BlockerState | None = None
+    #: the first VFIO evaluation has not ended yet (the forecast waits for it)
+    blockers_pending: bool = False
     events_on: bool = False  # capability ``events``: MIGRATION events arrive
     #: set while a migration runs (the poller waits for it)
     migrating: asyncio.Event = field(default_factory=asyncio.Event)
     #: set while the role calls for ``calc-dirty-rate`` (the dirty-rate task waits)
     measurable: asyncio.Event = field(default_factory=asyncio.Event)
-    #: the role changed (the forecast task waits for it)
+    #: the role or the blockers changed (the forecast task waits for it)
     claims_changed: asyncio.Event = field(default_factory=asyncio.Event)
     #: a topology event arrived (the VFIO task waits for it)
     topology_changed: asyncio.Event = field(default_factory=asyncio.Event)

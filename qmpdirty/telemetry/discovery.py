@@ -6,8 +6,10 @@ returns the empty retained payloads that remove them when the VM is gone. Every
 ``state_topic`` and availability topic is built with ``Topics`` and ``TopicKind``,
 and every ``value_json.<field>`` a template reads is a field of that topic's payload
 model (tested). Availability is the host's last will AND the VM's QMP session.
-A cleared topic (the empty retained message of a ``dirty_rate`` that no longer
-applies) shows as unknown.
+"Migratable" and "Migration would converge" never disagree: the latter reads the
+forecast's ``verdict``, which is ``blocked`` (OFF) whenever the VM is not migratable
+and ``not-applicable`` (unknown) when its role has no forecast. A cleared topic (the
+empty retained message of a ``dirty_rate`` that no longer applies) shows as unknown.
 
 This module must not do I/O, keep state, or name a topic that qmpdirty does not
 publish. The shell decides when to send (``[homeassistant] enabled``).
@@ -46,6 +48,12 @@ class Entity:
     options: dict[str, object] = field(default_factory=dict)
 
 
+#: verdict -> binary state: only ``converges`` is ON; blocked is OFF, like "Migratable"
+_CONVERGES = (
+    "{% set v = value_json.verdict %}{{ 'ON' if v == 'converges' else "
+    "('OFF' if v in ['does-not-converge', 'blocked'] else 'None') }}"
+)
+
 ENTITIES: tuple[Entity, ...] = (
     Entity("dirty_rate", "sensor", "Dirty rate", TopicKind.DIRTY_RATE,
            "{{ (value_json.bytes_per_s / 1048576) | round(2) if value_json is defined "
@@ -63,9 +71,7 @@ ENTITIES: tuple[Entity, ...] = (
            _PROGRESS, {"unit_of_measurement": "%", "state_class": "measurement",
                        "icon": "mdi:progress-upload"}),
     Entity("forecast_converges", "binary_sensor", "Migration would converge",
-           TopicKind.FORECAST,
-           "{{ 'None' if value_json.converges is none else "
-           "('ON' if value_json.converges else 'OFF') }}",
+           TopicKind.FORECAST, _CONVERGES,
            {"payload_on": "ON", "payload_off": "OFF", "icon": "mdi:chart-bell-curve",
             "json_attributes_template": "{{ {'verdict': value_json.verdict, 'reason': "
             "value_json.reason, 'downtime_ms': value_json.downtime_ms, "

@@ -1,6 +1,6 @@
 """Role first, through one VM's pipeline without QEMU (``pipeline_harness``): what a
-destination, a paused guest, a migrating and a migrated-away source publish - and what
-they do not (README § Role, § Dirty rate, forecast and advice).
+destination, a paused guest, a migrating and a migrated-away source, and a blocked VM
+publish - and what they do not (README § Role, § Dirty rate, forecast and advice).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.adapters.pipeline_harness import (
     VM,
+    VRB,
     Running,
     ScriptedVm,
     config,
@@ -142,6 +143,22 @@ async def test_a_source_sends_its_rate_once_and_leaves_none_retained_after_switc
     records = [*migrations, *r.out.json(f"{VM}/migration/pass"),
                *r.out.json(f"{VM}/migration/summary")]
     assert {m["uuid"] for m in records} == {UUID}
+
+
+async def test_a_blocked_vm_is_forecast_blocked_from_its_first_forecast() -> None:
+    vm = ScriptedVm(migrate={"blocked-reasons": [VRB]})
+    async with running(config(vfio={"enabled": True}), vm) as r:
+        await online(r)
+        await r.out.wait_for(lambda: r.out.on(f"{VM}/forecast"), "forecast")
+        await asyncio.sleep(0.2)
+        await r.hang_up()
+    topics = r.out.topics()
+    assert topics.index(f"{VM}/blockers") < topics.index(f"{VM}/forecast")
+    forecasts = r.out.json(f"{VM}/forecast")
+    assert [(f["verdict"], f["converges"], f["blockers"]) for f in forecasts] == [
+        ("blocked", None, [VRB])]
+    assert forecasts[0]["reason"] == f"QEMU refuses to migrate it: {VRB}"
+    assert forecasts[0]["eta_s"] is None and forecasts[0]["recommendations"] == []
 
 
 async def test_the_forecast_heartbeat_starts_again_after_every_publish() -> None:

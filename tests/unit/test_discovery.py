@@ -110,6 +110,19 @@ def test_units_and_classes() -> None:
     assert by_key["forecast_eta"]["device_class"] == "duration"
 
 
+def test_would_converge_reads_the_verdict_so_it_never_contradicts_migratable() -> None:
+    """A blocked VM's forecast says ``blocked`` (OFF, like "Migratable"); a VM whose role
+    has no forecast says ``not-applicable`` (unknown); only ``converges`` is ON."""
+    by_key = {cfg["unique_id"].rsplit("web1_", 1)[1]: cfg for _, cfg in configs()}
+    template = by_key["forecast_converges"]["value_template"]
+    assert "value_json.converges" not in template
+    assert "'ON' if v == 'converges'" in template
+    assert "'OFF' if v in ['does-not-converge', 'blocked']" in template
+    verdicts = schema.ForecastPayload.model_json_schema()["properties"]["verdict"]["enum"]
+    assert set(verdicts) == {"converges", "does-not-converge", "blocked", "not-applicable",
+                             "unknown"}
+
+
 def test_role_entity_and_a_cleared_dirty_rate() -> None:
     by_key = {cfg["unique_id"].rsplit("web1_", 1)[1]: cfg for _, cfg in configs()}
     assert by_key["role"]["state_topic"] == TOPICS.vm_topic(VM, TopicKind.INFO)
