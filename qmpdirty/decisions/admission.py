@@ -150,7 +150,7 @@ def forecast_line(forecast: Forecast) -> str:
 
 def role_line(info: Info) -> str:
     """Why a VM that is not running is not admitted, in one line."""
-    return f"role: {info.role}: {info.role_reason} (run state {info.run_state or 'unknown'})"
+    return f"role: {info.role_reason} ({info.role}, run state {info.run_state or 'unknown'})"
 
 
 def recommendation_lines(forecast: Forecast) -> list[str]:

@@ -175,7 +175,7 @@ def test_a_waiting_destination_is_denied_by_its_role(broker: Mosquitto, admit: A
     result = admit("incoming", "--allow-unknown")
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
-        "role: incoming-waiting: waiting for an incoming migration (run state inmigrate)"]
+        "role: waiting for an incoming migration (incoming-waiting, run state inmigrate)"]
     report = json.loads(admit("incoming", "--json").stdout)
     assert (report["role"], report["role_reason"]) == (
         "incoming-waiting", "waiting for an incoming migration")

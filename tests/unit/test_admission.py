@@ -123,7 +123,7 @@ def test_a_vm_that_is_not_running_is_denied_by_its_role_even_with_allow_unknown(
     vm = info(run_state, migrating=migrating)
     verdict = judge(ONLINE, vm, blockers(), not_applicable, allow_unknown=True)
     assert not verdict.admit
-    assert verdict.reasons == (f"role: {role}: {vm.role_reason} (run state {run_state})",)
+    assert verdict.reasons == (f"role: {vm.role_reason} ({role}, run state {run_state})",)
     assert words in verdict.reasons[0]
 
 
