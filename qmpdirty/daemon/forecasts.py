@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from typing import Literal
 
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import ForecastClaim, claim, material_change
@@ -24,6 +25,9 @@ from qmpdirty.qmp import queries
 from qmpdirty.telemetry.render import forecast as fc
 
 log = logging.getLogger(__name__)
+
+#: What ends the forecast task's wait (``Forecasts._next``).
+Wake = Literal["claims", "published", "due"]
 
 
 async def refresh_params(view: VmView) -> None:
@@ -62,7 +66,7 @@ class Forecasts:
                 self._published.clear()
                 due = loop.time() + interval * random.uniform(0.9, 1.1)
 
-    async def _next(self, wait_s: float) -> str:
+    async def _next(self, wait_s: float) -> Wake:
         """What ends the wait: the role or blockers changed (``claims``), something
         published the forecast (``published``: the heartbeat starts again), or ``due``."""
         claims, published = self._view.claims_changed, self._published
