@@ -1,15 +1,16 @@
 """``qmpdirty admit VM``: may this VM live-migrate now? (shell, a one-shot command).
 
-Stage: cli. Reads the VM's retained ``status``, ``blockers`` and ``forecast`` (and the
-host's ``status``) from the broker with ``sinks.retained.read_retained``, validates
-them with the payload models and decides with ``decisions.admission.judge``, which is
-pure. It prints an ``AdmitReport``: as text (the reasons, one per line) or, with
-``--json``, as one object. Exit codes:
+Stage: cli. Reads the VM's retained ``status``, ``info`` (its role), ``blockers`` and
+``forecast`` (and the host's ``status``) from the broker with
+``sinks.retained.read_retained``, validates them with the payload models and decides
+with ``decisions.admission.judge``, which is pure. It prints an ``AdmitReport``: as
+text (the reasons, one per line) or, with ``--json``, as one object. Exit codes:
 
-* 0 — migratable and the forecast converges (an unknown or missing forecast only with
-  ``--allow-unknown``);
-* 1 — not admitted: one reason per line on stdout (blockers with their remedies, the
-  forecast's verdict, its recommendations, stale state);
+* 0 — running, migratable and the forecast converges (an unknown or missing forecast,
+  info or blockers only with ``--allow-unknown``);
+* 1 — not admitted: one reason per line on stdout (the role when the VM is not
+  running, blockers with their remedies, the forecast's verdict, its recommendations,
+  stale state);
 * 2 — bad usage or configuration;
 * 3 — the broker cannot be reached, or nothing (valid) is retained for the VM.
 
@@ -40,7 +41,7 @@ from qmpdirty.config import Config
 from qmpdirty.decisions.admission import Presence, judge
 from qmpdirty.errors import PayloadError, SinkError
 from qmpdirty.sinks.retained import read_retained
-from qmpdirty.telemetry.schema import BlockersPayload, ForecastPayload
+from qmpdirty.telemetry.schema import BlockersPayload, ForecastPayload, InfoPayload
 from qmpdirty.telemetry.topics import TopicKind, Topics, sanitise
 
 M = TypeVar("M", bound=BaseModel)
@@ -48,6 +49,8 @@ M = TypeVar("M", bound=BaseModel)
 #: Exit codes: admitted, not admitted (the reasons are printed).
 EXIT_ADMIT, EXIT_DENY = EXIT_OK, EXIT_FAILURE
 ANY_HOST = "+"
+#: The VM topics admit reads.
+_VM_KINDS = (TopicKind.VM_STATUS, TopicKind.INFO, TopicKind.BLOCKERS, TopicKind.FORECAST)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Retained:
     vm: str
     host_status: str | None = None
     vm_status: str | None = None
+    info: bytes | None = None
     blockers: bytes | None = None
     forecast: bytes | None = None
 
@@ -75,6 +79,9 @@ class AdmitReport(BaseModel):
     host: str = Field(description="the host whose retained state was judged (or wanted)")
     reasons: list[str] = Field(default_factory=list, description="why not admitted")
     error: str | None = Field(default=None, description="why no verdict (exit 3)")
+    role: str | None = Field(default=None, description="the VM's role (README § Role); "
+                             "null when no info is retained")
+    role_reason: str | None = None
     blockers: BlockersPayload | None = None
     forecast: ForecastPayload | None = None
     status: str | None = Field(default=None, description="the VM's retained status; "
@@ -91,11 +98,16 @@ class _Stamp(BaseModel):
     ts: float
 
 
+class _Role(BaseModel):
+    """The ``role`` of a retained ``info``, whatever else it holds (to rank hosts)."""
+
+    role: str
+
+
 def group_by_host(retained: dict[str, bytes], topics: Topics, vm: str) -> dict[str, Retained]:
     """Split ``read_retained``'s answer by the host level of each topic."""
     depth = len(topics.prefix.split("/"))
-    kinds = {f"vm/{vm}/{kind.suffix}": kind
-             for kind in (TopicKind.VM_STATUS, TopicKind.BLOCKERS, TopicKind.FORECAST)}
+    kinds = {f"vm/{vm}/{kind.suffix}": kind for kind in _VM_KINDS}
     kinds[TopicKind.HOST_STATUS.suffix] = TopicKind.HOST_STATUS
     hosts: dict[str, Retained] = {}
     for topic, payload in retained.items():
@@ -110,6 +122,8 @@ def group_by_host(retained: dict[str, bytes], topics: Topics, vm: str) -> dict[s
                 state.host_status = payload.decode("utf-8", "replace")
             case TopicKind.VM_STATUS:
                 state.vm_status = payload.decode("utf-8", "replace")
+            case TopicKind.INFO:
+                state.info = payload
             case TopicKind.BLOCKERS:
                 state.blockers = payload
             case TopicKind.FORECAST:
@@ -118,19 +132,30 @@ def group_by_host(retained: dict[str, bytes], topics: Topics, vm: str) -> dict[s
 
 
 def pick(hosts: dict[str, Retained], host: str) -> Retained | None:
-    """The host's state; with ``+`` the host where the VM is online (newest wins)."""
-    known = {h: s for h, s in hosts.items() if s.blockers is not None or s.forecast is not None}
+    """The host's state; with ``+`` the host where the VM is online, preferring one that
+    is not a migration's waiting destination (newest wins)."""
+    known = {h: s for h, s in hosts.items()
+             if s.info is not None or s.blockers is not None or s.forecast is not None}
     if host != ANY_HOST:
         return known.get(host)
-    ranked = sorted(known.values(), key=lambda s: (s.presence.online, _newest_ts(s)),
-                    reverse=True)
+    ranked = sorted(known.values(), key=lambda s: (s.presence.online, not _incoming(s),
+                                                   _newest_ts(s)), reverse=True)
     return ranked[0] if ranked else None
+
+
+def _incoming(state: Retained) -> bool:
+    """The retained ``info`` says the VM there is a migration's destination."""
+    try:
+        return state.info is not None and _Role.model_validate_json(
+            state.info).role.startswith("incoming-")
+    except ValidationError:
+        return False
 
 
 def _newest_ts(state: Retained) -> float:
     """The newest ``ts`` of the state's payloads; 0 when none has one."""
     stamps = []
-    for raw in (state.blockers, state.forecast):
+    for raw in (state.info, state.blockers, state.forecast):
         if raw is None:
             continue
         try:
@@ -142,15 +167,15 @@ def _newest_ts(state: Retained) -> float:
 
 def _filters(topics: Topics, vm: str) -> list[str]:
     return [topics.host_topic(TopicKind.HOST_STATUS)] + [
-        topics.vm_topic(vm, kind)
-        for kind in (TopicKind.VM_STATUS, TopicKind.BLOCKERS, TopicKind.FORECAST)
-    ]
+        topics.vm_topic(vm, kind) for kind in _VM_KINDS]
 
 
-def _parse(state: Retained) -> tuple[BlockersPayload | None, ForecastPayload | None]:
+def _parse(state: Retained
+           ) -> tuple[InfoPayload | None, BlockersPayload | None, ForecastPayload | None]:
     """Validate with the payload models; a bad payload raises PayloadError naming it."""
     where = f"on {state.host}"
-    return (_validated(BlockersPayload, state.blockers, f"blockers {where} are"),
+    return (_validated(InfoPayload, state.info, f"info {where} is"),
+            _validated(BlockersPayload, state.blockers, f"blockers {where} are"),
             _validated(ForecastPayload, state.forecast, f"forecast {where} is"))
 
 
@@ -198,12 +223,14 @@ def _admit(cfg: Config, vm: str, *, host: str | None, timeout_s: float, allow_un
         return _unknown(vm, wanted, f"nothing retained for VM {vm} on {where} under "
                                     f"{topics.prefix}/ (is qmpdirty running there?)")
     try:
-        blockers, forecast = _parse(state)
+        info, blockers, forecast = _parse(state)
     except PayloadError as exc:
         return _unknown(vm, state.host, str(exc), state.vm_status)
-    verdict = judge(state.presence, blockers, forecast, allow_unknown)
+    verdict = judge(state.presence, info, blockers, forecast, allow_unknown)
     code = EXIT_ADMIT if verdict.admit else EXIT_DENY
     report = AdmitReport(vm=vm, host=state.host, reasons=list(verdict.reasons),
+                         role=info.role if info else None,
+                         role_reason=info.role_reason if info else None,
                          blockers=blockers, forecast=forecast, status=state.vm_status,
                          exit_code=code, admit=verdict.admit)
     return report, [verdict.summary] if verdict.admit else list(verdict.reasons)

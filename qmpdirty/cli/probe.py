@@ -33,6 +33,7 @@ from qmpdirty.cli.common import (
 from qmpdirty.config import Config, load_config
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.daemon.vfio import gather_and_evaluate
+from qmpdirty.decisions.role import role_from_poll
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict
 from qmpdirty.errors import AddressError, ConfigError, QmpConnectError, QmpDirtyError
 from qmpdirty.facts.vm import VmInfo
@@ -98,14 +99,14 @@ async def connect(address: QmpAddress, timeout_s: float
 
 async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
     """Connect, gather one VM's ``info``, ``tracking`` and ``blockers``, disconnect."""
-    target, pid = await connect(address, cfg.qmp.connect_timeout_s)
+    target, _pid = await connect(address, cfg.qmp.connect_timeout_s)
     session = await QmpSession.open(
         target, policy=READ_ONLY, command_timeout_s=cfg.qmp.command_timeout_s,
         connect_timeout_s=cfg.qmp.connect_timeout_s, event_queue_size=100, label=str(address),
     )
     try:
         version = await queries.qemu_version(session)
-        identity = await queries.identify(session, pid)
+        identity = await queries.identify(session, session.peer_pid)
         events = await queries.migration_events_on(session)
         info = await queries.gather_info(session, version, identity, events)
         snapshot = await queries.migration_snapshot(session)
@@ -115,7 +116,7 @@ async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
     topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
     return build_report(topics, sanitise(identity.name or address.stem), now, info=info,
                         qmp=str(address), view=view, migration_status=snapshot.status,
-                        pid=pid)
+                        pid=identity.pid)
 
 
 def build_report(topics: Topics, vm: str, now: float, *, info: VmInfo, qmp: str,
@@ -123,7 +124,8 @@ def build_report(topics: Topics, vm: str, now: float, *, info: VmInfo, qmp: str,
                  pid: int | None = None) -> ProbeReport:
     """The payloads the daemon would publish first (``seq`` 1-3), as one report."""
     return ProbeReport(
-        info=info_payload(VmStamp(topics, vm, 1, now), info, qmp, pid),
+        info=info_payload(VmStamp(topics, vm, 1, now), info,
+                          role_from_poll(info.run_state, migration_status), qmp, pid),
         tracking=tracking_payload(VmStamp(topics, vm, 2, now), view),
         blockers=blockers_payload(VmStamp(topics, vm, 3, now), view),
         migration_status=migration_status,

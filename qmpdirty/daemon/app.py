@@ -12,13 +12,13 @@ forget_after_s``; it stops first, so a stop never forgets anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
 import signal
 import time
 from pathlib import Path
+from typing import Protocol
 
 from qmpdirty import __version__
 from qmpdirty.config import Config, load_config
@@ -34,7 +34,9 @@ from qmpdirty.qmp.session import quiet_library_quirks
 from qmpdirty.sdnotify import SystemdNotifier
 from qmpdirty.sinks.hooks import HookOutcome, HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
+from qmpdirty.sinks.outbox import Outbox
 from qmpdirty.telemetry import render
+from qmpdirty.telemetry.message import Outgoing
 from qmpdirty.telemetry.topics import Topics, sanitise
 
 log = logging.getLogger(__name__)
@@ -197,25 +199,45 @@ class Daemon:
                  len(fresh.discovery.globs))
 
 
-async def publish_stats(sink: MqttSink, ctx: Context, started_ts: float,
-                        due: asyncio.Event) -> None:
-    """``<prefix>/<host>/daemon``: on start, when ``due`` (an outbox overflow; at most
-    once a second), and every minute."""
-    seq = 0
+class StatsSink(Protocol):
+    """What the ``daemon`` topic reads of the sink (``MqttSink``), and where it goes."""
+
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def connects(self) -> int: ...
+    def publish(self, msg: Outgoing) -> None: ...
+
+
+#: The ``daemon`` topic is checked this often (and so published at most this often) ...
+STATS_TICK_S = 1.0
+#: ... and published at least this often (its outbox figures move on their own).
+STATS_REFRESH_S = 60.0
+
+
+async def publish_stats(sink: StatsSink, ctx: Context, started_ts: float,
+                        due: asyncio.Event, *, tick_s: float = STATS_TICK_S,
+                        refresh_s: float = STATS_REFRESH_S) -> None:
+    """``<prefix>/<host>/daemon``: at start, whenever ``vms_online``, ``vms_known`` or
+    ``mqtt_connects`` changed (the first connect included: B7), when ``due`` (an outbox
+    overflow), and every ``refresh_s``; checked every ``tick_s``, so at most that often."""
+    loop = asyncio.get_running_loop()
+    seq, shown, shown_at = 0, None, 0.0
     while True:
-        seq += 1
-        out = sink.outbox
-        sink.publish(render.daemon_state(
-            ctx.topics, seq, time.time(), version=__version__, started_ts=started_ts,
-            vms_online=sum(1 for vm in ctx.vms.values() if vm.online),
-            vms_known=len(ctx.vms),
-            outbox=out.stats(),
-            mqtt_connects=sink.connects,
-        ))
-        due.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(due.wait(), timeout=60)
-        await asyncio.sleep(1)
+        online = sum(1 for vm in ctx.vms.values() if vm.online)
+        now = (online, len(ctx.vms), sink.connects)
+        if now != shown or due.is_set() or loop.time() - shown_at >= refresh_s:
+            seq += 1
+            out = sink.outbox
+            sink.publish(render.daemon_state(
+                ctx.topics, seq, time.time(), version=__version__, started_ts=started_ts,
+                vms_online=online, vms_known=len(ctx.vms),
+                outbox=out.stats(),
+                mqtt_connects=sink.connects,
+            ))
+            shown, shown_at = now, loop.time()
+            due.clear()
+        await asyncio.sleep(tick_s)
 
 
 async def watchdog(notifier: SystemdNotifier) -> None:

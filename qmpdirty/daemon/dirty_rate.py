@@ -1,10 +1,12 @@
 """Periodic ``calc-dirty-rate`` outside migrations (shell, one task).
 
-When ``decisions.migration.dirtyrate`` says a measurement is due (never while a
-migration runs: it waits for the VM to be idle), starts one, waits its window, reads
-it with ``query-dirty-rate`` and publishes ``dirty_rate`` (with its error bound) unless
-QEMU reported the previous result again; the forecaster takes it and the
-``forecast`` is republished if it moved. Must not choose modes or intervals itself.
+Only while the VM's role calls for it (``decisions.role.measures_dirty_rate``: the
+guest runs and no migration does; the task waits on ``VmView.measurable``), when
+``decisions.migration.dirtyrate`` says a measurement is due, starts one, waits its
+window, reads it with ``query-dirty-rate`` and publishes ``dirty_rate`` (with its error
+bound) unless QEMU reported the previous result again or the role moved meanwhile; the
+forecaster takes it and the ``forecast`` is republished if it moved. Must not choose
+modes or intervals itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from qmpdirty.decisions.migration.dirtyrate import (
     error_bound,
     seconds_until_due,
 )
+from qmpdirty.decisions.role import measures_dirty_rate
 from qmpdirty.errors import QmpCommandError, QmpTimeoutError
 from qmpdirty.qmp import queries
 from qmpdirty.telemetry import render
@@ -40,11 +43,14 @@ async def measure_dirty_rate(view: VmView, forecasts: Forecasts) -> None:
     last_seen: Seen | None = None
     spread = random.uniform(0.5, 1.5)  # the first repeat spreads VMs over the interval
     while True:
+        if not view.measurable.is_set():
+            await view.measurable.wait()
+            continue
         delay = seconds_until_due(schedule, view.clock(), last_start,
                                   mig.is_active(view.vm.tracker), measuring=False,
                                   spread=spread)
-        if delay is None:
-            await view.idle.wait()
+        if delay is None:  # a migration the role has not caught up with yet
+            await asyncio.sleep(0.1)
             continue
         if delay > 0:
             await asyncio.sleep(delay)
@@ -75,11 +81,15 @@ async def _measure(view: VmView, forecasts: Forecasts, plan: DirtyRatePlan,
     deadline = view.clock() + plan.window_s + view.cfg.qmp.command_timeout_s
     while view.clock() < deadline:
         found = await queries.read_dirty_rate(view.session, view.version)
+        if found is not None and not measures_dirty_rate(view.role):
+            log.info("VM %s: dirty rate not published: %s", view.name, view.role.reason)
+            return (found.started_at_s, found.bytes_per_s)
         if found is not None and (found.started_at_s, found.bytes_per_s) != last_seen:
             bound, basis = error_bound(found, view.info.basics.ram_bytes if view.info else None)
             view.out.publish(render.dirty_rate_measured(
                 view.out.stamp(), found, view.dirty_rate_expiry(), error_bound_rel=bound,
                 basis=basis))
+            view.vm.dirty_rate_retained = True
             view.forecaster.measured(found, view.clock())
             forecasts.publish(only_if_moved=True)
             return (found.started_at_s, found.bytes_per_s)

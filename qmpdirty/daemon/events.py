@@ -3,7 +3,8 @@
 Every event goes out on ``vm/<vm>/event/<EVENT>`` as QEMU sent it. Then its typed
 observation (``qmp.translate.observation_from``) says what else happens: migration
 observations go to ``Migrations``, a run-state change or a migration's end refreshes
-``info``, a topology change wakes the VFIO task. Must not look at an event's name or
+``info`` and with it the VM's role (``daemon.info``), a topology change wakes the VFIO
+task. Must not look at an event's name or
 ``data`` itself: the translation did, once.
 """
 
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import logging
 
+from qmpdirty.daemon.info import refresh_info_if_answering
 from qmpdirty.daemon.migrations import Migrations
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig
-from qmpdirty.errors import QmpReplyError, QmpTimeoutError
+from qmpdirty.errors import QmpReplyError
 from qmpdirty.facts.events import (
     DeviceStateSeen,
     EventObservation,
@@ -24,20 +26,10 @@ from qmpdirty.facts.events import (
     RunStateChanged,
     TopologyChanged,
 )
-from qmpdirty.qmp import queries, translate
+from qmpdirty.qmp import translate
 from qmpdirty.telemetry import render
-from qmpdirty.telemetry.render import Outgoing
 
 log = logging.getLogger(__name__)
-
-
-async def refresh_info(view: VmView) -> Outgoing:
-    """Read and publish ``info``; the message is returned for the ``vm-online`` hook."""
-    view.info = await queries.gather_info(view.session, view.version, view.identity,
-                                          view.events_on)
-    msg = render.info(view.out.stamp(), view.info, view.qmp_label, view.identity.pid)
-    view.out.publish(msg)
-    return msg
 
 
 async def read_events(view: VmView, migrations: Migrations) -> None:
@@ -63,19 +55,13 @@ async def _react(view: VmView, migrations: Migrations, seen: EventObservation) -
         case MigrationStatusSeen(status=status):
             await migrations.seen(seen)
             if mig.is_terminal(status):  # the run state moved on (postmigrate, running)
-                await _refresh_info_if_answering(view)
+                await refresh_info_if_answering(view)
         case MigrationPassSeen() | DeviceStateSeen():
             await migrations.seen(seen)
         case RunStateChanged():
-            await _refresh_info_if_answering(view)
+            await refresh_info_if_answering(view)
         case TopologyChanged():
             view.topology_changed.set()
         case OtherEvent():
             pass
 
-
-async def _refresh_info_if_answering(view: VmView) -> None:
-    try:
-        await refresh_info(view)
-    except QmpTimeoutError:
-        log.debug("VM %s: info refresh timed out", view.name)

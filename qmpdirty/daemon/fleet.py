@@ -147,7 +147,8 @@ async def supervise(ctx: Context, target: Target) -> None:
             failure = repr(exc)
         else:
             delay = q.reconnect_initial_s
-            failure = await run_session(ctx, session, label, target.fallback_name, None)
+            failure = await run_session(ctx, session, label, target.fallback_name,
+                                        session.peer_pid)
             if failure is not None:
                 failure = f"QMP peer misbehaved: {failure}"
         if failure is not None:

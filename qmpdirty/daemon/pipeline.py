@@ -1,8 +1,9 @@
 """One VM over one live QMP session: identify, start, run its tasks, end (shell).
 
 ``VmPipeline.identify`` asks who is on the other end and claims the VM's name;
-``run`` publishes the VM's state (``info``, ``online``, discovery, the first
-``forecast``) and then owns one ``TaskGroup`` of named tasks, one module each:
+``run`` publishes the VM's state (``info`` with its role, ``online``, discovery) and
+then owns one ``TaskGroup`` of named tasks, one module each (the first ``forecast``
+comes from its task, once the VM's role and, with ``[vfio]``, its blockers are known):
 ``events``, ``migrations`` (the poller), ``forecasts``, ``liveness``, ``dirty_rate``,
 ``vfio``; the group ends the moment QEMU hangs up. They share one
 ``VmView``. Leaving ``run`` (by any exception) reports a migration in flight ``lost``;
@@ -17,8 +18,9 @@ import asyncio
 import logging
 
 from qmpdirty.daemon.dirty_rate import measure_dirty_rate
-from qmpdirty.daemon.events import read_events, refresh_info
+from qmpdirty.daemon.events import read_events
 from qmpdirty.daemon.forecasts import Forecasts, refresh_params
+from qmpdirty.daemon.info import refresh_info
 from qmpdirty.daemon.liveness import watch_liveness
 from qmpdirty.daemon.migrations import Migrations
 from qmpdirty.daemon.vfio import VfioWatch
@@ -85,15 +87,15 @@ class VmPipeline:
     async def _start(self) -> None:
         view = self.view
         view.events_on = await self._ensure_events()
+        view.blockers_pending = view.cfg.vfio.enabled
         await refresh_params(view)
-        info_msg = await refresh_info(view)
+        info_msg = await refresh_info(view, always=True)
         view.out.state("online")
         view.out.fire("vm-online", info_msg)
         self._announce()
         log.info("VM %s online (%s, QEMU %s)", view.name, view.qmp_label,
                  view.info.basics.version_text if view.info else "?")
         await self.migrations.poll()
-        self.forecasts.publish()
 
     async def _run_tasks(self) -> None:
         """The tasks, until QEMU hangs up (``QmpClosedError``) or one fails.

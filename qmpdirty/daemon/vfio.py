@@ -19,6 +19,7 @@ import random
 
 from qmpdirty.config import Config
 from qmpdirty.daemon.view import VmView
+from qmpdirty.decisions.migration.claim import BlockerState, blocker_state
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.decisions.vfio.host_caps import interpret_host
 from qmpdirty.decisions.vfio.republish import Shown, republish, shown
@@ -103,8 +104,10 @@ class VfioWatch:
             verdict = await gather_and_evaluate(v.session, v.cfg, self._reader, full=full)
         except QmpQueryError as exc:
             log.warning("VM %s: VFIO evaluation failed: %s", v.name, exc)
+            self._share(v.blockers)
             return
         v.has_vfio = bool(verdict.topology.devices)
+        self._share(blocker_state(verdict.reconciled))
         now = shown(verdict)
         decision = republish(self._shown, now)
         if not decision.publish:
@@ -123,3 +126,10 @@ class VfioWatch:
             log.warning("VM %s: predicted blockers differ from QEMU's: missing %s, "
                         "unexpected %s; not known: %s", v.name, list(r.missing),
                         list(r.unexpected), [f"{u.device}: {u.fact}" for u in r.unknown_facts])
+
+    def _share(self, blockers: BlockerState | None) -> None:
+        """Tell the forecast the blockers (held until the first evaluation ended)."""
+        v = self._view
+        if blockers != v.blockers or v.blockers_pending:
+            v.blockers, v.blockers_pending = blockers, False
+            v.claims_changed.set()

@@ -2,8 +2,10 @@
 
 A ``VmView`` is made per QMP session by ``pipeline.VmPipeline``; every task module
 (events, liveness, dirty rate, migrations, VFIO, forecasts) reads what it needs from
-it and writes back the little the others read (``info``, ``has_vfio``, the three
-signals). Must not hold callables into other tasks, and must not do I/O itself.
+it and writes back the little the others read (``info``, ``has_vfio``, ``blockers``,
+the signals). The VM's role (``decisions.role``) is derived here from ``info`` and the
+migration tracker; ``settle_role`` tells the waiting tasks when it moved. Must not hold
+callables into other tasks, and must not do I/O itself.
 """
 
 from __future__ import annotations
@@ -14,17 +16,13 @@ from dataclasses import dataclass, field
 
 from qmpdirty.config import Config
 from qmpdirty.daemon.vm import VmPublisher, VmRecord
+from qmpdirty.decisions.migration.claim import BlockerState
 from qmpdirty.decisions.migration.forecaster import Forecaster
 from qmpdirty.decisions.migration.tracker import Role
+from qmpdirty.decisions.role import RoleVerdict, measures_dirty_rate, role_of
 from qmpdirty.facts.qemu import QemuVersion
 from qmpdirty.facts.vm import VmIdentity, VmInfo
 from qmpdirty.qmp.session import QmpSession
-
-
-def _set() -> asyncio.Event:
-    event = asyncio.Event()
-    event.set()
-    return event
 
 
 @dataclass
@@ -39,15 +37,24 @@ class VmView:
     version: QemuVersion
     identity: VmIdentity
     qmp_label: str
-    info: VmInfo | None = None  # the last ``info`` published
+    info: VmInfo | None = None  # the facts last read for ``info``
     has_vfio: bool = False  # the last VFIO evaluation found a device
+    #: the last VFIO evaluation's blockers (None: none yet, or ``[vfio]`` is off)
+    blockers: BlockerState | None = None
+    #: the first VFIO evaluation has not ended yet (the forecast waits for it)
+    blockers_pending: bool = False
     events_on: bool = False  # capability ``events``: MIGRATION events arrive
-    #: set while a migration runs (the poller waits for it) ...
+    #: set while a migration runs (the poller waits for it)
     migrating: asyncio.Event = field(default_factory=asyncio.Event)
-    #: ... and its opposite (dirty-rate measurement waits for it)
-    idle: asyncio.Event = field(default_factory=_set)
+    #: set while the role calls for ``calc-dirty-rate`` (the dirty-rate task waits)
+    measurable: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the role or the blockers changed (the forecast task waits for it)
+    claims_changed: asyncio.Event = field(default_factory=asyncio.Event)
     #: a topology event arrived (the VFIO task waits for it)
     topology_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: what ``info`` showed last: its facts and the role (re-published on a change)
+    info_shown: tuple[VmInfo, RoleVerdict] | None = None
+    settled: RoleVerdict | None = None  # the role the tasks were last told
 
     @property
     def name(self) -> str:
@@ -58,14 +65,31 @@ class VmView:
         return self.vm.forecaster
 
     @property
-    def role(self) -> Role:
+    def migration_role(self) -> Role:
         """A QEMU started with ``-incoming`` is a migration's destination."""
         return "destination" if self.info and self.info.run_state == "inmigrate" else "source"
+
+    @property
+    def role(self) -> RoleVerdict:
+        """The VM's role now: its run state (as last read) and the migration tracked."""
+        current = self.vm.tracker.current
+        return role_of(self.info.run_state if self.info else None,
+                       current.role if current else None)
+
+    def settle_role(self) -> tuple[RoleVerdict, bool]:
+        """The role, and whether it moved since the tasks were last told; tells them
+        (``measurable``, ``claims_changed``)."""
+        role = self.role
+        moved = role != self.settled
+        if moved:
+            self.settled = role
+            (self.measurable.set if measures_dirty_rate(role) else self.measurable.clear)()
+            self.claims_changed.set()
+        return role, moved
 
     def migration_running(self, running: bool) -> None:
         """Tell the waiting tasks whether a migration runs."""
         (self.migrating.set if running else self.migrating.clear)()
-        (self.idle.clear if running else self.idle.set)()
 
     def event_expiry(self) -> int | None:
         """MQTT v5 expiry of non-retained records (events, passes); None = never."""

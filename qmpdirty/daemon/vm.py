@@ -69,6 +69,9 @@ class VmRecord:
     discovery_sent: bool = False
     #: when its last session ended (monotonic seconds); None while one is up
     released_at: float | None = None
+    #: whether the broker may hold a ``dirty_rate`` of this VM (None: not known, e.g.
+    #: one from an earlier daemon run); cleared when the guest stops running
+    dirty_rate_retained: bool | None = None
 
     @property
     def online(self) -> bool:
@@ -154,6 +157,10 @@ class VmPublisher:
         if self._ctx.hooks is not None:
             body = msg.payload if msg is not None and msg.is_json else b"{}"
             self._ctx.hooks.fire_body(kind, self.vm.name, body)
+
+    def clear(self, kind: TopicKind) -> None:
+        """Remove the VM's retained ``kind`` from the broker (an empty retained message)."""
+        self.publish(render.cleared(self._ctx.topics, self.vm.name, kind))
 
     def state(self, state: render.VmStatus) -> None:
         """``vm/<vm>/status``: ``online`` (an ``error`` left behind is cleared),

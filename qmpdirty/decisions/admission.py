@@ -1,15 +1,18 @@
 """May this VM live-migrate now? The verdict behind ``qmpdirty admit`` (pure core).
 
 Stage: decisions. ``judge`` takes what one host retained about the VM: the VM's and
-the host's status (a ``Presence``), and its ``blockers`` and ``forecast`` payloads.
-It reads those through the small protocols below, which the payload models of
-``telemetry.schema`` satisfy (decisions cannot import telemetry). The rules, after
+the host's status (a ``Presence``), and its ``info``, ``blockers`` and ``forecast``
+payloads. It reads those through the small protocols below, which the payload models
+of ``telemetry.schema`` satisfy (decisions cannot import telemetry). The rules, after
 design.md § What the published state must mean:
 
 * retained state of a VM or host that is not online may be stale: deny;
+* role first: a VM that is not ``running`` (a destination waiting for or receiving a
+  migration, a paused, migrating or migrated-away guest...) denies, with the reason;
 * a blocker denies, with its remedy (QEMU's own reasons too);
-* a forecast that does not converge denies, with its recommendations;
-* a missing or unknown forecast (or missing blockers) denies unless allowed.
+* a forecast that does not converge denies, with its recommendations; one that is
+  ``blocked`` or ``not-applicable`` denies by the blockers or the role it names;
+* a missing or unknown forecast (or missing info or blockers) denies unless allowed.
 
 Outcomes are values (``Verdict``), one reason per line. This module must not read the
 broker, print, exit or look at the clock.
@@ -22,6 +25,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 MIB = 1 << 20
+_VERDICT_WORDS = {"converges": "converges", "does-not-converge": "will not converge",
+                  "blocked": "blocked", "not-applicable": "not applicable"}
+#: Verdicts whose reason is a role or blockers: their own lines say it, not the figures.
+_EXPLAINED = ("blocked", "not-applicable")
 
 
 class PredictedBlocker(Protocol):
@@ -42,6 +49,17 @@ class Blockers(Protocol):
     def observed(self) -> Sequence[str]: ...
 
 
+class Info(Protocol):
+    """What ``judge`` reads of an ``info`` payload."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def role_reason(self) -> str: ...
+    @property
+    def run_state(self) -> str | None: ...
+
+
 class Recommendation(Protocol):
     @property
     def action(self) -> str: ...
@@ -56,6 +74,10 @@ class Recommendation(Protocol):
 class Forecast(Protocol):
     """What ``judge`` reads of a ``forecast`` payload."""
 
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
     @property
     def converges(self) -> bool | None: ...
     @property
@@ -119,11 +141,16 @@ def forecast_line(forecast: Forecast) -> str:
         f"limit {f.downtime_limit_ms:.0f} ms" if f.downtime_limit_ms is not None else "",
         f"ETA {f.eta_s:.0f} s" if f.eta_s is not None else "",
     ]
-    verdict = {True: "converges", False: "will not converge", None: "unknown"}[f.converges]
+    verdict = _VERDICT_WORDS.get(f.verdict, f.verdict)
     detail = ", ".join(figure for figure in figures if figure)
-    notes = "; ".join(f.notes)
+    notes = "; ".join(f.notes) if f.verdict not in _EXPLAINED else (f.reason or "")
     return f"forecast: {verdict}" + (f" ({detail})" if detail else "") + \
-        (f": {notes}" if notes and f.converges is not True else "")
+        (f": {notes}" if notes and f.verdict != "converges" else "")
+
+
+def role_line(info: Info) -> str:
+    """Why a VM that is not running is not admitted, in one line."""
+    return f"role: {info.role_reason} ({info.role}, run state {info.run_state or 'unknown'})"
 
 
 def recommendation_lines(forecast: Forecast) -> list[str]:
@@ -137,8 +164,8 @@ def recommendation_lines(forecast: Forecast) -> list[str]:
 
 
 def judge(
-    presence: Presence, blockers: Blockers | None, forecast: Forecast | None,
-    allow_unknown: bool,
+    presence: Presence, info: Info | None, blockers: Blockers | None,
+    forecast: Forecast | None, allow_unknown: bool,
 ) -> Verdict:
     """Admit, or deny with reasons."""
     reasons: list[str] = []
@@ -146,18 +173,38 @@ def judge(
     if not presence.online:
         reasons.append(f"status: {where} is {presence.vm_status or 'unknown'} (host "
                        f"{presence.host_status or 'unknown'}): its retained state may be stale")
+    if info is None:
+        if not allow_unknown:
+            reasons.append(f"info: none published for {where}")
+    elif info.role != "running":
+        reasons.append(role_line(info))
     if blockers is None:
         if not allow_unknown:
             reasons.append(f"blockers: none published for {where} ([vfio] enabled there?)")
     else:
         reasons += blocker_reasons(blockers)
-    if forecast is None:
-        if not allow_unknown:
-            reasons.append(f"forecast: none published for {where}")
-    elif forecast.converges is False or (forecast.converges is None and not allow_unknown):
-        reasons.append(forecast_line(forecast))
-        reasons += recommendation_lines(forecast)
+    explained = (info is not None and info.role != "running") or bool(
+        blockers is not None and not blockers.migratable)
+    reasons += _forecast_reasons(where, forecast, allow_unknown, explained=explained)
     if reasons:
         return Verdict(False, tuple(reasons))
     line = forecast_line(forecast) if forecast is not None else "forecast: none (allowed)"
     return Verdict(True, (), f"admit: {where} is migratable; {line}")
+
+
+def _forecast_reasons(where: str, forecast: Forecast | None, allow_unknown: bool, *,
+                      explained: bool) -> list[str]:
+    """The forecast's lines: none when it converges (or is unknown and that is
+    allowed), nor when it is blocked or not applicable and the role or blockers already
+    said why (``explained``)."""
+    if forecast is None:
+        return [] if allow_unknown else [f"forecast: none published for {where}"]
+    match forecast.verdict:
+        case "converges":
+            return []
+        case "does-not-converge":
+            return [forecast_line(forecast), *recommendation_lines(forecast)]
+        case "blocked" | "not-applicable":
+            return [] if explained else [forecast_line(forecast)]
+        case _:  # unknown, or a verdict this version does not know
+            return [] if allow_unknown else [forecast_line(forecast)]

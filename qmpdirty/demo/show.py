@@ -76,7 +76,9 @@ class Screen:
             self.say(vm, f"QMP session {b['text']}")
         elif kind == "info":
             self.say(vm, f"QEMU {b['qemu_version']} {b['machine']} {b['accel']}, "
-                         f"{b['ram_bytes'] // MIB} MiB, {b['run_state']}")
+                         f"{b['ram_bytes'] // MIB} MiB, {b['run_state']}: {b['role_reason']}")
+        elif kind == "dirty_rate" and "text" in b:  # cleared: the guest no longer runs
+            self.say(vm, "dirty rate cleared (the guest does not run here)")
         elif kind == "dirty_rate":
             self.say(vm, f"dirty rate {b['bytes_per_s'] / MIB:6.1f} MiB/s  ({b['source']}, "
                          f"{b['mode']})")

@@ -7,7 +7,9 @@ Stage: shell; the only module that imports ``qemu.qmp``. Wraps ``QMPClient``:
 * events go to one bounded queue. ``QMPClient``'s default listener keeps every
   event forever and cannot be removed, so ``_BoundedClient`` replaces the event
   fan-out itself (the ``Events._event_dispatch`` hook of qemu.qmp 0.0.6, pinned);
-* ``wait_closed`` returns when QEMU hangs up, so the supervisor notices at once.
+* ``wait_closed`` returns when QEMU hangs up, so the supervisor notices at once;
+* on a UNIX socket (client or server mode) ``peer_pid`` is QEMU's pid, from the
+  kernel (``SO_PEERCRED``): the session connects the socket itself for that.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from qmpdirty.errors import (
     QmpTimeoutError,
 )
 from qmpdirty.qmp.commands import CommandPolicy
+from qmpdirty.qmp.listener import peer_cred
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,13 @@ class _BoundedClient(QMPClient):
 class QmpSession:
     """A live, negotiated QMP connection to one QEMU."""
 
-    def __init__(self, client: _BoundedClient, policy: CommandPolicy, timeout_s: float) -> None:
+    def __init__(self, client: _BoundedClient, policy: CommandPolicy, timeout_s: float,
+                 peer_pid: int | None = None) -> None:
         self._client = client
         self._policy = policy
         self._timeout_s = timeout_s
+        #: QEMU's pid (``SO_PEERCRED``) on a UNIX socket; None over TCP
+        self.peer_pid = peer_pid
         #: ``time.monotonic()`` of the last reply (success or error): QEMU answers.
         self.answered_at = time.monotonic()
         #: Set (and ``stalled_at`` stamped) whenever a command times out.
@@ -90,15 +96,12 @@ class QmpSession:
     ) -> QmpSession:
         """Connect (or adopt an accepted socket), await the greeting and negotiate."""
         client = _BoundedClient(label, event_queue_size)
-        where: str | tuple[str, int] | socket.socket
-        if isinstance(target, socket.socket):
-            where = target
-        elif target.kind == "unix":
-            where = str(target.path)
-        else:
-            where = (target.host, target.port)
+        pid: int | None = None
         try:
             async with asyncio.timeout(connect_timeout_s):
+                where = await _connected(target)
+                if isinstance(where, socket.socket):
+                    pid = _peer_pid(where)  # before the library takes the socket over
                 await client.connect(where)
         except asyncio.CancelledError:
             # the daemon is stopping: finish the library's own disconnect, or its
@@ -116,9 +119,9 @@ class QmpSession:
             inner = getattr(exc, "exc", None)
             protocol = not isinstance(inner, OSError | EOFError)
             raise QmpConnectError(f"{label}: {_reason(exc)}", protocol=protocol) from exc
-        except OSError as exc:
+        except OSError as exc:  # connecting (``_connected`` closed its socket)
             raise QmpConnectError(f"{label}: {exc.strerror or exc}") from exc
-        return cls(client, policy, command_timeout_s)
+        return cls(client, policy, command_timeout_s, pid)
 
     @property
     def dropped_events(self) -> int:
@@ -164,6 +167,31 @@ class QmpSession:
         """Disconnect; return why the connection broke when it was a protocol error
         (malformed JSON, an oversized message...), None for a plain hang-up."""
         return await _quietly_disconnect(self._client)
+
+
+async def _connected(target: QmpAddress | socket.socket) -> tuple[str, int] | socket.socket:
+    """What ``QMPClient.connect`` takes: a UNIX socket connected here (its peer's
+    credentials are the kernel's, read with ``SO_PEERCRED``), or a TCP address."""
+    if isinstance(target, socket.socket):
+        return target
+    if target.kind != "unix":
+        return (target.host, target.port)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, str(target.path))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _peer_pid(sock: socket.socket) -> int | None:
+    """QEMU's pid, if the kernel says (a closed socket does not)."""
+    try:
+        return peer_cred(sock).pid or None
+    except OSError:
+        return None
 
 
 def _reason(exc: BaseException) -> str:

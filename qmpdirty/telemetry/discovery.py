@@ -1,11 +1,15 @@
 """Home Assistant MQTT discovery: one HA device per VM, built from the contract (pure core).
 
 Stage: telemetry. ``discovery_messages`` returns the retained QoS 1 config messages
-that make Home Assistant show a VM as a device with six entities; ``clear_messages``
+that make Home Assistant show a VM as a device with seven entities; ``clear_messages``
 returns the empty retained payloads that remove them when the VM is gone. Every
 ``state_topic`` and availability topic is built with ``Topics`` and ``TopicKind``,
 and every ``value_json.<field>`` a template reads is a field of that topic's payload
 model (tested). Availability is the host's last will AND the VM's QMP session.
+"Migratable" and "Migration would converge" never disagree: the latter reads the
+forecast's ``verdict``, which is ``blocked`` (OFF) whenever the VM is not migratable
+and ``not-applicable`` (unknown) when its role has no forecast. A cleared topic (the
+empty retained message of a ``dirty_rate`` that no longer applies) shows as unknown.
 
 This module must not do I/O, keep state, or name a topic that qmpdirty does not
 publish. The shell decides when to send (``[homeassistant] enabled``).
@@ -44,9 +48,16 @@ class Entity:
     options: dict[str, object] = field(default_factory=dict)
 
 
+#: verdict -> binary state: only ``converges`` is ON; blocked is OFF, like "Migratable"
+_CONVERGES = (
+    "{% set v = value_json.verdict %}{{ 'ON' if v == 'converges' else "
+    "('OFF' if v in ['does-not-converge', 'blocked'] else 'None') }}"
+)
+
 ENTITIES: tuple[Entity, ...] = (
     Entity("dirty_rate", "sensor", "Dirty rate", TopicKind.DIRTY_RATE,
-           "{{ (value_json.bytes_per_s / 1048576) | round(2) }}",
+           "{{ (value_json.bytes_per_s / 1048576) | round(2) if value_json is defined "
+           "else 'None' }}",
            {"unit_of_measurement": "MiB/s", "device_class": "data_rate",
             "state_class": "measurement", "icon": "mdi:memory"}),
     Entity("migratable", "binary_sensor", "Migratable", TopicKind.BLOCKERS,
@@ -60,17 +71,20 @@ ENTITIES: tuple[Entity, ...] = (
            _PROGRESS, {"unit_of_measurement": "%", "state_class": "measurement",
                        "icon": "mdi:progress-upload"}),
     Entity("forecast_converges", "binary_sensor", "Migration would converge",
-           TopicKind.FORECAST,
-           "{{ 'None' if value_json.converges is none else "
-           "('ON' if value_json.converges else 'OFF') }}",
+           TopicKind.FORECAST, _CONVERGES,
            {"payload_on": "ON", "payload_off": "OFF", "icon": "mdi:chart-bell-curve",
-            "json_attributes_template": "{{ {'downtime_ms': value_json.downtime_ms, "
+            "json_attributes_template": "{{ {'verdict': value_json.verdict, 'reason': "
+            "value_json.reason, 'downtime_ms': value_json.downtime_ms, "
             "'passes': value_json.passes, 'recommendations': value_json.recommendations "
             "| map(attribute='action') | list} | tojson }}"}),
     Entity("forecast_eta", "sensor", "Migration ETA", TopicKind.FORECAST,
            "{{ value_json.eta_s | round(0) if value_json.eta_s is number else 'None' }}",
            {"unit_of_measurement": "s", "device_class": "duration",
             "state_class": "measurement", "icon": "mdi:timer-sand"}),
+    Entity("role", "sensor", "Role", TopicKind.INFO, "{{ value_json.role }}",
+           {"icon": "mdi:state-machine",
+            "json_attributes_template": "{{ {'reason': value_json.role_reason, "
+            "'run_state': value_json.run_state} | tojson }}"}),
 )
 
 

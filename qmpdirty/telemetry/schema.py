@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qmpdirty.decisions.migration.claim import ForecastVerdict
+from qmpdirty.decisions.role import VmRole
+
 SCHEMA_VERSION = 1
 
 
@@ -63,8 +66,12 @@ class InfoPayload(VmPayload):
     ram_bytes: int | None
     vcpus: int | None
     run_state: str | None
+    role: VmRole = Field(description="what the VM does, from run_state and its migration "
+                         "(README § Role): what is measured and claimed for it")
+    role_reason: str = Field(description="the role in words, e.g. why admit says no")
     qmp: str = Field(description="how the daemon reaches this VM (unix:/tcp:/server:)")
-    pid: int | None = Field(default=None, description="QEMU pid (server mode, SO_PEERCRED)")
+    pid: int | None = Field(default=None, description="QEMU pid from SO_PEERCRED on a UNIX "
+                            "socket (client and server mode); null over TCP")
     migration_events: bool | None = Field(description="capability `events` is on")
 
 
@@ -82,8 +89,11 @@ class DirtyRatePayload(VmPayload):
     """``vm/<vm>/dirty_rate``."""
 
     bytes_per_s: float
-    mode: str = Field(description="page-sampling, dirty-bitmap, dirty-ring or migration")
-    source: DirtyRateSource
+    mode: str = Field(description="how dirty pages were counted: page-sampling, "
+                      "dirty-bitmap, dirty-ring (calc-dirty-rate), migration-bitmap (the "
+                      "migration's own bitmap) or progress-slope (from its progress)")
+    source: DirtyRateSource = Field(description="who produced the figure: calc-dirty-rate, "
+                                    "migration (QEMU's own) or estimate (qmpdirty's)")
     window_s: float | None
     sample_pages: int | None = None
     vcpus: list[VcpuDirtyRate] | None = None
@@ -114,13 +124,22 @@ class ForecastSummary(BaseModel):
     converges: bool | None
     eta_s: float | None
     downtime_ms: float | None
-    passes: int | None
+    passes: int | None = Field(description="pre-copy passes the migration will have run at "
+                               "switchover, those done included")
+    passes_remaining: int | None = Field(description="of those, the ones still to run, the "
+                                         "one under way included")
 
 
 class ForecastPayload(VmPayload):
     """``vm/<vm>/forecast`` (retained): will a migration started now converge?"""
 
-    converges: bool | None = Field(description="null when an input is unknown")
+    verdict: ForecastVerdict = Field(description="converges, does-not-converge, blocked, "
+                                     "not-applicable or unknown (an input is missing)")
+    applicable: bool = Field(description="false when the VM's role has no pre-migration "
+                             "forecast (not running, or migrating); reason says why")
+    reason: str | None = Field(description="why not applicable, or why blocked")
+    blockers: list[str] = Field(description="what blocks migration (verdict blocked)")
+    converges: bool | None = Field(description="null when unknown, blocked or not applicable")
     eta_s: float | None
     downtime_ms: float | None
     passes: int | None = Field(description="pre-copy passes expected before switchover")
@@ -140,6 +159,8 @@ class MigrationPayload(VmPayload):
     """``vm/<vm>/migration`` (retained): the migration in progress or the last one."""
 
     id: str
+    uuid: str | None = Field(description="QEMU's -uuid, the same on both ends: with the "
+                             "time window it joins them (README § Migrations)")
     role: Literal["source", "destination"]
     status: str = Field(description="QEMU MigrationStatus")
     statuses: list[str] = Field(description="every status seen so far, in order")
@@ -167,6 +188,7 @@ class PassPayload(VmPayload):
     """``vm/<vm>/migration/pass`` (not retained): one record per MIGRATION_PASS."""
 
     id: str
+    uuid: str | None = Field(description="QEMU's -uuid")
     pass_: int = Field(alias="pass")
     elapsed_s: float
     transferred_bytes: int | None
@@ -193,6 +215,7 @@ class SummaryPayload(VmPayload):
     """``vm/<vm>/migration/summary`` (retained): how a migration ended."""
 
     id: str
+    uuid: str | None = Field(description="QEMU's -uuid, the same on both ends")
     role: Literal["source", "destination"]
     outcome: Literal["completed", "failed", "cancelled", "lost"]
     statuses: list[str]

@@ -104,12 +104,13 @@ class ScriptedVm:
         {"name": "nic0", "type": "child<virtio-net-pci>"}])
     name_reply: object = field(default_factory=lambda: {"name": "vm1"})
     status_reply: object = field(default_factory=lambda: recorded("query-status.running"))
+    uuid_reply: object = field(default_factory=lambda: recorded("query-uuid.tcg"))
     frozen: bool = False  # query-status gets no answer (a SIGSTOPped QEMU)
 
     def handlers(self) -> dict[str, Any]:
         fixed = {
             "query-version": {"qemu": {"major": 10, "minor": 0, "micro": 2}, "package": ""},
-            "query-name": self.name_reply, "query-uuid": recorded("query-uuid.tcg"),
+            "query-name": self.name_reply, "query-uuid": self.uuid_reply,
             "query-migrate-capabilities": recorded("query-migrate-capabilities.events-on"),
             "query-migrate-parameters": {"downtime-limit": 300, "max-bandwidth": 134217728,
                                          "avail-switchover-bandwidth": 0},
@@ -189,7 +190,8 @@ async def running(cfg: Config, vm: ScriptedVm | None = None,
         QmpAddress("unix", path), policy=ctx.policy, command_timeout_s=cfg.qmp.command_timeout_s,
         connect_timeout_s=2.0, event_queue_size=100, label=f"unix:{path}")
     label = f"unix:{path}"
-    task = asyncio.create_task(fleet.run_session(ctx, session, label, "fallback", None))
+    task = asyncio.create_task(fleet.run_session(ctx, session, label, "fallback",
+                                                 session.peer_pid))
     try:
         yield Running(server, vm, out, hooks, ctx, label, task)
     finally:
@@ -200,3 +202,8 @@ async def running(cfg: Config, vm: ScriptedVm | None = None,
 
 async def online(r: Running) -> None:
     await r.out.wait_for(lambda: "online" in r.out.texts(f"{VM}/status"), "online")
+
+
+def status(run_state: str) -> dict[str, object]:
+    """A ``query-status`` reply in QEMU's shape."""
+    return {"running": run_state == "running", "status": run_state}

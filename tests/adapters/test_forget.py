@@ -12,6 +12,7 @@ from qmpdirty.daemon.app import policy_from
 from qmpdirty.daemon.forget import Forgetting
 from qmpdirty.daemon.vm import Context, SessionOwner, VmPublisher
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.telemetry.discovery import ENTITIES
 from qmpdirty.telemetry.ghosts import RememberedVm
 from qmpdirty.telemetry.topics import Topics
 from tests.adapters.pipeline_harness import RecordingPublisher, config
@@ -78,7 +79,7 @@ def test_home_assistant_devices_are_removed_when_discovery_is_on() -> None:
     clock.now += 1
     Forgetting(ctx).sweep()
     ha = [m.topic for m in out.messages if m.topic.startswith("ha/")]
-    assert len(ha) == 6 and all("/qmpdirty_h1/web1_" in t for t in ha)
+    assert len(ha) == len(ENTITIES) and all("/qmpdirty_h1/web1_" in t for t in ha)
     assert out.messages[-1].topic == f"{BASE}/web1/status"
 
 

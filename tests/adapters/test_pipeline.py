@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from tests.adapters.pipeline_harness import (
     online,
     recorded,
     running,
+    status,
 )
 
 # --- start and end ---------------------------------------------------------------------
@@ -39,10 +41,13 @@ async def test_start_publishes_info_online_and_forecast_then_hang_up_offline() -
         "seq": 1, "host": "h1", "vm": "vm1", "qemu_version": "10.0.2",
         "machine": "pc-i440fx-10.0", "accel": "tcg", "ram_bytes": 134217728, "vcpus": 1,
         "run_state": "running", "migration_events": True}
+    assert (info["role"], info["role_reason"]) == ("running", "the guest is running")
+    assert info["pid"] == os.getpid()  # client mode: SO_PEERCRED (the server is this process)
     assert r.out.texts(f"{VM}/status") == ["online", "offline"]
     forecast = r.out.json(f"{VM}/forecast")[0]
     assert (forecast["seq"], forecast["bandwidth_source"], forecast["downtime_limit_ms"]) == \
         (2, "max-bandwidth", 300.0)
+    assert (forecast["verdict"], forecast["applicable"]) == ("unknown", True)  # not measured
     assert [k for k, _vm, _p in r.hooks.fired] == ["vm-online", "vm-offline"]
     assert r.hooks.of("vm-online")[0] == info
     assert r.hooks.of("vm-offline") == [{}]
@@ -50,8 +55,10 @@ async def test_start_publishes_info_online_and_forecast_then_hang_up_offline() -
 
 
 async def test_event_is_published_verbatim_and_a_run_state_change_refreshes_info() -> None:
-    async with running(config()) as r:
+    vm = ScriptedVm()
+    async with running(config(), vm) as r:
         await online(r)
+        vm.status_reply = status("paused")
         await r.server.emit("STOP", {})
         await r.server.emit("BLOCK_IO_ERROR", {"device": "d0", "operation": "write",
                                                "action": "report"})
@@ -66,9 +73,22 @@ async def test_event_is_published_verbatim_and_a_run_state_change_refreshes_info
     io_error = r.out.json(f"{VM}/event/BLOCK_IO_ERROR")[0]
     assert io_error["data"] == {"device": "d0", "operation": "write", "action": "report"}
     # STOP is a run-state change: info is read and published again; the other is not
-    assert r.out.topics()[3:6] == [f"{VM}/event/STOP", f"{VM}/info",
-                                   f"{VM}/event/BLOCK_IO_ERROR"]
+    assert r.out.topics()[3:5] == [f"{VM}/event/STOP", f"{VM}/info"]
+    assert r.out.json(f"{VM}/info")[-1]["run_state"] == "paused"
+    assert len(r.out.on(f"{VM}/info")) == 2
     assert len(r.sent("query-status")) == 2
+
+
+async def test_a_run_state_event_that_changes_nothing_publishes_no_info() -> None:
+    async with running(config()) as r:
+        await online(r)
+        await r.server.emit("RESET", {"guest": True, "reason": "guest-reset"})
+        await r.out.wait_for(lambda: len(r.sent("query-status")) == 2, "a re-read")
+        await r.server.emit("BLOCK_IO_ERROR", {"device": "d0", "operation": "write",
+                                               "action": "report"})
+        await r.out.wait_for(lambda: r.out.on(f"{VM}/event/BLOCK_IO_ERROR"), "the 2nd event")
+        await r.hang_up()
+    assert len(r.out.on(f"{VM}/info")) == 1
 
 
 async def test_a_peer_that_breaks_the_protocol_is_published_as_error() -> None:
@@ -136,8 +156,14 @@ async def test_migration_events_publish_migration_passes_and_summary() -> None:
     # each new status fires migration-status once, with that migration payload
     hooked = r.hooks.of("migration-status")
     assert hooked == [migrations[0], migrations[2], migrations[3]]
-    # the end of a migration refreshes info (the run state moved on)
-    assert r.out.topics()[-3:] == [f"{VM}/migration/summary", f"{VM}/info", f"{VM}/status"]
+    # the start and end of a migration move the role: info, and the forecast with it
+    assert r.out.topics()[-4:] == [f"{VM}/migration/summary", f"{VM}/info", f"{VM}/forecast",
+                                   f"{VM}/status"]
+    assert [i["role"] for i in r.out.json(f"{VM}/info")] == [
+        "running", "migrating-out", "running"]
+    assert [(f["verdict"], f["reason"]) for f in r.out.json(f"{VM}/forecast")] == [
+        ("unknown", None), ("not-applicable", "a migration out is under way"),
+        ("unknown", None)]
 
 
 async def test_session_end_during_a_migration_reports_it_lost() -> None:

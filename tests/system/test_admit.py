@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 from paho.mqtt import publish
 
+from qmpdirty.decisions.role import role_of
 from qmpdirty.demo.lab import free_port
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.daemon_process import QMPDIRTY, write_config
 from qmpdirty.telemetry.schema import (
     BlockersPayload,
     ForecastPayload,
+    InfoPayload,
     PredictedBlocker,
     Recommendation,
 )
@@ -46,6 +48,16 @@ def blockers(vm: str, host: str, migratable: bool = True) -> bytes:
     ).model_dump_json(by_alias=True).encode()
 
 
+def info(vm: str, host: str, run_state: str = "running") -> bytes:
+    role = role_of(run_state, None)
+    return InfoPayload(
+        ts=time.time(), host=host, vm=vm, seq=1, qemu_version="10.0.2", uuid=None,
+        machine="pc-q35-10.0", accel="kvm", ram_bytes=2**30, vcpus=2, run_state=run_state,
+        role=role.role, role_reason=role.reason, qmp="unix:/run/q.sock", pid=4242,
+        migration_events=True,
+    ).model_dump_json(by_alias=True).encode()
+
+
 def forecast(vm: str, host: str, converges: bool | None = True) -> bytes:
     recommendations = [] if converges is not False else [
         Recommendation(action="dirty-limit", value=40.0, reason="vCPU 2 dirties 80% of pages",
@@ -53,8 +65,11 @@ def forecast(vm: str, host: str, converges: bool | None = True) -> bytes:
         Recommendation(action="postcopy", value=None, reason="would converge",
                        applicable=False),
     ]
+    verdict = "unknown" if converges is None else "converges" if converges else \
+        "does-not-converge"
     return ForecastPayload(
-        ts=time.time(), host=host, vm=vm, seq=4, converges=converges,
+        ts=time.time(), host=host, vm=vm, seq=4, verdict=verdict, applicable=True, reason=None,
+        blockers=[], converges=converges,
         eta_s=42.0 if converges else None, downtime_ms=120.0 if converges else 2400.0,
         passes=3, bandwidth_bytes_per_s=100 * 2**20, bandwidth_source="configured",
         dirty_bytes_per_s=150 * 2**20 if converges is False else 20 * 2**20,
@@ -71,10 +86,11 @@ def retain(broker: Mosquitto, messages: dict[str, bytes | str]) -> None:
 
 def state(vm: str, host: str = HOST, *, vm_status: str = "online", host_status: str = "online",
           blocked: bool = False, converges: bool | None = True,
-          with_forecast: bool = True) -> dict[str, bytes | str]:
+          with_forecast: bool = True, run_state: str = "running") -> dict[str, bytes | str]:
     base = f"qmpdirty/{host}"
     out: dict[str, bytes | str] = {f"{base}/status": host_status,
                                    f"{base}/vm/{vm}/status": vm_status,
+                                   f"{base}/vm/{vm}/info": info(vm, host, run_state),
                                    f"{base}/vm/{vm}/blockers": blockers(vm, host, not blocked)}
     if with_forecast:
         out[f"{base}/vm/{vm}/forecast"] = forecast(vm, host, converges)
@@ -152,6 +168,17 @@ def test_unknown_forecast_needs_allow_unknown(
     assert denied.stdout.splitlines() == [expected]
     allowed = admit("vm2", "--allow-unknown")
     assert allowed.returncode == 0, allowed.stdout
+
+
+def test_a_waiting_destination_is_denied_by_its_role(broker: Mosquitto, admit: Admit) -> None:
+    retain(broker, state("incoming", run_state="inmigrate"))
+    result = admit("incoming", "--allow-unknown")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "role: waiting for an incoming migration (incoming-waiting, run state inmigrate)"]
+    report = json.loads(admit("incoming", "--json").stdout)
+    assert (report["role"], report["role_reason"]) == (
+        "incoming-waiting", "waiting for an incoming migration")
 
 
 def test_stale_state_is_denied(broker: Mosquitto, admit: Admit) -> None:

@@ -59,7 +59,7 @@ def test_hooks_fire_failures_are_published_and_ha_discovery_announced(
         assert all(json.loads(m.payload)["device"]["identifiers"] for m in ha)
         states = {json.loads(m.payload)["state_topic"] for m in ha}
         assert states <= {vm_topic("hk", k) for k in ("dirty_rate", "blockers", "migration",
-                                                      "forecast")}
+                                                      "forecast", "info")}
         with QmpControl(ctl) as control:
             control.cmd("migrate", uri="exec:cat > /dev/null")
             deadline = time.monotonic() + 30

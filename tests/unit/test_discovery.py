@@ -45,7 +45,7 @@ def configs(topics: Topics = TOPICS, vm: str = VM,
 
 def test_one_message_per_entity_with_the_required_keys() -> None:
     found = configs()
-    assert len(found) == len(ENTITIES) == 6
+    assert len(found) == len(ENTITIES) == 7
     for topic, cfg in found:
         assert cfg.keys() >= REQUIRED, topic
         assert cfg["availability_mode"] == "all"
@@ -108,6 +108,27 @@ def test_units_and_classes() -> None:
     assert "transferred_bytes" in by_key["migration_progress"]["value_template"]
     assert by_key["forecast_eta"]["unit_of_measurement"] == "s"
     assert by_key["forecast_eta"]["device_class"] == "duration"
+
+
+def test_would_converge_reads_the_verdict_so_it_never_contradicts_migratable() -> None:
+    """A blocked VM's forecast says ``blocked`` (OFF, like "Migratable"); a VM whose role
+    has no forecast says ``not-applicable`` (unknown); only ``converges`` is ON."""
+    by_key = {cfg["unique_id"].rsplit("web1_", 1)[1]: cfg for _, cfg in configs()}
+    template = by_key["forecast_converges"]["value_template"]
+    assert "value_json.converges" not in template
+    assert "'ON' if v == 'converges'" in template
+    assert "'OFF' if v in ['does-not-converge', 'blocked']" in template
+    verdicts = schema.ForecastPayload.model_json_schema()["properties"]["verdict"]["enum"]
+    assert set(verdicts) == {"converges", "does-not-converge", "blocked", "not-applicable",
+                             "unknown"}
+
+
+def test_role_entity_and_a_cleared_dirty_rate() -> None:
+    by_key = {cfg["unique_id"].rsplit("web1_", 1)[1]: cfg for _, cfg in configs()}
+    assert by_key["role"]["state_topic"] == TOPICS.vm_topic(VM, TopicKind.INFO)
+    assert by_key["role"]["value_template"] == "{{ value_json.role }}"
+    # an empty retained message (the guest stopped running) is not JSON: unknown
+    assert "if value_json is defined else 'None'" in by_key["dirty_rate"]["value_template"]
 
 
 def test_unique_ids_stay_unique_across_vms_and_hosts() -> None:

@@ -9,15 +9,14 @@ import math
 
 import pytest
 
+from qmpdirty.decisions.migration.claim import ForecastClaim, ForecastVerdict, material_change
 from qmpdirty.decisions.migration.dirtyrate import choose_mode, error_bound
 from qmpdirty.decisions.migration.estimate import Sample, bandwidth, bulk_pass_left_s, dirty_rate
 from qmpdirty.decisions.migration.forecast import (
     Advice,
     Forecast,
     ForecastInputs,
-    Published,
     forecast,
-    material_change,
     recommend,
 )
 from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot
@@ -164,8 +163,17 @@ def test_mode_choice(configured: str, version: tuple[int, int, int], vfio: bool,
 # --- when a new measurement republishes the forecast ------------------------------------
 
 def _pub(converges: bool | None = True, eta: float | None = 100.0, downtime: float | None = 200.0,
-         passes: int | None = 5, advice: tuple[Advice, ...] = ()) -> Published:
-    return Forecast(converges, eta, downtime, passes), advice
+         passes: int | None = 5, advice: tuple[Advice, ...] = ()) -> ForecastClaim:
+    verdict: ForecastVerdict = ("unknown" if converges is None else
+                                "converges" if converges else "does-not-converge")
+    return ForecastClaim(verdict, True, None, (), Forecast(converges, eta, downtime, passes),
+                         advice)
+
+
+def _not(verdict: ForecastVerdict, reason: str, blockers: tuple[str, ...] = ()
+         ) -> ForecastClaim:
+    return ForecastClaim(verdict, verdict != "not-applicable", reason, blockers,
+                         Forecast(None, None, None, None), ())
 
 
 @pytest.mark.parametrize(("before", "after", "expected"), [
@@ -182,6 +190,14 @@ def _pub(converges: bool | None = True, eta: float | None = 100.0, downtime: flo
     (_pub(advice=(Advice("downtime-limit", 300.0, "r", True),)),
      _pub(advice=(Advice("downtime-limit", 400.0, "r", True),)), True),
     (_pub(), _pub(advice=(Advice("auto-converge", None, "r", True),)), True),
+    (_pub(), _not("not-applicable", "the guest is paused"), True),  # the role moved
+    (_not("not-applicable", "the guest is paused"),
+     _not("not-applicable", "waiting for an incoming migration"), True),
+    (_not("not-applicable", "x"), _not("not-applicable", "x"), False),
+    (_pub(), _not("blocked", "QEMU refuses", ("vvfat",)), True),
+    (_not("blocked", "QEMU refuses", ("vvfat",)), _not("blocked", "QEMU refuses", ("a", "b")),
+     True),  # other blockers
 ])
-def test_material_change(before: Published | None, after: Published, expected: bool) -> None:
+def test_material_change(before: ForecastClaim | None, after: ForecastClaim,
+                         expected: bool) -> None:
     assert material_change(before, after) is expected

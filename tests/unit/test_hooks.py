@@ -217,7 +217,8 @@ def test_only_hook_kinds_are_fired(caplog: pytest.LogCaptureFixture) -> None:
 def info_payload(vm: str) -> dict[str, Any]:
     return schema.InfoPayload(
         ts=1.5, host="h1", vm=vm, seq=3, qemu_version="10.0.2", uuid=None, machine="q35",
-        accel="tcg", ram_bytes=1 << 28, vcpus=1, run_state="running", qmp="unix:/x",
+        accel="tcg", ram_bytes=1 << 28, vcpus=1, run_state="running", role="running",
+        role_reason="the guest runs", qmp="unix:/x",
         pid=42, migration_events=True,
     ).model_dump(mode="json", by_alias=True)
 

@@ -64,7 +64,7 @@ def test_summary_payload_carries_the_cause_and_device_states() -> None:
                                                                                 error_desc=text),
                       vfio_states=(("/machine/peripheral/h0", "running"),))
     stamp = render.VmStamp(Topics.create("qmpdirty", "h"), "vm", 5, 2.0)
-    body = json.loads(render.summary(stamp, m, "failed", 2.0, cause_of(m)).payload)
+    body = json.loads(render.summary(stamp, m, "failed", 2.0, cause_of(m), uuid=None).payload)
     assert body["error"] == text
     assert body["error_cause"] == {"kind": "vfio-dma-logging-start", "device": "0000:3b:00.1",
                                    "errno": "EOPNOTSUPP"}

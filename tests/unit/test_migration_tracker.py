@@ -34,6 +34,7 @@ from qmpdirty.decisions.migration.tracker import (
     is_active,
     migration_id,
     observe,
+    passes_done,
     poll_interval_s,
 )
 from qmpdirty.facts.vm import MigrationSnapshot
@@ -156,6 +157,8 @@ def test_source_sequence_of_a_short_migration() -> None:
     assert end.migration.statuses == ("setup", "active", "device", "completed")
     assert end.migration.status == "completed"
     assert end.migration.passes == 4
+    # the pass of the stop-copy sync (after device) starts no pre-copy pass
+    assert (end.migration.precopy_passes, passes_done(end.migration)) == (3, 2)
     assert end.migration.role == "source"
     assert end.migration.started_ts == T0
     assert end.migration.id == migration_id(T0)

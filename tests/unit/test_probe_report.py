@@ -13,7 +13,7 @@ from qmpdirty.telemetry import render
 from qmpdirty.telemetry.message import VmStamp
 from qmpdirty.telemetry.render import vfio
 from qmpdirty.telemetry.topics import Topics
-from tests.unit.test_render import INFO
+from tests.unit.test_render import INFO, RUNNING
 
 TOPICS = Topics.create("qmpdirty", "kvm01")
 PLAIN = evaluate(topo("10.0", dev(0), blocked=(
@@ -26,7 +26,7 @@ def test_json_members_are_the_published_payloads() -> None:
     printed = json.loads(report_json(report))
     assert list(printed) == ["info", "tracking", "blockers", "migration_status"]
     assert printed["info"] == json.loads(
-        render.info(VmStamp(TOPICS, "web1", 1, 5.0), INFO, "unix:/q", None).payload)
+        render.info(VmStamp(TOPICS, "web1", 1, 5.0), INFO, RUNNING, "unix:/q", None).payload)
     assert printed["tracking"] == json.loads(
         vfio.tracking(VmStamp(TOPICS, "web1", 2, 5.0), PLAIN).payload)
     assert printed["blockers"] == json.loads(

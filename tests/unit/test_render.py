@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from qmpdirty.decisions.migration.claim import BlockerState, claim
 from qmpdirty.decisions.migration.errors import ErrorCause, cause_of, error_cause
-from qmpdirty.decisions.migration.forecast import ForecastInputs, forecast
+from qmpdirty.decisions.migration.estimate import DirtyEstimate
+from qmpdirty.decisions.migration.forecast import Forecast, ForecastInputs, forecast
 from qmpdirty.decisions.migration.tracker import Migration, migration_id
+from qmpdirty.decisions.role import role_of
 from qmpdirty.decisions.vfio.disagreement import UNSEEN
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.facts.host import HostFacts
@@ -33,6 +36,10 @@ from qmpdirty.telemetry.render import migrations, vfio
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2"
+RUNNING = role_of("running", None)
+UUID = "8f3c1a52-7d54-4f6e-9b1a-2c3d4e5f6a7b"
+QEMU_RATE = DirtyEstimate(1.5e6, "migration", "migration-bitmap",
+                          "ram.dirty-pages-rate x page-size")
 TOPICS = Topics.create("qmpdirty", "kvm01")
 STARTED = 1_795_271_512.0
 TS = STARTED + 3.5
@@ -83,18 +90,18 @@ FC_IN = ForecastInputs(bandwidth_bytes_per_s=1e8, dirty_bytes_per_s=1e7, remaini
                        downtime_limit_ms=300)
 
 JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.Payload]]] = [
-    ("info", lambda: render.info(STAMP, INFO, "unix:/run/q.sock", 4242), f"{VM}/info",
+    ("info", lambda: render.info(STAMP, INFO, RUNNING, "unix:/run/q.sock", 4242), f"{VM}/info",
      TopicKind.INFO, schema.InfoPayload),
     ("dirty_rate_measured", lambda: render.dirty_rate_measured(STAMP, MEASURED, 120),
      f"{VM}/dirty_rate", TopicKind.DIRTY_RATE, schema.DirtyRatePayload),
     ("dirty_rate_during_migration",
-     lambda: render.dirty_rate_during_migration(STAMP, 1e6, None, 60), f"{VM}/dirty_rate",
+     lambda: render.dirty_rate_during_migration(STAMP, QEMU_RATE, 60), f"{VM}/dirty_rate",
      TopicKind.DIRTY_RATE, schema.DirtyRatePayload),
-    ("migration", lambda: render.migration(STAMP, MIGRATION), f"{VM}/migration",
+    ("migration", lambda: render.migration(STAMP, MIGRATION, uuid=UUID), f"{VM}/migration",
      TopicKind.MIGRATION, schema.MigrationPayload),
-    ("pass_record", lambda: render.pass_record(STAMP, MIGRATION, 2, 3600),
+    ("pass_record", lambda: render.pass_record(STAMP, MIGRATION, 2, 3600, uuid=UUID),
      f"{VM}/migration/pass", TopicKind.PASS, schema.PassPayload),
-    ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS, None),
+    ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS, None, uuid=UUID),
      f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
     ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), outcome(
         "vm-online", ("/bin/x",), exit_code=3, timed_out=False, error="exit status 3",
@@ -108,7 +115,7 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      TopicKind.TRACKING, schema.TrackingPayload),
     ("blockers", lambda: vfio.blockers(STAMP, NO_VFIO), f"{VM}/blockers",
      TopicKind.BLOCKERS, schema.BlockersPayload),
-    ("forecast", lambda: fc.forecast(STAMP, FC_IN, forecast(FC_IN), (),
+    ("forecast", lambda: fc.forecast(STAMP, FC_IN, claim(RUNNING, None, forecast(FC_IN), ()),
                                      bandwidth_source="configured", dirty=None),
      f"{VM}/forecast", TopicKind.FORECAST,
      schema.ForecastPayload),
@@ -152,12 +159,14 @@ def test_json_schemas_use_the_wire_names() -> None:
 
 
 def test_info_payload() -> None:
-    data = body(render.info(STAMP, INFO, "unix:/run/q.sock", 4242))
+    data = body(render.info(STAMP, INFO, RUNNING, "unix:/run/q.sock", 4242))
     assert {k: data[k] for k in ("qemu_version", "uuid", "machine", "accel", "ram_bytes",
-                                 "vcpus", "run_state", "qmp", "pid", "migration_events")} == {
+                                 "vcpus", "run_state", "role", "role_reason", "qmp", "pid",
+                                 "migration_events")} == {
         "qemu_version": "10.0.2", "uuid": None, "machine": "pc-i440fx-10.0", "accel": "tcg",
-        "ram_bytes": 134217728, "vcpus": 1, "run_state": "running", "qmp": "unix:/run/q.sock",
-        "pid": 4242, "migration_events": True,
+        "ram_bytes": 134217728, "vcpus": 1, "run_state": "running", "role": "running",
+        "role_reason": "the guest is running", "qmp": "unix:/run/q.sock", "pid": 4242,
+        "migration_events": True,
     }
 
 
@@ -179,18 +188,23 @@ def test_dirty_rate_measured_per_vcpu() -> None:
     assert data["sample_pages"] is None
 
 
-def test_dirty_rate_during_migration_payload() -> None:
-    msg = render.dirty_rate_during_migration(STAMP, 1.5e6, 2.0, None)
+def test_dirty_rate_during_migration_says_how_it_was_counted_and_by_whom() -> None:
+    msg = render.dirty_rate_during_migration(STAMP, QEMU_RATE, None)
     data = body(msg)
     assert (data["bytes_per_s"], data["mode"], data["source"], data["window_s"]) == (
-        1.5e6, "migration", "migration", 2.0)
+        1.5e6, "migration-bitmap", "migration", None)
     assert msg.expiry_s is None
+    estimate = DirtyEstimate(2e6, "estimate", "page-sampling", "last page-sampling measurement")
+    data = body(render.dirty_rate_during_migration(STAMP, estimate, 60))
+    assert (data["mode"], data["source"], data["basis"]) == (
+        "page-sampling", "estimate", "last page-sampling measurement")
 
 
 def test_migration_payload_from_a_recorded_snapshot() -> None:
-    data = body(render.migration(STAMP, MIGRATION))
+    data = body(render.migration(STAMP, MIGRATION, uuid=UUID))
     raw = load("query-migrate.active-4.json")
     assert data["id"] == MIGRATION.id
+    assert data["uuid"] == UUID
     assert data["role"] == "source"
     assert data["status"] == "active"
     assert data["statuses"] == ["setup", "active"]
@@ -210,7 +224,7 @@ def test_migration_payload_from_a_recorded_snapshot() -> None:
 def test_migration_payload_without_a_snapshot_and_a_clock_behind() -> None:
     m = Migration(id="x", role="destination", started_ts=TS + 10, status="setup",
                   statuses=("setup",))
-    data = body(render.migration(STAMP, m))
+    data = body(render.migration(STAMP, m, uuid=None))
     assert data["elapsed_s"] == 0.0
     assert data["transferred_bytes"] is None
     assert data["dirty_bytes_per_s"] is None
@@ -219,9 +233,10 @@ def test_migration_payload_without_a_snapshot_and_a_clock_behind() -> None:
 
 
 def test_pass_record_payload() -> None:
-    msg = render.pass_record(STAMP, MIGRATION, 2, 3600)
+    msg = render.pass_record(STAMP, MIGRATION, 2, 3600, uuid=UUID)
     data = body(msg)
     assert data["pass"] == 2
+    assert data["uuid"] == UUID
     assert data["id"] == MIGRATION.id
     assert data["dirty_sync_count"] == ACTIVE.dirty_sync_count
     assert data["elapsed_s"] == 3.5
@@ -233,8 +248,10 @@ def test_summary_uses_qemus_total_time() -> None:
     done = Migration(id="m", role="source", started_ts=STARTED, status="completed",
                      statuses=("setup", "active", "device", "completed"), passes=4,
                      snapshot=COMPLETED, peak_dirty_bytes_per_s=16e6)
-    data = body(render.summary(STAMP, done, "completed", STARTED + 10, cause_of(done)))
+    data = body(render.summary(STAMP, done, "completed", STARTED + 10, cause_of(done),
+                               uuid=UUID))
     raw = load("query-migrate.completed.json")
+    assert data["uuid"] == UUID
     assert data["total_time_ms"] == raw["total-time"]
     assert data["downtime_ms"] == raw["downtime"]
     assert data["setup_time_ms"] == raw["setup-time"]
@@ -257,7 +274,8 @@ def test_summary_falls_back_to_the_measured_total_time(
 ) -> None:
     m = Migration(id="m", role="source", started_ts=STARTED, status="active",
                   statuses=("setup", "active"), snapshot=snapshot)
-    msg = render.summary(STAMP, m, outcome, STARTED + 2.3456, cause_of(m))  # type: ignore[arg-type]
+    msg = render.summary(STAMP, m, outcome, STARTED + 2.3456, cause_of(m),  # type: ignore[arg-type]
+                         uuid=None)
     data = body(msg)
     assert data["total_time_ms"] == 2346
     assert data["outcome"] == outcome
@@ -272,9 +290,10 @@ def test_summary_renders_the_cause_it_is_given() -> None:
     failed = Migration(id="m", role="source", started_ts=STARTED, status="failed",
                        statuses=("setup", "failed"), snapshot=FAILED)
     cause = ErrorCause("network", None, "ECONNRESET", "x")
-    data = body(migrations.summary(STAMP, failed, "failed", TS, cause))
+    data = body(migrations.summary(STAMP, failed, "failed", TS, cause, uuid=None))
     assert data["error_cause"] == {"kind": "network", "device": None, "errno": "ECONNRESET"}
-    assert body(migrations.summary(STAMP, failed, "failed", TS, None))["error_cause"] is None
+    assert body(migrations.summary(STAMP, failed, "failed", TS, None, uuid=None)
+                )["error_cause"] is None
     assert cause_of(failed) == error_cause(FAILED.error_desc)
 
 
@@ -359,4 +378,48 @@ def test_unknown_role_is_rejected_by_the_schema() -> None:
     m = Migration(id="m", role="sideways", started_ts=STARTED, status="active",  # type: ignore[arg-type]
                   statuses=("active",))
     with pytest.raises(ValidationError):
-        render.migration(STAMP, m)
+        render.migration(STAMP, m, uuid=None)
+
+
+# --- the forecast: what it may claim -----------------------------------------------------
+
+
+def test_forecast_of_a_running_vm_carries_the_models_verdict() -> None:
+    data = body(fc.forecast(STAMP, FC_IN, claim(RUNNING, BlockerState(True), forecast(FC_IN),
+                                                ()), bandwidth_source="configured", dirty=None))
+    assert (data["verdict"], data["applicable"], data["reason"], data["blockers"]) == (
+        "converges", True, None, [])
+    assert data["converges"] is True and data["eta_s"] is not None
+    assert data["remaining_bytes"] == 10**9
+
+
+def test_a_blocked_vm_never_converges_and_names_its_blockers() -> None:
+    vvfat = "The vvfat (rw) format used by node '#block080' does not support live migration"
+    c = claim(RUNNING, BlockerState(False, (vvfat,)), forecast(FC_IN), ())
+    data = body(fc.forecast(STAMP, FC_IN, c, bandwidth_source="configured", dirty=None))
+    assert (data["verdict"], data["applicable"], data["blockers"]) == ("blocked", True, [vvfat])
+    assert data["reason"] == f"QEMU refuses to migrate it: {vvfat}"
+    assert (data["converges"], data["eta_s"], data["downtime_ms"], data["passes"]) == (
+        None, None, None, None)
+    assert data["recommendations"] == []
+
+
+@pytest.mark.parametrize(("run_state", "why"), [
+    ("inmigrate", "waiting for an incoming migration"), ("paused", "the guest is paused"),
+    ("postmigrate", "migrated away: the guest now runs on the destination")])
+def test_a_vm_that_is_not_running_has_no_forecast(run_state: str, why: str) -> None:
+    dirty = DirtyEstimate(1e7, "calc-dirty-rate", "page-sampling", "page-sampling, 1 s")
+    c = claim(role_of(run_state, None), BlockerState(True), forecast(FC_IN), ())
+    data = body(fc.forecast(STAMP, FC_IN, c, bandwidth_source="configured", dirty=dirty))
+    assert (data["verdict"], data["applicable"], data["reason"]) == (
+        "not-applicable", False, why)
+    assert (data["converges"], data["eta_s"], data["dirty_bytes_per_s"],
+            data["dirty_source"], data["remaining_bytes"]) == (None, None, None, None, None)
+    assert data["notes"] == []
+
+
+def test_forecast_inside_migration_counts_passes_in_total_and_remaining() -> None:
+    summary = fc.summary(Forecast(True, 5.0, 100.0, 3), passes_done=4)
+    assert (summary.passes, summary.passes_remaining) == (7, 3)
+    unknown = fc.summary(Forecast(None, None, None, None), passes_done=4)
+    assert (unknown.passes, unknown.passes_remaining) == (None, None)

@@ -18,8 +18,15 @@ from typing import Literal
 
 from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot
 
-#: Where a dirty rate comes from (the ``source`` of the ``dirty_rate`` payload).
+#: Who produced a dirty rate (the ``source`` of the ``dirty_rate`` payload): a
+#: ``calc-dirty-rate`` qmpdirty asked for, QEMU's own figure during a migration, or
+#: qmpdirty's estimate.
 DirtySource = Literal["calc-dirty-rate", "migration", "estimate"]
+#: How the dirty pages were counted (the payload's ``mode``), besides calc-dirty-rate's
+#: own modes (page-sampling, dirty-bitmap, dirty-ring): the migration's dirty bitmap,
+#: synced at every pass (``ram.dirty-pages-rate``), or the slope of its progress.
+MIGRATION_BITMAP = "migration-bitmap"
+PROGRESS_SLOPE = "progress-slope"
 
 #: A pre-migration measurement older than this does not stand for the guest now.
 PRE_MIGRATION_MAX_AGE_S = 600.0
@@ -35,6 +42,7 @@ class Sample:
 class DirtyEstimate:
     bytes_per_s: float
     source: DirtySource  # "migration" (QEMU's own), "estimate" or "calc-dirty-rate"
+    mode: str  # how the pages were counted: a calc-dirty-rate mode or one of the above
     basis: str  # how it was obtained, for the payload's provenance
 
 
@@ -56,9 +64,9 @@ def dirty_rate(samples: Sequence[Sample], pre: DirtyRateMeasurement | None,
     """QEMU's rate once it has one, else the best estimate, else None."""
     if samples and samples[-1].snapshot.dirty_bytes_per_s:
         return DirtyEstimate(samples[-1].snapshot.dirty_bytes_per_s or 0.0, "migration",
-                             "ram.dirty-pages-rate x page-size")
+                             MIGRATION_BITMAP, "ram.dirty-pages-rate x page-size")
     if pre is not None and pre_age_s is not None and pre_age_s <= PRE_MIGRATION_MAX_AGE_S:
-        return DirtyEstimate(pre.bytes_per_s, "estimate",
+        return DirtyEstimate(pre.bytes_per_s, "estimate", pre.mode,
                              f"last {pre.mode} measurement, {pre_age_s:.0f} s before")
     return _from_slope(samples)
 
@@ -76,7 +84,7 @@ def _from_slope(samples: Sequence[Sample]) -> DirtyEstimate | None:
     assert pa is not None and pb is not None and ra is not None and rb is not None
     redirty = max(0.0, (rb - ra + pb - pa) / dt)
     sent_share = min(1.0, max(pb / total, 0.05))
-    return DirtyEstimate(redirty / sent_share, "estimate",
+    return DirtyEstimate(redirty / sent_share, "estimate", PROGRESS_SLOPE,
                          f"remaining/processed slope over {dt:.1f} s, scaled by the "
                          f"{sent_share:.0%} of RAM sent")
 

@@ -99,7 +99,7 @@ class Forecaster:
                                  (self.last_bandwidth, "measured"),
                                  (self._max_bandwidth(), "max-bandwidth"))
         m = self.measurement
-        dirty = estimate.DirtyEstimate(m.bytes_per_s, "calc-dirty-rate",
+        dirty = estimate.DirtyEstimate(m.bytes_per_s, "calc-dirty-rate", m.mode,
                                        f"{m.mode}, {m.window_s:g} s window") if m else None
         inputs = ForecastInputs(
             bandwidth_bytes_per_s=bw, dirty_bytes_per_s=m.bytes_per_s if m else None,

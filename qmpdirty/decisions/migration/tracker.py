@@ -54,6 +54,8 @@ PHASE_OF: dict[str | None, Phase] = {
     "cancelled": Phase.TERMINAL,
 }
 
+#: Statuses in which a MIGRATION_PASS starts a pre-copy pass (the guest still runs).
+PRECOPY = frozenset({"setup", "active"})
 #: Statuses near the end of a migration: poll faster to catch the switchover.
 NEAR_END = frozenset({"device", "pre-switchover", "cancelling", "wait-unplug", "postcopy-device"})
 
@@ -67,7 +69,8 @@ class Migration:
     started_ts: float
     status: str
     statuses: tuple[str, ...]
-    passes: int = 0
+    passes: int = 0  # QEMU's pass counter (MIGRATION_PASS: its dirty-bitmap syncs)
+    precopy_passes: int = 0  # the last of them seen before the switchover
     snapshot: MigrationSnapshot | None = None
     peak_dirty_bytes_per_s: float | None = None
     terminal_polls: int = 0
@@ -300,7 +303,9 @@ def _on_pass(state: TrackerState, seen: PassSeen, now: float, role: Role) -> Ste
         current = state.current
         assert current is not None
     absorbed = _absorb(current, None, seen.snapshot)
-    counted = replace(absorbed, passes=max(current.passes, seen.pass_no))
+    precopy = max(current.precopy_passes, seen.pass_no) if current.status in PRECOPY \
+        else current.precopy_passes
+    counted = replace(absorbed, passes=max(current.passes, seen.pass_no), precopy_passes=precopy)
     return TrackerState(counted, state.ended), (*effects, PassCompleted(counted, seen.pass_no))
 
 
@@ -337,6 +342,14 @@ def snapshot_of(seen: Observation) -> MigrationSnapshot | None:
 def is_terminal(status: str | None) -> bool:
     """True for a status that ends a migration (``completed``, ``failed``, ``cancelled``)."""
     return PHASE_OF.get(status) is Phase.TERMINAL
+
+
+def passes_done(m: Migration) -> int:
+    """Pre-copy passes finished. QEMU numbers the pass under way (``MIGRATION_PASS``
+    ``pass`` is its dirty-bitmap sync count; sync 1, at setup, starts the bulk pass):
+    all but the last seen before the switchover. The sync of the stop-copy phase
+    (``ram_save_complete``, after ``device``) starts no pass and is not counted."""
+    return max(m.precopy_passes - 1, 0)
 
 
 def is_active(state: TrackerState) -> bool:

@@ -42,13 +42,14 @@ def _progress(snap: MigrationSnapshot | None) -> ProgressFields:
     )
 
 
-def migration(stamp: VmStamp, m: Migration, forecast: schema.ForecastSummary | None = None,
+def migration(stamp: VmStamp, m: Migration, *, uuid: str | None,
+              forecast: schema.ForecastSummary | None = None,
               recommendations: list[schema.Recommendation] | None = None) -> Outgoing:
     """``vm/<vm>/migration`` (retained), with the forecast made at this poll."""
     snap = m.snapshot
     model = schema.MigrationPayload(
-        **stamp.common(), **_progress(snap), id=m.id, role=m.role, status=m.status,
-        statuses=list(m.statuses), pass_=m.passes, started_ts=m.started_ts,
+        **stamp.common(), **_progress(snap), id=m.id, uuid=uuid, role=m.role,
+        status=m.status, statuses=list(m.statuses), pass_=m.passes, started_ts=m.started_ts,
         elapsed_s=max(0.0, stamp.ts - m.started_ts),
         expected_downtime_ms=snap.expected_downtime_ms if snap else None,
         error=snap.error_desc if snap else None, forecast=forecast,
@@ -57,11 +58,12 @@ def migration(stamp: VmStamp, m: Migration, forecast: schema.ForecastSummary | N
     return vm_message(stamp, TopicKind.MIGRATION, model)
 
 
-def pass_record(stamp: VmStamp, m: Migration, pass_no: int, expiry_s: int | None) -> Outgoing:
+def pass_record(stamp: VmStamp, m: Migration, pass_no: int, expiry_s: int | None, *,
+                uuid: str | None) -> Outgoing:
     """``vm/<vm>/migration/pass`` (one per MIGRATION_PASS)."""
     snap = m.snapshot
     model = schema.PassPayload(
-        **stamp.common(), **_progress(snap), id=m.id, pass_=pass_no,
+        **stamp.common(), **_progress(snap), id=m.id, uuid=uuid, pass_=pass_no,
         elapsed_s=max(0.0, stamp.ts - m.started_ts),
         dirty_sync_count=snap.dirty_sync_count if snap else None,
     )
@@ -69,13 +71,14 @@ def pass_record(stamp: VmStamp, m: Migration, pass_no: int, expiry_s: int | None
 
 
 def summary(stamp: VmStamp, m: Migration, outcome: Outcome, ended_ts: float,
-            cause: ErrorCause | None) -> Outgoing:
+            cause: ErrorCause | None, *, uuid: str | None) -> Outgoing:
     """``vm/<vm>/migration/summary`` (retained): the final record of one migration;
     ``cause`` is what the caller read from QEMU's ``error-desc`` (None: none known)."""
     snap = m.snapshot or MigrationSnapshot(status=None)
     measured_ms = round((ended_ts - m.started_ts) * 1000)
     model = schema.SummaryPayload(
-        **stamp.common(), id=m.id, role=m.role, outcome=outcome, statuses=list(m.statuses),
+        **stamp.common(), id=m.id, uuid=uuid, role=m.role, outcome=outcome,
+        statuses=list(m.statuses),
         started_ts=m.started_ts, ended_ts=ended_ts,
         total_time_ms=snap.total_time_ms if snap.total_time_ms is not None else measured_ms,
         setup_time_ms=snap.setup_time_ms, downtime_ms=snap.downtime_ms,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from qmpdirty.decisions.migration.estimate import DirtyEstimate
+from qmpdirty.decisions.role import RoleVerdict
 from qmpdirty.facts.vm import DirtyRateMeasurement, QmpEvent, VmInfo
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.message import Outgoing, VmStamp
@@ -31,20 +33,21 @@ class HookRun(Protocol):
     def duration_s(self) -> float: ...
 
 
-def info_payload(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None
-                 ) -> schema.InfoPayload:
+def info_payload(stamp: VmStamp, facts: VmInfo, role: RoleVerdict, qmp: str,
+                 pid: int | None) -> schema.InfoPayload:
     """The ``vm/<vm>/info`` payload (``probe`` prints it as it is)."""
     return schema.InfoPayload(
         **stamp.common(), qemu_version=facts.basics.version_text, uuid=facts.uuid,
         machine=facts.basics.machine, accel=facts.accel, ram_bytes=facts.basics.ram_bytes,
-        vcpus=facts.vcpus, run_state=facts.run_state, qmp=qmp, pid=pid,
-        migration_events=facts.migration_events,
+        vcpus=facts.vcpus, run_state=facts.run_state, role=role.role,
+        role_reason=role.reason, qmp=qmp, pid=pid, migration_events=facts.migration_events,
     )
 
 
-def info(stamp: VmStamp, facts: VmInfo, qmp: str, pid: int | None) -> Outgoing:
+def info(stamp: VmStamp, facts: VmInfo, role: RoleVerdict, qmp: str, pid: int | None
+         ) -> Outgoing:
     """``vm/<vm>/info``."""
-    return vm_message(stamp, TopicKind.INFO, info_payload(stamp, facts, qmp, pid))
+    return vm_message(stamp, TopicKind.INFO, info_payload(stamp, facts, role, qmp, pid))
 
 
 def dirty_rate_measured(
@@ -61,15 +64,14 @@ def dirty_rate_measured(
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 
 
-def dirty_rate_during_migration(
-    stamp: VmStamp, bytes_per_s: float, window_s: float | None, expiry_s: int | None, *,
-    source: str = "migration", basis: str | None = None,
-) -> Outgoing:
+def dirty_rate_during_migration(stamp: VmStamp, d: DirtyEstimate, expiry_s: int | None
+                                ) -> Outgoing:
     """``vm/<vm>/dirty_rate`` while migrating: QEMU's ``ram.dirty-pages-rate`` (source
-    ``migration``) or, until QEMU has one, an estimate (source ``estimate``)."""
+    ``migration``, mode ``migration-bitmap``) or, until QEMU has one, an estimate (source
+    ``estimate``, mode: what it rests on)."""
     model = schema.DirtyRatePayload(
-        **stamp.common(), bytes_per_s=bytes_per_s, mode="migration", source=source,
-        window_s=window_s, basis=basis,
+        **stamp.common(), bytes_per_s=d.bytes_per_s, mode=d.mode, source=d.source,
+        window_s=None, basis=d.basis,
     )
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 

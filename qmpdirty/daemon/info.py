@@ -1,0 +1,60 @@
+"""One VM's ``info`` and the role it carries, followed as they change (shell).
+
+``refresh_info`` reads the facts (``query-status`` and friends) when the run state may
+have moved; ``follow_role`` runs after that and after a migration began or ended (the
+role depends on both, ``decisions.role``): it publishes ``info`` when its content
+changed, clears the retained ``dirty_rate`` once the guest no longer runs (README §
+Role: no stale rate stays retained at switchover, on a paused guest or a destination),
+and the view wakes the tasks that act on the role (dirty rate, forecast). Must not
+decide a role or what follows from it: ``decisions.role`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from qmpdirty.daemon.view import VmView
+from qmpdirty.decisions.role import reports_dirty_rate
+from qmpdirty.errors import QmpTimeoutError
+from qmpdirty.qmp import queries
+from qmpdirty.telemetry import render
+from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.topics import TopicKind
+
+log = logging.getLogger(__name__)
+
+
+async def refresh_info(view: VmView, *, always: bool = False) -> Outgoing | None:
+    """Read the ``info`` facts, then ``follow_role``; its ``info`` message, if any."""
+    view.info = await queries.gather_info(view.session, view.version, view.identity,
+                                          view.events_on)
+    return follow_role(view, always=always)
+
+
+async def refresh_info_if_answering(view: VmView) -> None:
+    """``refresh_info``, unless QEMU does not answer in time (liveness reports that)."""
+    try:
+        await refresh_info(view)
+    except QmpTimeoutError:
+        log.debug("VM %s: info refresh timed out", view.name)
+
+
+def follow_role(view: VmView, *, always: bool = False) -> Outgoing | None:
+    """Publish ``info`` if its facts or the role changed (or ``always``: a new session),
+    clear a ``dirty_rate`` the guest's role no longer has, and settle the role. Returns
+    the ``info`` message when one was published."""
+    if view.info is None:
+        return None
+    role, moved = view.settle_role()
+    if moved:
+        log.info("VM %s: role %s (%s)", view.name, role.role, role.reason)
+    msg = None
+    if always or view.info_shown != (view.info, role):
+        msg = render.info(view.out.stamp(), view.info, role, view.qmp_label,
+                          view.identity.pid)
+        view.out.publish(msg)
+        view.info_shown = (view.info, role)
+    if not reports_dirty_rate(role) and view.vm.dirty_rate_retained is not False:
+        view.out.clear(TopicKind.DIRTY_RATE)
+        view.vm.dirty_rate_retained = False
+    return msg
