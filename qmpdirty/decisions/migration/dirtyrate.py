@@ -8,7 +8,7 @@ already being measured" otherwise) and a measurement during a migration competes
 it, so a measurement starts only when none is running, no migration is active and the
 interval since the last start has passed.
 
-What QEMU computes (migration/dirtyrate.c, unchanged from 8.0 to 10.0). For each
+What QEMU computes (migration/dirtyrate.c; the same arithmetic from 8.0 to 10.0). For each
 migratable RAMBlock of at least 128 KiB (``skip_sample_ramblock`` compares with
 ``MIN_RAMBLOCK_SIZE << 10``; the header's "megabytes" is wrong), it hashes
 ``used_length * sample_pages >> 30`` pages drawn with replacement

@@ -11,7 +11,8 @@ n = ram * s >> 30 pages drawn uniformly with replacement; each is dirty with
 probability p = min(R * T, W) / RAM, independently, so the dirty count is binomial;
 the reading is ``dirty * ram_MiB * 1000 // (n * msec)`` (``update_dirtyrate``).
 Left out: the few samples of ROM blocks, the dirtier's pacing, the effect of hashing
-time on each page's window, a guest's own background writes.
+time on each page's window, a guest's own background writes. Must not do I/O nor
+re-implement the figure: ``combine`` makes it, here as in the daemon.
 """
 
 from __future__ import annotations
