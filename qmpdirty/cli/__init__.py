@@ -1,14 +1,16 @@
-"""The ``qmpdirty`` command line (shell): run, check-config, probe, ranges, admit, top, demo.
+"""The ``qmpdirty`` command line (shell): run, check-config, probe, ranges, admit, top,
+demo, completion.
 
 Stage: cli. This module only declares the arguments of every command and hands them
-to the command's module (``run``, ``check``, ``probe``, ``ranges``, ``admit``,
-``top``, ``demo``), imported when that command runs. Exit codes, the event loop and the other
-shared pieces are in ``cli.common``. Exit codes: 0 success, 1 runtime failure, 2 bad
-usage or configuration (``admit``: 1 not admitted, 3 cannot tell; ``top --once``: 3
-cannot tell). A reader that
-closes stdout early (``| head``) ends the command quietly with exit 1, never with a
-traceback. ``--help`` shows ``DESCRIPTION`` and ``EPILOG``, which README § Running the
-daemon repeats (tests/unit/test_readme.py keeps them in step).
+to the command's module (``run``, ``check``, ``probe``, ``ranges``, ``admit``, ``top``,
+``demo``, ``completion``), imported when that command runs. Exit codes, the event loop
+and the other shared pieces are in ``cli.common``. Exit codes: 0 success, 1 runtime
+failure, 2 bad usage or configuration (``admit``: 1 not admitted, 3 cannot tell;
+``top --once``: 3 cannot tell). A reader that closes stdout early (``| head``) ends the
+command quietly with exit 1, never with a traceback. ``--help`` shows ``DESCRIPTION``
+and ``EPILOG``, which README § Running the daemon repeats (tests/unit/test_readme.py
+keeps them in step). The shell completion (``shtab``) and the man page
+(``scripts/gen-man``, ``argparse-manpage``) are generated from ``build_parser``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from qmpdirty.config import DEFAULT_PATH
 DESCRIPTION = (
     "Watch QEMU VMs over QMP and publish over MQTT whether they can live-migrate, how "
     "their VFIO devices' dirty pages are tracked, their dirty rate and their migrations. "
-    "Commands: run, check-config, probe, ranges, admit, top, demo."
+    "Commands: run, check-config, probe, ranges, admit, top, demo, completion."
 )
 #: ``qmpdirty --help``'s last lines: the exit codes of every command.
 EPILOG = (
@@ -51,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     _ranges(sub.add_parser)
     _admit(sub.add_parser)
     _top(sub.add_parser)
+    completion = sub.add_parser("completion", help="print the shell completion script "
+                                "(bash: source <(qmpdirty completion bash))")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), metavar="SHELL",
+                            help="bash, zsh or tcsh")
     return p
 
 
@@ -125,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "completion":
+        from qmpdirty.cli.completion import completion_command
+
+        return completion_command(parser, args.shell)
     if args.command == "check-config":
         if args.path and args.config and args.path != args.config:
             parser.error(f"check-config: two config files ({args.path}, --config "
