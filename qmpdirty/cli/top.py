@@ -28,6 +28,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from qmpdirty import logs
 from qmpdirty.cli.common import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, Runner, load_or_print
 from qmpdirty.config import MqttConfig
 from qmpdirty.errors import SinkError
@@ -52,6 +53,8 @@ def top_command(*, config: Path, host: str | None, sort: SortKey, once: bool,
     cfg = load_or_print(config)
     if cfg is None:
         return EXIT_USAGE
+    logs.configure("critical")  # the MQTT library's errors would tear the screen: the
+    # title (live) or one line on stderr (--once) says what went wrong instead
     if not (interval_s > 0 and timeout_s > 0):
         print("--interval and --timeout must be more than 0 seconds", file=sys.stderr)
         return EXIT_USAGE
@@ -96,14 +99,20 @@ async def _live(cfg: MqttConfig, topic_filter: str, fleet: FleetState, *, sort: 
     def take(topic: str, payload: bytes) -> None:
         fleet.apply(topic, payload)
 
+    def connected() -> None:
+        """The broker sends every retained message again: start from nothing, so that
+        what it lost meanwhile (a restart without persistence) leaves the screen."""
+        fleet.vms.clear()
+        fleet.hosts.clear()
+        problem.clear()
+
     async def feed() -> None:
         while True:
             try:
-                await watch(cfg, topic_filter, take, timeout_s)
+                await watch(cfg, topic_filter, take, timeout_s, on_connected=connected)
             except SinkError as exc:
                 problem[:] = [str(exc)]
             await asyncio.sleep(RETRY_S)
-            problem.clear()
 
     task = asyncio.create_task(feed())
     try:

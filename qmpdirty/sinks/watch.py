@@ -25,10 +25,13 @@ OnMessage = Callable[[str, bytes], None]
 
 
 async def watch(cfg: MqttConfig, topic_filter: str, on_message: OnMessage,
-                connect_timeout_s: float) -> None:
-    """Subscribe to ``topic_filter`` and pass every message on, until cancelled. Raises
-    SinkError when the broker cannot be reached within ``connect_timeout_s``, refuses
-    us, or goes away."""
+                connect_timeout_s: float, on_connected: Callable[[], None] | None = None
+                ) -> None:
+    """Subscribe to ``topic_filter`` and pass every message on, until cancelled.
+    ``on_connected`` is called once connected, before the retained messages: a caller
+    that reconnects drops what it knew there (the broker may have lost its retained
+    state meanwhile). Raises SinkError when the broker cannot be reached within
+    ``connect_timeout_s``, refuses us, or goes away."""
     try:
         client = mqtt_client(cfg, v5=cfg.protocol == "5", timeout_s=connect_timeout_s)
     except SinkError as exc:
@@ -41,6 +44,8 @@ async def watch(cfg: MqttConfig, topic_filter: str, on_message: OnMessage,
     except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
         raise SinkError(f"MQTT {cfg.url}: {exc}") from exc
     try:
+        if on_connected is not None:
+            on_connected()
         await client.subscribe(topic_filter, qos=0)
         async for message in client.messages:
             payload = message.payload
