@@ -37,6 +37,7 @@ from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.sinks.outbox import Outbox
 from qmpdirty.sinks.prometheus import PrometheusExporter, Tee
 from qmpdirty.telemetry import render
+from qmpdirty.telemetry.discovery import host_messages
 from qmpdirty.telemetry.message import Outgoing
 from qmpdirty.telemetry.topics import Topics, sanitise
 
@@ -104,6 +105,10 @@ class Daemon:
         listener = self._listener()
         if self.exporter is not None and (where := self.cfg.prometheus.address) is not None:
             self.exporter.start(*where)
+        ha = self.cfg.homeassistant
+        if ha.enabled:  # the host's device, which every VM's hangs from
+            for msg in host_messages(self.ctx.topics, ha.discovery_prefix):
+                self.sink.publish(msg)
         try:
             async with asyncio.TaskGroup() as infra:
                 background = [
