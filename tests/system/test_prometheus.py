@@ -19,10 +19,12 @@ import pytest
 
 from qmpdirty.demo.lab import end_child, free_port, track_child
 from qmpdirty.demo.lab.broker import Mosquitto
+from qmpdirty.demo.lab.control import QmpControl
 from qmpdirty.demo.lab.daemon_process import HOST, DaemonProcess, base_config, sock
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 
 pytestmark = pytest.mark.system
+MIB = 2**20
 
 
 class Prometheus:
@@ -59,6 +61,16 @@ class Prometheus:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    def wait_any(self, promql: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """The series of ``promql`` once there is any (fails after the timeout)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if got := self.query(promql):
+                return got
+            time.sleep(0.5)
+        tail = self.log.read_text(errors="replace")[-2000:]
+        raise AssertionError(f"{promql}: nothing after {timeout_s}s\n{tail}")
+
     def wait_value(self, promql: str, value: float, timeout_s: float = 30.0
                    ) -> dict[str, Any]:
         """The first series of ``promql`` once it has ``value`` (fails after the timeout)."""
@@ -92,12 +104,14 @@ def test_prometheus_scrapes_what_the_topics_say(
     broker: Mosquitto, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path,
     prometheus_for: Callable[[str], Prometheus],
 ) -> None:
-    qmp = sock(tmp_path, "vm1")
-    vm = lab_vm(QemuSpec(name="vm1", qmp_servers=(qmp,), rate_mib=4))
+    qmp, ctl = sock(tmp_path, "vm1"), sock(tmp_path, "vm1ctl")
+    vm = lab_vm(QemuSpec(name="vm1", qmp_servers=(qmp, ctl), rate_mib=4))
     vm.wait_qmp()
     listen = f"127.0.0.1:{free_port()}"
     daemon = DaemonProcess(tmp_path, base_config(
-        broker, vm=[{"qmp": f"unix:{qmp}"}], prometheus={"listen": listen})).start()
+        broker, vm=[{"qmp": f"unix:{qmp}"}], prometheus={"listen": listen},
+        dirty_rate={"enabled": True, "interval_s": 2.0, "window_s": 1.0, "sample_pages": 16384},
+        migration={"poll_interval_s": 0.5})).start()
     prom = prometheus_for(listen)
     try:
         sel = f'host="{HOST}",vm="vm1"'
@@ -108,6 +122,17 @@ def test_prometheus_scrapes_what_the_topics_say(
         prom.wait_value(f'qmpdirty_sessions{{host="{HOST}"}}', 1)
         info = prom.wait_value(f"qmpdirty_vm_info{{{sel}}}", 1)
         assert info["metric"]["qemu_version"].startswith("10.")
+        [rate] = prom.wait_any(
+            f'qmpdirty_vm_dirty_rate_bytes_per_second{{{sel},source="calc-dirty-rate"}} > 0')
+        assert 1 * MIB < float(rate["value"][1]) < 64 * MIB, rate  # the guest dirties 4 MiB/s
+        [verdict] = prom.wait_any(f"qmpdirty_vm_forecast_info{{{sel}}} == 1")
+        assert verdict["metric"]["verdict"] in ("converges", "does-not-converge"), verdict
+
+        with QmpControl(ctl) as control:
+            control.cmd("migrate", uri="exec:cat > /dev/null")
+        prom.wait_value(f'qmpdirty_migration_info{{{sel},status="completed",role="source"}}',
+                        1)
+        prom.wait_any(f"qmpdirty_migration_transferred_bytes{{{sel}}} > 0")
 
         vm.kill(signal.SIGKILL)
         prom.wait_value(f"qmpdirty_vm_up{{{sel}}}", 0, timeout_s=15)
