@@ -49,15 +49,15 @@ class Tee:
 def families(samples: list[Sample]) -> list[Metric]:
     """``samples`` as metric families in ``FAMILIES`` order (every family, even empty:
     a dashboard's query finds its metric before the first VM shows up)."""
-    made: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+    made: dict[str, tuple[GaugeMetricFamily | CounterMetricFamily, list[str]]] = {}
     for name, (kind, doc, labels) in FAMILIES.items():
         names = ["host", *labels]
         made[name] = (CounterMetricFamily(name, doc, labels=names) if kind == "counter"
-                      else GaugeMetricFamily(name, doc, labels=names))
+                      else GaugeMetricFamily(name, doc, labels=names)), names
     for s in samples:
-        family = made[s.name]
-        family.add_metric([s.labels.get(label, "") for label in family._labelnames], s.value)
-    return list(made.values())
+        family, names = made[s.name]
+        family.add_metric([s.labels.get(label, "") for label in names], s.value)
+    return [family for family, _names in made.values()]
 
 
 class _StateCollector(Collector):
