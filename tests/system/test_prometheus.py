@@ -124,7 +124,8 @@ def test_prometheus_scrapes_what_the_topics_say(
         assert info["metric"]["qemu_version"].startswith("10.")
         [rate] = prom.wait_any(
             f'qmpdirty_vm_dirty_rate_bytes_per_second{{{sel},source="calc-dirty-rate"}} > 0')
-        assert 1 * MIB < float(rate["value"][1]) < 64 * MIB, rate  # the guest dirties 4 MiB/s
+        # the guest dirties 4 MiB/s, and more while it boots: accuracy is tested elsewhere
+        assert rate["metric"]["mode"] == "page-sampling" and float(rate["value"][1]) > MIB, rate
         [verdict] = prom.wait_any(f"qmpdirty_vm_forecast_info{{{sel}}} == 1")
         assert verdict["metric"]["verdict"] in ("converges", "does-not-converge"), verdict
 
@@ -134,6 +135,7 @@ def test_prometheus_scrapes_what_the_topics_say(
                         1)
         prom.wait_any(f"qmpdirty_migration_transferred_bytes{{{sel}}} > 0")
 
+        lint_metrics(listen)
         vm.kill(signal.SIGKILL)
         prom.wait_value(f"qmpdirty_vm_up{{{sel}}}", 0, timeout_s=15)
         prom.wait_value(f'qmpdirty_vm_status{{{sel},status="offline"}}', 1)
@@ -141,6 +143,18 @@ def test_prometheus_scrapes_what_the_topics_say(
         code, _ = daemon.stop()
         daemon.close()
     assert code == 0, daemon.log()
+
+
+def lint_metrics(listen: str) -> None:
+    """Prometheus' own linter (``promtool check metrics``: names, units, ``_total``, help)
+    finds nothing in the daemon's ``/metrics``."""
+    with urllib.request.urlopen(f"http://{listen}/metrics", timeout=5) as r:
+        body = r.read()
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool comes with Debian's prometheus"
+    lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                          timeout=30, check=False)
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, b""), lint
 
 
 def test_a_port_in_use_stops_the_daemon_with_the_key(broker: Mosquitto, tmp_path: Path
