@@ -40,6 +40,16 @@ LAST_WITHOUT_DEVICE_ADDED: QemuVersion = (10, 2, 0)
 #: (QAPI "Since: 8.1"; KVM's dirty ring only).
 DIRTY_LIMIT: QemuVersion = (8, 1, 0)
 
+# --- What QEMU does: dirty-rate page sampling (migration/dirtyrate.[ch]) ----------------
+
+#: ``calc-dirty-rate sample-pages`` is pages per GiB of guest RAM; QEMU refuses values
+#: outside [MIN_SAMPLE_PAGE_COUNT, MAX_SAMPLE_PAGE_COUNT] (``is_sample_pages_valid``:
+#: "sample-pages is out of range[128, 16384]", checked on 10.0.2) and uses
+#: DIRTYRATE_DEFAULT_SAMPLE_PAGES when none is given. The same in every supported release.
+SAMPLE_PAGES_MIN = 128
+SAMPLE_PAGES_MAX = 16384
+SAMPLE_PAGES_DEFAULT = 512
+
 # --- What QEMU does: VFIO -----------------------------------------------------------------
 
 #: Migration protocol v2 + device DMA logging with two ranges (32/64); global vIOMMU

@@ -95,10 +95,15 @@ class DirtyRatePayload(VmPayload):
     source: DirtyRateSource = Field(description="who produced the figure: calc-dirty-rate, "
                                     "migration (QEMU's own) or estimate (qmpdirty's)")
     window_s: float | None
-    sample_pages: int | None = None
+    sample_pages: int | None = Field(default=None, description="page-sampling: pages per GiB")
+    windows: int | None = Field(
+        default=None, description="calc-dirty-rate: back-to-back windows combined into the figure")
+    sample_pages_total: int | None = Field(
+        default=None, description="page-sampling: pages hashed over all windows (from the RAM)")
     vcpus: list[VcpuDirtyRate] | None = None
     error_bound_rel: float | None = Field(
-        default=None, description="95 % relative error bound of the figure, when known")
+        default=None, description="95 % relative error bound of the figure, sampling and "
+        "QEMU's truncation to whole MiB/s included; 2 significant digits, rounded up")
     basis: str | None = Field(default=None, description="how the figure was obtained")
 
 

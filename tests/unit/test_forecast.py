@@ -5,12 +5,10 @@ Every expected figure is worked out by hand in the comment beside it.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from qmpdirty.decisions.migration.claim import ForecastClaim, ForecastVerdict, material_change
-from qmpdirty.decisions.migration.dirtyrate import choose_mode, error_bound
+from qmpdirty.decisions.migration.dirtyrate import choose_mode
 from qmpdirty.decisions.migration.estimate import Sample, bandwidth, bulk_pass_left_s, dirty_rate
 from qmpdirty.decisions.migration.forecast import (
     Advice,
@@ -135,16 +133,6 @@ def test_bulk_pass_scales_by_the_share_of_pages_with_content() -> None:
     assert bulk_pass_left_s([s], 10 * MIB) == pytest.approx(2.5)  # 100 x 0.25 / 10
     early = Sample(0, snap(remaining_bytes=100 * MIB, normal_pages=1, zero_pages=3))
     assert bulk_pass_left_s([early], 10 * MIB) == pytest.approx(10.0)  # too early: no scaling
-
-
-def test_page_sampling_error_bound() -> None:
-    m = DirtyRateMeasurement(16 * MIB, "page-sampling", 1.0, 16384, None)
-    bound, basis = error_bound(m, 256 * MIB)
-    # n = 16384 x 0.25 GiB = 4096 pages, p = 16/256; 1.96 x sqrt((1-p)/(n p))
-    assert bound == pytest.approx(1.96 * math.sqrt((1 - 1 / 16) / (4096 / 16)))
-    assert "page-sampling of 4096 pages" in basis and "counts once" in basis
-    exact = DirtyRateMeasurement(16 * MIB, "dirty-bitmap", 1.0, None, None)
-    assert error_bound(exact, 256 * MIB)[0] == 0.0
 
 
 @pytest.mark.parametrize(("configured", "version", "vfio", "expected"), [

@@ -58,7 +58,8 @@ def dirty_rate_measured(
     vcpus = [schema.VcpuDirtyRate(id=i, bytes_per_s=r) for i, r in m.vcpu_bytes_per_s] or None
     model = schema.DirtyRatePayload(
         **stamp.common(), bytes_per_s=m.bytes_per_s, mode=m.mode, source="calc-dirty-rate",
-        window_s=m.window_s, sample_pages=m.sample_pages, vcpus=vcpus,
+        window_s=m.window_s, sample_pages=m.sample_pages, windows=m.windows,
+        sample_pages_total=m.sample_pages_total, vcpus=vcpus,
         error_bound_rel=error_bound_rel, basis=basis,
     )
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
