@@ -43,6 +43,7 @@ from qmpdirty.config.sections import (
     MigrationConfig,
     MqttConfig,
     PolicyConfig,
+    PrometheusConfig,
     QmpConfig,
     ServerConfig,
     VfioConfig,
@@ -69,6 +70,7 @@ __all__ = [
     "MigrationConfig",
     "MqttConfig",
     "PolicyConfig",
+    "PrometheusConfig",
     "QmpConfig",
     "ServerConfig",
     "VfioConfig",
@@ -106,6 +108,7 @@ class Config(BaseSettings):
     hooks: HooksConfig = HooksConfig()
     hook: list[HookConfig] = Field(default_factory=list)
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
 
     @classmethod
     def settings_customise_sources(

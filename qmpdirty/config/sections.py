@@ -279,6 +279,34 @@ class HomeAssistantConfig(_Section):
     discovery_prefix: str = Field(default="homeassistant", min_length=1)
 
 
+class PrometheusConfig(_Section):
+    """``[prometheus]``: serve ``/metrics`` on ``listen`` (off when unset)."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` to listen on, or None (off)."""
+        return split_listen(self.listen) if self.listen is not None else None
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9800`` for IPv6) -> ``(host, port)``; ValueError if not."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT, e.g. \"127.0.0.1:9800\" or \"[::1]:9800\"")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError("put an IPv6 address in brackets: \"[::1]:9800\"")
+    return host.strip("[]"), int(port)
+
+
 class DaemonConfig(_Section):
     """``[daemon]``: lifecycle, logging, and forgetting VMs that are gone."""
 

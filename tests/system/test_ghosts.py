@@ -18,7 +18,7 @@ from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.daemon_process import PREFIX, DaemonProcess, base_config, sock, vm_topic
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.demo.lab.recorder import Received, Recorder
-from qmpdirty.telemetry.discovery import ENTITIES
+from qmpdirty.telemetry.discovery import ENTITIES, HOST_ENTITIES
 
 HA = "homeassistant"
 
@@ -108,8 +108,8 @@ def test_a_vm_removed_from_the_config_is_forgotten_after_forget_after_s_and_only
         for vm in ("kept", "dropped"):
             everything.wait_text(vm_topic(vm, "status"), "online", 20)
         everything.wait_for(lambda ms: len({m.topic for m in ms if m.topic.startswith(
-            f"{HA}/") and "qmpdirty_testhost" in m.topic}) == 2 * len(ENTITIES), 10,
-        "every HA config of both VMs")
+            f"{HA}/") and "qmpdirty_testhost" in m.topic}) == 2 * len(ENTITIES) +
+            len(HOST_ENTITIES), 10, "every HA config of both VMs and of the host")
     finally:
         first.stop()
         first.close()
