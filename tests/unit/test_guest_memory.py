@@ -47,6 +47,7 @@ def test_guest_stats_once_the_guest_reports() -> None:
     assert stats.free_bytes == reply["stats"]["stat-free-memory"]
     assert stats.total_bytes == reply["stats"]["stat-total-memory"]
     assert stats.updated_at_s == reply["last-update"]
+    assert stats.total_bytes is not None
     assert 0 < stats.free_bytes < stats.total_bytes <= 256 * 2**20  # a 256 MiB guest
 
 
