@@ -16,8 +16,8 @@ migration that took 5.3 s. What the guest has put in its memory, C, is estimated
 
 Either estimate is the low end and the central figure; the high end stays all of RAM
 (memory filled since, or freed pages that kept their data). During the bulk pass the
-content still to send is the estimate less what was sent, else the remaining bytes
-scaled by the share of content seen so far. Must not do I/O.
+content still to send is the estimate less what was sent (none once that is more),
+else the remaining bytes scaled by the share of content seen so far. Must not do I/O.
 """
 
 from __future__ import annotations
@@ -92,10 +92,12 @@ def content_before(ram: int, guest: GuestMemoryStats | None, previous: ContentSe
 
 
 def content_left(snap: MigrationSnapshot, prior: Content | None) -> Span | None:
-    """During the bulk pass: bytes with content among ``remaining_bytes``. The prior
-    estimate less what was sent as content, while it holds; else the remaining bytes
-    scaled by the share of content seen so far (all of them until ``MIN_SEEN_SHARE`` of
-    RAM was seen); between 0 (or the prior's low end less what was sent) and all."""
+    """During the bulk pass: bytes with content among ``remaining_bytes``, between 0 (or
+    the prior's low end less what was sent) and all of them. Central: the prior estimate
+    less what was sent as content (none once more than it was sent: measured, spreading
+    the share seen so far over the rest was the worse guess then); without one, the
+    remaining bytes scaled by the share of content seen so far (all of them until
+    ``MIN_SEEN_SHARE`` of RAM was seen)."""
     remaining = snap.remaining_bytes
     if remaining is None:
         return None
@@ -105,7 +107,7 @@ def content_left(snap: MigrationSnapshot, prior: Content | None) -> Span | None:
     high = float(remaining)
     known = prior is not None and prior.source != "unknown"
     low = min(high, max(0.0, prior.bytes.low - sent)) if prior is not None and known else 0.0
-    if prior is not None and known and sent <= prior.bytes.central:
+    if prior is not None and known:
         return Span(low, min(high, max(low, prior.bytes.central - sent)), high)
     share = 1.0
     if snap.total_bytes and (normal + zero) * page >= MIN_SEEN_SHARE * snap.total_bytes:

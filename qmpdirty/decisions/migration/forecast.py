@@ -29,7 +29,7 @@ from typing import Literal
 
 from qmpdirty.facts.qemu import DIRTY_LIMIT, QemuVersion, since
 
-MODEL = "geometric-precopy-v1"
+MODEL = "geometric-precopy-v2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,18 +99,17 @@ def _iterate(i: ForecastInputs, b: float, d: float, budget: float, cap: float) -
     downtime limit, at bandwidth ``b``. The bulk pass runs to its end first (its
     remaining bytes count zero pages). ``passes``: the passes of the geometric model,
     each sending what the last one left dirty."""
-    remaining = float(i.remaining_bytes or 0)
-    if remaining + i.vfio_bytes <= budget:
-        return _switchover(i, b, 0.0, remaining, 0)
+    # what QEMU's next exact sync would find: what is left, and what was dirtied since
+    pending = min(float(i.remaining_bytes or 0) + d * i.pass_elapsed_s, cap)
+    if pending + i.vfio_bytes <= budget:
+        return _switchover(i, b, 0.0, pending, 0)
     eta = 0.0
     bulk = i.in_first_pass and i.first_pass_bytes is not None
     if bulk:
         eta = (i.first_pass_bytes or 0.0) / b  # zero pages go almost for free
         pending = min(d * (i.pass_elapsed_s + eta), cap)
-    else:
-        pending = min(remaining + d * i.pass_elapsed_s, cap)
-    if pending + i.vfio_bytes <= budget:  # fits: after the bulk pass, or right now
-        return _switchover(i, b, eta, pending, 1 if bulk else 0)
+        if pending + i.vfio_bytes <= budget:  # fits once the bulk pass is done
+            return _switchover(i, b, eta, pending, 1)
     passes = _passes(i, b, d, budget, cap)
     if passes is None:  # the dirt does not shrink (d >= b), or too slowly
         why = (f"the guest dirties {d / 2**20:.1f} MiB/s, at least the {b / 2**20:.1f} MiB/s "
