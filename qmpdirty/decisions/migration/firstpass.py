@@ -11,7 +11,8 @@ migration that took 5.3 s. What the guest has put in its memory, C, is estimated
   failed one; a completed one leaves the VM elsewhere): C >= the bytes it sent as
   pages with content (``previous-migration``). Linux does not clear the pages it
   frees, so content seldom shrinks;
-* nothing: C anywhere from 0 to RAM (``unknown``); the central figure is all of RAM,
+* nothing: C anywhere from what the guest dirtied in the last measurement's window
+  (pages it wrote have content) to RAM (``unknown``); the central figure is all of RAM,
   as before, so the range's low end is what is new.
 
 Either estimate is the low end and the central figure; the high end stays all of RAM
@@ -67,10 +68,12 @@ def wire_bytes(content: float, covered: float, page_size: int = PAGE) -> float:
 
 
 def content_before(ram: int, guest: GuestMemoryStats | None, previous: ContentSeen | None,
-                   now: float) -> Content:
+                   now: float, dirtied: float = 0.0) -> Content:
     """The content a migration started now would find: the larger lower bound known
     (guest statistics not older than ``GUEST_STATS_MAX_AGE_S``, the previous bulk pass)
-    as low end and central figure, all of RAM as the high end; else 0 to RAM."""
+    as low end and central figure, all of RAM as the high end; else from ``dirtied``
+    (the bytes the guest dirtied in a measurement window) to RAM."""
+    floor = min(max(0.0, dirtied), float(ram))
     bounds: list[tuple[float, FirstPassSource, str]] = []
     if guest is not None and now - guest.updated_at_s <= GUEST_STATS_MAX_AGE_S:
         used = max(0, ram - guest.free_bytes)
@@ -83,10 +86,12 @@ def content_before(ram: int, guest: GuestMemoryStats | None, previous: ContentSe
                        f"{max(0.0, now - previous.at_s):.0f} s ago sent "
                        f"{previous.content_bytes / 2**20:.0f} MiB of pages with content"))
     if not bounds:
-        return Content(Span(0.0, float(ram), float(ram)), "unknown",
+        return Content(Span(floor, float(ram), float(ram)), "unknown",
                        "nothing known of the guest's memory: the first pass may send "
-                       "anything from zero pages only (low end) to all of RAM")
+                       f"anything from the {floor / 2**20:.0f} MiB the guest dirtied in a "
+                       "measurement window (low end) to all of RAM")
     low, source, basis = max(bounds)
+    low = max(low, floor)
     return Content(Span(low, low, float(ram)), source,
                    basis + "; up to all of RAM if the guest filled more since")
 
@@ -106,7 +111,7 @@ def content_left(snap: MigrationSnapshot, prior: Content | None) -> Span | None:
     sent = normal * page
     high = float(remaining)
     known = prior is not None and prior.source != "unknown"
-    low = min(high, max(0.0, prior.bytes.low - sent)) if prior is not None and known else 0.0
+    low = min(high, max(0.0, prior.bytes.low - sent)) if prior is not None else 0.0
     if prior is not None and known:
         return Span(low, min(high, max(low, prior.bytes.central - sent)), high)
     share = 1.0

@@ -92,7 +92,11 @@ class Forecaster:
 
     def sample(self, ts: float, snap: MigrationSnapshot) -> None:
         """A ``query-migrate`` of the running migration: note when a pass began and,
-        at the first sign of the second, what the bulk pass sent."""
+        at the first sign of the second, what the bulk pass sent. A reply identical to
+        the last one adds nothing: the forecast is made as of the last figures that
+        moved, so a poll that finds nothing new publishes nothing new."""
+        if self.samples and self.samples[-1].snapshot == snap:
+            return
         self.samples.append(estimate.Sample(ts, snap))
         if snap.bandwidth_bytes_per_s:
             self._readings.append(snap.bandwidth_bytes_per_s)
@@ -127,7 +131,7 @@ class Forecaster:
         left = None
         if first and snap is not None and snap.remaining_bytes is not None:
             prior = firstpass.content_before(ram, self.guest_memory, self.previous_content,
-                                             now) if ram else None
+                                             now, self._dirtied()) if ram else None
             left = firstpass.content_left(snap, prior)
         wire = _wire(left, float(snap.remaining_bytes or 0) if snap else 0.0)
         inputs = ForecastInputs(
@@ -136,7 +140,7 @@ class Forecaster:
             downtime_limit_ms=self._downtime(), vfio_bytes=self._vfio(has_vfio),
             ram_bytes=ram, in_first_pass=first,
             first_pass_bytes=wire.central if wire else None, max_passes=self.cfg.max_passes,
-            pass_elapsed_s=max(0.0, now - self._pass[1]) if self._pass else 0.0)
+            pass_elapsed_s=self._pass_elapsed())
         bound = dirty.error_bound_rel if dirty else None
         spans = _dirty_span(inputs.dirty_bytes_per_s, bound)
         notes = (NO_BOUND_NOTE,) if dirty is not None and bound is None else ()
@@ -156,7 +160,7 @@ class Forecaster:
                                        f"{m.mode}, {m.window_s:g} s window",
                                        self.error_bound_rel) if m else None
         content = firstpass.content_before(ram, self.guest_memory, self.previous_content,
-                                           now) if ram else None
+                                           now, self._dirtied()) if ram else None
         wire = _wire(content.bytes if content else None, float(ram or 0))
         inputs = ForecastInputs(
             bandwidth_bytes_per_s=bw, dirty_bytes_per_s=m.bytes_per_s if m else None,
@@ -187,6 +191,20 @@ class Forecaster:
                            qemu_version=info.basics.version if info else (0, 0, 0),
                            kvm=bool(info and info.accel == "kvm"))
         return ForecastView(inputs, o, advice, source, dirty, content, notes)
+
+    def _dirtied(self) -> float:
+        """Bytes the guest dirtied in one window of the last measurement (low end: each
+        by the measurement's bound): pages with content, however little else it has."""
+        m, bound = self.measurement, self.error_bound_rel
+        if m is None:
+            return 0.0
+        return m.bytes_per_s * max(0.0, 1 - (bound or 0.0)) * m.window_s
+
+    def _pass_elapsed(self) -> float:
+        """How long the pass under way had run at the last figures that moved."""
+        if self._pass is None or not self.samples:
+            return 0.0
+        return max(0.0, self.samples[-1].ts - self._pass[1])
 
     def _max_bandwidth(self) -> tuple[float | None, BandwidthSource]:
         """QEMU's ``max-bandwidth``: ``qemu-default`` when it is the value nobody set."""
