@@ -91,7 +91,7 @@ async def _measure(view: VmView, forecasts: Forecasts, plan: DirtyRatePlan,
                 view.out.stamp(), figure, view.dirty_rate_expiry(), error_bound_rel=bound,
                 basis=basis))
             view.vm.dirty_rate_retained = True
-            view.forecaster.measured(figure, view.clock())
+            view.forecaster.measured(figure, view.clock(), bound)
             forecasts.publish(only_if_moved=True)
             return (found.started_at_s, found.bytes_per_s)
         await asyncio.sleep(0.1)

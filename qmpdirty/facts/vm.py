@@ -138,3 +138,13 @@ class QmpEvent:
     name: str
     data: dict[str, Any] = field(default_factory=dict)
     qemu_ts: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuestMemoryStats:
+    """What the guest's virtio-balloon driver last reported of its memory (``guest-stats``):
+    free and total in bytes as the guest sees them, and when (epoch seconds)."""
+
+    free_bytes: int
+    total_bytes: int | None
+    updated_at_s: float

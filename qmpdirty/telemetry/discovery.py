@@ -10,7 +10,8 @@ and every ``value_json.<field>`` a template reads is a field of that topic's pay
 model (tested). Availability is the host's last will AND the VM's QMP session.
 "Migratable" and "Migration would converge" never disagree: the latter reads the
 forecast's ``verdict``, which is ``blocked`` (OFF) whenever the VM is not migratable
-and ``not-applicable`` (unknown) when its role has no forecast. A cleared topic (the
+and ``not-applicable`` (unknown) when its role has no forecast; ``uncertain`` (it
+converges at one end of its inputs' ranges only) is unknown too, never ON. A cleared topic (the
 empty retained message of a ``dirty_rate`` that no longer applies) shows as unknown.
 
 This module must not do I/O, keep state, or name a topic that qmpdirty does not
@@ -79,6 +80,7 @@ ENTITIES: tuple[Entity, ...] = (
            {"payload_on": "ON", "payload_off": "OFF", "icon": "mdi:chart-bell-curve",
             "json_attributes_template": "{{ {'verdict': value_json.verdict, 'reason': "
             "value_json.reason, 'downtime_ms': value_json.downtime_ms, "
+            "'eta_s_low': value_json.eta_s_low, 'eta_s_high': value_json.eta_s_high, "
             "'passes': value_json.passes, 'recommendations': value_json.recommendations "
             "| map(attribute='action') | list} | tojson }}"}),
     Entity("forecast_eta", "sensor", "Migration ETA", TopicKind.FORECAST,

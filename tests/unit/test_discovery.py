@@ -159,8 +159,13 @@ def test_would_converge_reads_the_verdict_so_it_never_contradicts_migratable() -
     assert "'ON' if v == 'converges'" in template
     assert "'OFF' if v in ['does-not-converge', 'blocked']" in template
     verdicts = schema.ForecastPayload.model_json_schema()["properties"]["verdict"]["enum"]
-    assert set(verdicts) == {"converges", "does-not-converge", "blocked", "not-applicable",
-                             "unknown"}
+    assert set(verdicts) == {"converges", "does-not-converge", "uncertain", "blocked",
+                             "not-applicable", "unknown"}
+    # the expression inside {{ }} is Python too: every verdict's state, uncertain unknown
+    expression = template.split("{{", 1)[1].rsplit("}}", 1)[0]
+    states = {v: eval(expression, {}, {"v": v}) for v in verdicts}
+    assert states == {"converges": "ON", "does-not-converge": "OFF", "blocked": "OFF",
+                      "uncertain": "None", "not-applicable": "None", "unknown": "None"}
 
 
 def test_role_entity_and_a_cleared_dirty_rate() -> None:
