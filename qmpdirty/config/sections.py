@@ -157,7 +157,7 @@ class DirtyRateConfig(_Section):
     window_s: float = Field(default=1.0, gt=0, le=60)
     sample_pages: int | None = Field(
         default=None, description="pages per GiB, QEMU's 128-16384; default: from the budget")
-    sample_budget_pages: int = Field(default=262_144, ge=1024, le=16_777_216)
+    sample_budget_pages: int = Field(default=1_048_576, ge=1024, le=16_777_216)
     windows: int = Field(default=4, ge=1, le=16)
 
     @field_validator("sample_pages")

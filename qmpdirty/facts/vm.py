@@ -141,6 +141,19 @@ class QmpEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class GuestResidency:
+    """How much of the guest's RAM the host holds for it, read from the QEMU process's
+    mappings (``/proc/<pid>/smaps``): bytes resident or swapped out in the mappings that
+    are guest RAM, of ``mapped_bytes`` mapped, and when (epoch seconds). A page the
+    host never backed reads as zeros, so this is an upper bound on the guest's pages
+    with content (rounded up by transparent huge pages)."""
+
+    resident_bytes: int
+    mapped_bytes: int
+    at_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class GuestMemoryStats:
     """What the guest's virtio-balloon driver last reported of its memory (``guest-stats``):
     free and total in bytes as the guest sees them, and when (epoch seconds)."""

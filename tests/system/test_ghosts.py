@@ -88,6 +88,10 @@ def test_a_vm_whose_qemu_died_while_the_daemon_was_down_is_offline_at_start(
     assert len(adopted) == 1 and " died" in adopted[0], adopted  # (alive too, if it was late)
 
 
+def _has_topic(topic: str) -> Callable[[list[Received]], bool]:
+    return lambda ms: any(m.topic == topic for m in ms)
+
+
 def test_a_vm_removed_from_the_config_is_forgotten_after_forget_after_s_and_only_it(
     broker: Mosquitto, everything: Recorder, lab_vm: Callable[[QemuSpec], QemuVm],
     tmp_path: Path
@@ -109,9 +113,8 @@ def test_a_vm_removed_from_the_config_is_forgotten_after_forget_after_s_and_only
             everything.wait_text(vm_topic(vm, "status"), "online", 20)
             # the first forecast follows the first dirty-rate reading; wait for it so that
             # the retained set compared below is complete, not a race with the stop
-            everything.wait_for(lambda ms, vm=vm: next(
-                (m for m in ms if m.topic == vm_topic(vm, "forecast")), None),
-                30, f"{vm}'s first forecast")
+            everything.wait_for(_has_topic(vm_topic(vm, "forecast")), 30,
+                                f"{vm}'s first forecast")
         everything.wait_for(lambda ms: len({m.topic for m in ms if m.topic.startswith(
             f"{HA}/") and "qmpdirty_testhost" in m.topic}) == 2 * len(ENTITIES) +
             len(HOST_ENTITIES), 10, "every HA config of both VMs and of the host")
