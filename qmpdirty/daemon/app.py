@@ -218,21 +218,23 @@ STATS_REFRESH_S = 60.0
 async def publish_stats(sink: StatsSink, ctx: Context, started_ts: float,
                         due: asyncio.Event, *, tick_s: float = STATS_TICK_S,
                         refresh_s: float = STATS_REFRESH_S) -> None:
-    """``<prefix>/<host>/daemon``: at start, whenever ``vms_online``, ``vms_known`` or
-    ``mqtt_connects`` changed (the first connect included: B7), when ``due`` (an outbox
-    overflow), and every ``refresh_s``; checked every ``tick_s``, so at most that often."""
+    """``<prefix>/<host>/daemon``: at start, whenever ``vms_online``, ``vms_known``,
+    ``mqtt_connects`` or the lost QMP events changed (the first connect included: B7),
+    when ``due`` (an outbox overflow), and every ``refresh_s``; checked every ``tick_s``,
+    so at most that often. Each tick also lets the lost events' log summaries out."""
     loop = asyncio.get_running_loop()
     seq, shown, shown_at = 0, None, 0.0
     while True:
+        ctx.losses.flush()
         online = sum(1 for vm in ctx.vms.values() if vm.online)
-        now = (online, len(ctx.vms), sink.connects)
+        now = (online, len(ctx.vms), sink.connects, ctx.losses.totals)
         if now != shown or due.is_set() or loop.time() - shown_at >= refresh_s:
             seq += 1
             out = sink.outbox
             sink.publish(render.daemon_state(
                 ctx.topics, seq, time.time(), version=__version__, started_ts=started_ts,
                 vms_online=online, vms_known=len(ctx.vms),
-                outbox=out.stats(),
+                outbox=out.stats(), qmp_events=ctx.losses.stats(),
                 mqtt_connects=sink.connects,
             ))
             shown, shown_at = now, loop.time()

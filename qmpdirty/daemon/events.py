@@ -4,8 +4,9 @@ Every event goes out on ``vm/<vm>/event/<EVENT>`` as QEMU sent it. Then its type
 observation (``qmp.translate.observation_from``) says what else happens: migration
 observations go to ``Migrations``, a run-state change or a migration's end refreshes
 ``info`` and with it the VM's role (``daemon.info``), a topology change wakes the VFIO
-task. Must not look at an event's name or
-``data`` itself: the translation did, once.
+task. An event that cannot be read or published, or that the full session queue
+dropped, is counted (``daemon.losses``) and the session carries on. Must not look at an
+event's name or ``data`` itself: the translation did, once.
 """
 
 from __future__ import annotations
@@ -36,16 +37,15 @@ async def read_events(view: VmView, migrations: Migrations) -> None:
     """The task: every event, in arrival order, until the session ends."""
     dropped_seen = 0
     while True:
-        raw = await view.session.next_event()
-        if (dropped := view.session.dropped_events) != dropped_seen:
-            log.warning("VM %s: event queue full, %d events dropped so far", view.name,
-                        dropped)
-            dropped_seen = dropped
         try:
-            event = translate.event_from(raw)
+            event = translate.event_from(await view.session.next_event())
         except QmpReplyError as exc:
-            log.warning("VM %s: ignoring malformed event: %s", view.name, exc)
+            view.losses.unreadable(view.name, str(exc))
             continue
+        finally:
+            if (dropped := view.session.dropped_events) != dropped_seen:
+                view.losses.dropped(view.name, dropped - dropped_seen)
+                dropped_seen = dropped
         view.out.publish(render.event(view.out.stamp(), event, view.event_expiry()))
         await _react(view, migrations, translate.observation_from(event))
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qmpdirty.config import Config
+from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.vm import VmPublisher, VmRecord
 from qmpdirty.decisions.migration.claim import BlockerState
 from qmpdirty.decisions.migration.forecaster import Forecaster
@@ -37,6 +38,7 @@ class VmView:
     version: QemuVersion
     identity: VmIdentity
     qmp_label: str
+    losses: EventLosses  # the daemon's count of events that could not be published
     info: VmInfo | None = None  # the facts last read for ``info``
     has_vfio: bool = False  # the last VFIO evaluation found a device
     #: the last VFIO evaluation's blockers (None: none yet, or ``[vfio]`` is off)

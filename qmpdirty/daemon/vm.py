@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from qmpdirty.config import Config
+from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.decisions.migration.forecaster import Forecaster
 from qmpdirty.decisions.migration.tracker import TrackerState
 from qmpdirty.qmp.commands import CommandPolicy
@@ -93,6 +94,8 @@ class Context:
     vms: dict[str, VmRecord] = field(default_factory=dict)
     #: the highest ``seq`` of a VM forgotten in this run: a new record starts above it
     seq_floor: int = 0
+    #: QMP events that could not be published, by VM (the ``daemon`` topic)
+    losses: EventLosses = field(default_factory=EventLosses)
 
     def claim(self, name: str, owner: SessionOwner) -> VmRecord:
         """The record for ``name``, owned by ``owner``; a clash gets a ``.N`` suffix.
