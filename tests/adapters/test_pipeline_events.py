@@ -1,21 +1,43 @@
-"""One VM's events through its pipeline (``pipeline_harness``): what cannot be read or
-published, or what a full queue dropped, counted while the session carries on (issue
-12, item 8)."""
+"""One VM's events through its pipeline (``pipeline_harness``): published the moment
+they are read, also while the VM's session starts; what cannot be read or published,
+or what a full queue dropped, counted while the session carries on (issue 12, items 8
+and 9)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from qmpdirty.telemetry.render import Outgoing
-from tests.adapters.pipeline_harness import VM, config, online, running
+from tests.adapters.pipeline_harness import VM, ScriptedVm, config, online, running
 
 HUGE_INT = "9" * 5000  # Python's json reads at most 4,300 digits
 TOO_DEEP = "[" * 5000 + "]" * 5000  # past the recursion limit
+RTC = {"offset": 1, "qom-path": "/machine/unattached/device[2]/rtc"}
 
 
 def _raw_event(name: str, value: str) -> bytes:
     return (f'{{"timestamp": {{"seconds": 1795000000, "microseconds": 1}}, "event": "{name}", '
             f'"data": {{"v": {value}}}}}\r\n').encode()
+
+
+async def test_events_are_published_while_the_vm_starts_and_acted_on_after() -> None:
+    gate = asyncio.Event()
+    async with running(config(), ScriptedVm(status_gate=gate)) as r:
+        await r.out.wait_for(lambda: r.sent("query-status"), "the start's query-status")
+        await r.server.emit("RTC_CHANGE", RTC)
+        await r.server.emit("STOP")
+        await r.out.wait_for(lambda: r.out.on(f"{VM}/event/STOP"), "STOP while starting")
+        assert r.out.topics() == [f"{VM}/event/RTC_CHANGE", f"{VM}/event/STOP"]
+        assert len(r.sent("query-status")) == 1  # no reaction yet: the VM has not started
+        gate.set()
+        await online(r)
+        # the STOP is acted on once started: the run state is read again
+        await r.out.wait_for(lambda: len(r.sent("query-status")) == 2, "the STOP's refresh")
+        seqs = [e["seq"] for kind in ("event/RTC_CHANGE", "event/STOP", "info")
+                for e in r.out.json(f"{VM}/{kind}")[:1]]
+        assert seqs == sorted(seqs)
+        await r.hang_up()
 
 
 async def test_unreadable_events_are_counted_and_the_session_carries_on() -> None:
