@@ -111,7 +111,7 @@ def _publish_end(ctx: Context, pipeline: VmPipeline | None, owner: SessionOwner,
     never identified, the name it would have had - and the name is free again."""
     vm = pipeline.vm if pipeline is not None else None
     if failure is not None:
-        vm = vm or ctx.claim(sanitise(fallback_name), owner)
+        vm = vm or ctx.claim(sanitise(fallback_name), owner, f"qmp:{owner.label}")
         VmPublisher(ctx, vm).error(failure, owner.label)
     elif pipeline is not None:
         pipeline.offline()
