@@ -31,6 +31,10 @@ from qmpdirty.telemetry.topics import sanitise
 
 log = logging.getLogger(__name__)
 
+#: How often repeated warnings are summarised (``Tally``): a client-mode peer's
+#: failures, server-mode connections that fail.
+SUMMARY_INTERVAL_S = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -129,10 +133,17 @@ def _raise_if_cancelled() -> None:
 
 
 async def supervise(ctx: Context, target: Target) -> None:
-    """Client mode: connect, watch, reconnect with backoff + jitter, until cancelled."""
+    """Client mode: connect, watch, reconnect with backoff + jitter, until cancelled.
+
+    The backoff starts afresh only after a session that ended without a failure: a peer
+    that greets and then breaks the protocol is retried ever more slowly, like one that
+    does not answer at all. A failure is logged when it differs from the last one, at
+    most once per ``SUMMARY_INTERVAL_S`` (``Tally``: a peer whose garbage changes every
+    time still writes one line per interval); a repeat only at debug level."""
     q = ctx.cfg.qmp
     delay = q.reconnect_initial_s
     label = str(target.address)
+    failures = Tally(log, label, SUMMARY_INTERVAL_S)
     last: str | None = None  # the failure logged last: a repeat is logged at debug only
     while True:
         failure: str | None = None
@@ -146,24 +157,25 @@ async def supervise(ctx: Context, target: Target) -> None:
             log.exception("%s: unexpected error while connecting (retrying)", label)
             failure = repr(exc)
         else:
-            delay = q.reconnect_initial_s
             failure = await run_session(ctx, session, label, target.fallback_name,
                                         session.peer_pid)
-            if failure is not None:
+            if failure is None:
+                delay = q.reconnect_initial_s
+            else:
                 failure = f"QMP peer misbehaved: {failure}"
-        if failure is not None:
-            level = logging.WARNING if failure != last else logging.DEBUG
-            log.log(level, "%s: %s (retrying)", label, failure)
+        if failure is not None and failure != last:
+            failures.note(f"{failure} (retrying)")
+        elif failure is not None:
+            log.debug("%s: %s (retrying)", label, failure)
         last = failure
         await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        failures.flush_due()
         delay = min(delay * 2, q.reconnect_max_s)
 
 
 #: Connections accepted in server mode that have not finished the QMP greeting yet; more
 #: wait in the listen backlog (each holds a descriptor until ``connect_timeout_s``).
 MAX_HANDSHAKES = 64
-#: How often repeated server-mode warnings are summarised (``Tally``).
-SUMMARY_INTERVAL_S = 10.0
 
 
 async def serve(ctx: Context, listener: QmpListener) -> None:
