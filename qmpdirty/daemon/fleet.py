@@ -76,7 +76,8 @@ async def open_session(ctx: Context, target: QmpAddress | socket.socket, label: 
 
 
 async def run_session(
-    ctx: Context, session: QmpSession, label: str, fallback_name: str, pid: int | None
+    ctx: Context, session: QmpSession, label: str, fallback_name: str, pid: int | None, *,
+    place: str | None = None,
 ) -> str | None:
     """Identify the VM and run its pipeline until the session ends. Never raises (but
     cancel): this is the firewall, the one place that catches whatever one VM's
@@ -87,8 +88,9 @@ async def run_session(
     needs), or qmpdirty itself failed - or None when QEMU simply went away. A failure
     publishes ``error``, any other end ``offline``. The pipeline reports a migration
     in flight ``lost`` itself, inside this firewall; what is left to publish here
-    renders nothing that can fail."""
-    owner = SessionOwner(label)
+    renders nothing that can fail. ``place``: the VM's address in client mode
+    (``SessionOwner.place``)."""
+    owner = SessionOwner(label, place)
     pipeline: VmPipeline | None = None
     failure: str | None = None
     try:
@@ -115,7 +117,7 @@ def _publish_end(ctx: Context, pipeline: VmPipeline | None, owner: SessionOwner,
     never identified, the name it would have had - and the name is free again."""
     vm = pipeline.vm if pipeline is not None else None
     if failure is not None:
-        vm = vm or ctx.claim(sanitise(fallback_name), owner, f"qmp:{owner.label}")
+        vm = vm or ctx.claim(sanitise(fallback_name), owner, owner.key(None))
         VmPublisher(ctx, vm).error(failure, owner.label)
     elif pipeline is not None:
         pipeline.offline()
@@ -152,13 +154,14 @@ async def supervise(ctx: Context, target: Target) -> None:
         except QmpConnectError as exc:
             failure = f"cannot connect: {exc}"
             if exc.protocol:  # something answered, but not in QMP
-                _publish_end(ctx, None, SessionOwner(label), target.fallback_name, str(exc))
+                _publish_end(ctx, None, SessionOwner(label, label), target.fallback_name,
+                             str(exc))
         except Exception as exc:
             log.exception("%s: unexpected error while connecting (retrying)", label)
             failure = repr(exc)
         else:
             failure = await run_session(ctx, session, label, target.fallback_name,
-                                        session.peer_pid)
+                                        session.peer_pid, place=label)
             if failure is None:
                 delay = q.reconnect_initial_s
             else:

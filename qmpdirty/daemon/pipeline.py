@@ -57,15 +57,14 @@ class VmPipeline:
     async def identify(cls, ctx: Context, session: QmpSession, owner: SessionOwner, *,
                        fallback_name: str, pid: int | None) -> VmPipeline:
         """Ask QEMU its version, name and UUID; claim the VM's topic name for ``owner``
-        (``fallback_name`` when QEMU has no ``-name``) as this VM's: by its UUID, else
-        by how it was reached (``Context.claim``)."""
+        (``fallback_name`` when QEMU has no ``-name``) as this VM's (``Context.claim``,
+        ``SessionOwner.key``)."""
         version = await queries.qemu_version(session)
         if not since(version, OLDEST_SUPPORTED):
             log.warning("%s: QEMU %s is older than 8.0; replies may not match",
                         owner.label, ".".join(map(str, version)))
         identity = await queries.identify(session, pid)
-        key = f"uuid:{identity.uuid}" if identity.uuid else f"qmp:{owner.label}"
-        vm = ctx.claim(sanitise(identity.name or fallback_name), owner, key)
+        vm = ctx.claim(sanitise(identity.name or fallback_name), owner, owner.key(identity))
         return cls(ctx, session, vm, version=version, identity=identity,
                    qmp_label=owner.label)
 

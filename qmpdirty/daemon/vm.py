@@ -5,9 +5,9 @@ The ``seq`` counter must keep increasing across reconnects within a daemon run, 
 the migration tracker must survive a reconnect to report ``lost``; both live in the
 VM's ``VmRecord``, keyed by its topic name, until the VM is forgotten
 (``daemon.forget``); a VM that comes back then starts above every ``seq`` forgotten.
-A topic name stays with the VM that first claimed it (``Context.claim``: by QEMU's
-UUID, else by how it was reached) until that VM is forgotten, whatever order VMs whose
-names sanitise alike reconnect in.
+A topic name stays with the VM that first claimed it (``Context.claim``, with
+``SessionOwner.key``) until that VM is forgotten, whatever order VMs whose names
+sanitise alike reconnect in.
 Everything a VM sends goes through its ``VmPublisher`` to a ``Publisher`` (the MQTT
 sink; a recorder in tests), and every hook through ``VmPublisher.fire``: must not
 publish or fire hooks any other way.
@@ -25,6 +25,7 @@ from qmpdirty.config import Config
 from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.decisions.migration.forecaster import Forecaster
 from qmpdirty.decisions.migration.tracker import TrackerState
+from qmpdirty.facts.vm import VmIdentity
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing, VmStamp
@@ -57,6 +58,19 @@ class SessionOwner:
     """One QMP session's claim on a VM name (compared by identity)."""
 
     label: str
+    #: where the VM is reached, the same across its restarts: its address in client
+    #: mode; None in server mode (every QEMU dials the one socket)
+    place: str | None = None
+
+    def key(self, identity: VmIdentity | None) -> str | None:
+        """Which VM this is, for ``Context.claim``: QEMU's UUID, else its ``-name`` as
+        QEMU gives it (``web 1`` and ``web/1`` both sanitise to ``web_1``) with the
+        address, else the address; None when nothing stable is known."""
+        if identity is not None and identity.uuid:
+            return f"uuid:{identity.uuid}"
+        if identity is not None and identity.name:
+            return f"name:{identity.name}" + (f"@{self.place}" if self.place else "")
+        return f"qmp:{self.place}" if self.place else None
 
 
 @dataclass
@@ -109,9 +123,9 @@ class Context:
 
         Two live sessions never publish under one name (two QEMUs with the same
         ``-name``, or one QEMU reached twice): the second is logged and renamed. ``key``
-        says which VM this is (``uuid:...`` or ``qmp:<address>``): a name once claimed
-        with a key goes to that key only, so two VMs whose names sanitise alike keep
-        ``<name>`` and ``<name>.2`` however they reconnect, until forgotten.
+        says which VM this is (``SessionOwner.key``): a name once claimed with a key goes
+        to that key only, so two VMs whose names sanitise alike keep ``<name>`` and
+        ``<name>.2`` however they reconnect or restart, until forgotten.
         """
         free: str | None = None
         for candidate in self._family(name):

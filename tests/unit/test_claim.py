@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from qmpdirty.config import Config
 from qmpdirty.daemon.vm import Context, SessionOwner
+from qmpdirty.facts.vm import VmIdentity
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.telemetry.render import Outgoing
 from qmpdirty.telemetry.topics import Topics
@@ -81,3 +82,21 @@ def test_a_forgotten_name_is_free_again() -> None:
     ctx.release(ctx.claim("web_1", a, "uuid:a"), a)
     ctx.forget(ctx.vms["web_1"])
     assert ctx.claim("web_1", SessionOwner("b"), "uuid:b").name == "web_1"
+
+
+def test_the_key_is_the_vm_not_the_process() -> None:
+    """A QEMU that restarts is the same VM: server mode gives it a new pid and label,
+    so the key is its UUID, else its ``-name`` as QEMU gives it (with the address in
+    client mode, where two QEMUs may share a name)."""
+    server = SessionOwner("server:/run/q.sock (pid 10)")
+    client = SessionOwner("unix:/run/a.sock", "unix:/run/a.sock")
+    named = VmIdentity(name="web 1", uuid=None, pid=10)
+    assert server.key(VmIdentity(name="web 1", uuid="u-1", pid=10)) == "uuid:u-1"
+    assert server.key(named) == "name:web 1"
+    assert client.key(named) == "name:web 1@unix:/run/a.sock"
+    assert client.key(VmIdentity(name=None, uuid=None, pid=None)) == "qmp:unix:/run/a.sock"
+    assert server.key(None) is None
+    ctx = context()
+    ctx.release(ctx.claim("web_1", server, server.key(named)), server)
+    again = SessionOwner("server:/run/q.sock (pid 11)")  # restarted: a new pid
+    assert ctx.claim("web_1", again, again.key(named)).name == "web_1"
