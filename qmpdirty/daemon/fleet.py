@@ -22,6 +22,7 @@ from pathlib import Path
 from qmpdirty.config import Config
 from qmpdirty.config.address import QmpAddress
 from qmpdirty.daemon.pipeline import VmPipeline
+from qmpdirty.daemon.starts import StartSlot
 from qmpdirty.daemon.tally import Tally
 from qmpdirty.daemon.vm import Context, SessionOwner, VmPublisher
 from qmpdirty.errors import QmpClosedError, QmpConnectError, QmpError
@@ -77,7 +78,7 @@ async def open_session(ctx: Context, target: QmpAddress | socket.socket, label: 
 
 async def run_session(
     ctx: Context, session: QmpSession, label: str, fallback_name: str, pid: int | None, *,
-    place: str | None = None,
+    slot: StartSlot | None = None, place: str | None = None,
 ) -> str | None:
     """Identify the VM and run its pipeline until the session ends. Never raises (but
     cancel): this is the firewall, the one place that catches whatever one VM's
@@ -88,15 +89,16 @@ async def run_session(
     needs), or qmpdirty itself failed - or None when QEMU simply went away. A failure
     publishes ``error``, any other end ``offline``. The pipeline reports a migration
     in flight ``lost`` itself, inside this firewall; what is left to publish here
-    renders nothing that can fail. ``place``: the VM's address in client mode
-    (``SessionOwner.place``)."""
+    renders nothing that can fail. ``slot`` (``daemon.starts``) is given back once
+    the pipeline has started, or when the session ends before. ``place``: the VM's
+    address in client mode (``SessionOwner.place``)."""
     owner = SessionOwner(label, place)
     pipeline: VmPipeline | None = None
     failure: str | None = None
     try:
         pipeline = await VmPipeline.identify(ctx, session, owner, fallback_name=fallback_name,
                                              pid=pid)
-        await pipeline.run()
+        await pipeline.run(started=slot.release if slot is not None else None)
     except* QmpClosedError:
         pass
     except* QmpError as group:
@@ -105,6 +107,8 @@ async def run_session(
         log.exception("%s: VM task failed; other VMs are unaffected", label)
         failure = f"internal error: {group.exceptions[0]!r}"
     finally:
+        if slot is not None:
+            slot.release()
         failure = failure or await session.close()
         _publish_end(ctx, pipeline, owner, fallback_name, failure)
     _raise_if_cancelled()
@@ -136,6 +140,7 @@ def _raise_if_cancelled() -> None:
 
 async def supervise(ctx: Context, target: Target) -> None:
     """Client mode: connect, watch, reconnect with backoff + jitter, until cancelled.
+    Each connection waits for a ``StartSlot`` first (``daemon.starts``).
 
     The backoff starts afresh only after a session that ended without a failure: a peer
     that greets and then breaks the protocol is retried ever more slowly, like one that
@@ -149,6 +154,7 @@ async def supervise(ctx: Context, target: Target) -> None:
     last: str | None = None  # the failure logged last: a repeat is logged at debug only
     while True:
         failure: str | None = None
+        slot = await ctx.starts.enter()
         try:
             session = await open_session(ctx, target.address, label)
         except QmpConnectError as exc:
@@ -161,11 +167,13 @@ async def supervise(ctx: Context, target: Target) -> None:
             failure = repr(exc)
         else:
             failure = await run_session(ctx, session, label, target.fallback_name,
-                                        session.peer_pid, place=label)
+                                        session.peer_pid, slot=slot, place=label)
             if failure is None:
                 delay = q.reconnect_initial_s
             else:
                 failure = f"QMP peer misbehaved: {failure}"
+        finally:
+            slot.release()
         if failure is not None and failure != last:
             failures.note(f"{failure} (retrying)")
         elif failure is not None:
@@ -231,7 +239,13 @@ async def _accepted(ctx: Context, conn: socket.socket, pid: int, label: str, *,
         return
     finally:
         handshakes.release()
-    failure = await run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid)
+    try:  # the slot only once greeted: connections that never greet cannot hold it
+        slot = await ctx.starts.enter()
+    except asyncio.CancelledError:
+        await asyncio.shield(session.close())
+        raise
+    failure = await run_session(ctx, session, f"{label} (pid {pid})", f"pid-{pid}", pid,
+                                slot=slot)
     if failure is not None:
         failed.note(f"pid {pid}: QMP peer misbehaved: {failure}")
 

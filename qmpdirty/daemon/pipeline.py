@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from qmpdirty.daemon.dirty_rate import measure_dirty_rate
 from qmpdirty.daemon.events import EventStream
@@ -72,12 +73,12 @@ class VmPipeline:
     def vm(self) -> VmRecord:
         return self.view.vm
 
-    async def run(self) -> None:
-        """Publish events at once, start (``online`` and state), then work until the
-        session ends (raises). On the way out, whatever the reason, a migration in
-        flight is ``lost``."""
+    async def run(self, started: Callable[[], None] | None = None) -> None:
+        """Publish events at once, start (``online`` and state; then ``started()``),
+        then work until the session ends (raises). On the way out, whatever the reason,
+        a migration in flight is ``lost``."""
         try:
-            await self._run_tasks()
+            await self._run_tasks(started)
         finally:
             self.migrations.session_lost()
 
@@ -101,7 +102,7 @@ class VmPipeline:
                  view.info.basics.version_text if view.info else "?")
         await self.migrations.poll()
 
-    async def _run_tasks(self) -> None:
+    async def _run_tasks(self, started: Callable[[], None] | None) -> None:
         """The tasks, until QEMU hangs up (``QmpClosedError``) or one fails.
 
         The group's own body starts the VM, then waits for the hang-up: a failing task
@@ -112,6 +113,8 @@ class VmPipeline:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.events.forward(), name=f"{name}:events")
             await self._start()
+            if started is not None:
+                started()
             tg.create_task(self.events.react(), name=f"{name}:reactions")
             tg.create_task(self.migrations.poll_while_migrating(), name=f"{name}:migrate-poll")
             tg.create_task(self.forecasts.run(), name=f"{name}:forecast")

@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 
 from qmpdirty.config import Config
 from qmpdirty.daemon.losses import EventLosses
+from qmpdirty.daemon.starts import StartGate
 from qmpdirty.decisions.migration.forecaster import Forecaster
 from qmpdirty.decisions.migration.tracker import TrackerState
 from qmpdirty.facts.vm import VmIdentity
@@ -115,6 +116,8 @@ class Context:
     seq_floor: int = 0
     #: QMP events that could not be published, by VM (the ``daemon`` topic)
     losses: EventLosses = field(default_factory=EventLosses)
+    #: how many sessions may be starting at once (``daemon.starts``)
+    starts: StartGate = field(default_factory=StartGate)
     #: the highest ``.N`` given to each name that clashed (``claim``)
     _suffixes: dict[str, int] = field(default_factory=dict)
 
