@@ -137,7 +137,7 @@ class Daemon:
         deadline_s = self.cfg.daemon.shutdown_deadline_s
         async with asyncio.TaskGroup() as vms:
             fleet = Fleet(self.ctx, vms)
-            fleet.reconcile(self.cfg)
+            await fleet.reconcile(self.cfg)
             server = vms.create_task(serve(self.ctx, listener), name="qmp-server") \
                 if listener is not None else None
             forgetting = vms.create_task(Forgetting(self.ctx).run(), name="forget")
@@ -180,7 +180,7 @@ class Daemon:
                     self._reload.clear()
                     self._reread_vm_list()
                 if not self._stop.is_set():
-                    fleet.reconcile(self.cfg)
+                    await fleet.reconcile(self.cfg)
         finally:
             stop.cancel()
 
