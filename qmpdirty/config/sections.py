@@ -185,7 +185,8 @@ class VfioConfig(_Section):
     refresh_interval_s: float = Field(default=60.0, gt=0)
     debounce_s: float = Field(default=0.5, ge=0, le=60)
     hotplug_poll_s: float = Field(default=5.0, ge=0, description="QEMU has no DEVICE_ADDED "
-                                  "event: compare the device lists this often (0 = off)")
+                                  "event: compare the device lists this often while a VFIO "
+                                  "device could come (0 = off)")
 
 
 class DeviceCapsConfig(_Section):

@@ -25,6 +25,7 @@ from qmpdirty.config import Config, load_config
 from qmpdirty.daemon.collector import freeze_survivors
 from qmpdirty.daemon.fleet import Fleet, serve
 from qmpdirty.daemon.forget import Forgetting
+from qmpdirty.daemon.hotplug import watch_host_vfio
 from qmpdirty.daemon.limits import raise_open_files
 from qmpdirty.daemon.vm import Context, VmPublisher
 from qmpdirty.errors import ConfigError, QmpConnectError
@@ -107,6 +108,9 @@ class Daemon:
                     infra.create_task(watchdog(self.notifier), name="watchdog"),
                     infra.create_task(freeze_survivors(), name="gc-freeze"),
                 ]
+                if self.cfg.vfio.enabled and self.cfg.vfio.hotplug_poll_s:
+                    background.append(infra.create_task(
+                        watch_host_vfio(self.cfg, self.ctx.host_vfio), name="host-vfio"))
                 if self.hooks is not None:
                     background.append(infra.create_task(self.hooks.run(), name="hooks"))
                 await self._serve_until_stopped(listener)

@@ -47,7 +47,8 @@ class VmPipeline:
                  version: QemuVersion, identity: VmIdentity, qmp_label: str) -> None:
         self.view = VmView(session=session, cfg=ctx.cfg, vm=vm, out=VmPublisher(ctx, vm),
                            clock=ctx.clock, version=version, identity=identity,
-                           qmp_label=qmp_label, losses=ctx.losses)
+                           qmp_label=qmp_label, losses=ctx.losses,
+                           host_vfio=ctx.host_vfio)
         self._topics: Topics = ctx.topics
         self.forecasts = Forecasts(self.view)
         self.migrations = Migrations(self.view)

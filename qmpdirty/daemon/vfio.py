@@ -22,6 +22,7 @@ from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import BlockerState, blocker_state
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.decisions.vfio.host_caps import interpret_host
+from qmpdirty.decisions.vfio.hotplug import may_hot_plug
 from qmpdirty.decisions.vfio.republish import Shown, republish, shown
 from qmpdirty.errors import QmpQueryError
 from qmpdirty.facts.fact import Fact
@@ -77,16 +78,20 @@ class VfioWatch:
 
         QEMU emits DEVICE_DELETED but no DEVICE_ADDED (``facts.qemu``:
         ``LAST_WITHOUT_DEVICE_ADDED``): a hot-plug shows only as a new child of
-        /machine/peripheral[-anon], compared at most hotplug_poll_s apart; the refresh
-        at the end lists them itself, so no poll falls on it."""
-        poll_s = self._view.cfg.vfio.hotplug_poll_s
+        /machine/peripheral[-anon], compared at most hotplug_poll_s apart while a VFIO
+        device could come at all (``decisions.vfio.hotplug``: the host offers one, or
+        QEMU has vfio-user); the refresh at the end lists them itself, so no poll
+        falls on it."""
+        view = self._view
+        poll_s = view.cfg.vfio.hotplug_poll_s
         steps = math.ceil(interval_s / poll_s) if poll_s else 1
         baseline = self._reader.peripherals
         for step in range(steps):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._view.topology_changed.wait(), interval_s / steps)
+                await asyncio.wait_for(view.topology_changed.wait(), interval_s / steps)
                 return True
-            if step < steps - 1 and await self._peripherals(baseline) != baseline:
+            if step < steps - 1 and may_hot_plug(view.host_vfio.devices, view.version) \
+                    and await self._peripherals(baseline) != baseline:
                 return False
         return False
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from qmpdirty.config import Config
+from qmpdirty.daemon.hotplug import HostVfio
 from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.starts import StartGate
 from qmpdirty.decisions.migration.forecaster import Forecaster
@@ -116,6 +117,8 @@ class Context:
     seq_floor: int = 0
     #: QMP events that could not be published, by VM (the ``daemon`` topic)
     losses: EventLosses = field(default_factory=EventLosses)
+    #: the host's VFIO devices, kept current by ``daemon.hotplug`` (with ``[vfio]``)
+    host_vfio: HostVfio = field(default_factory=HostVfio)
     #: how many sessions may be starting at once (``daemon.starts``)
     starts: StartGate = field(default_factory=StartGate)
     #: the highest ``.N`` given to each name that clashed (``claim``)
