@@ -17,7 +17,7 @@ import asyncio
 
 #: Sessions starting at once, at most: enough to keep the loop busy while QEMU answers,
 #: few enough that an event never waits behind more than a few milliseconds of starts.
-MAX_STARTING = 16
+MAX_STARTING = 8
 
 
 class StartSlot:
