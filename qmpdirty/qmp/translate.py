@@ -195,7 +195,7 @@ def dirty_rate_from(reply: object) -> DirtyRateMeasurement | None:
 
 #: How deep an event's ``data`` may nest. QEMU's events nest a few levels; the payload
 #: that publishes ``data`` must stay within what its JSON encoder takes (~250 levels).
-MAX_EVENT_DEPTH = 64
+MAX_EVENT_DEPTH = 200
 
 
 def event_from(message: object) -> QmpEvent:

@@ -46,7 +46,7 @@ async def test_unreadable_events_are_counted_and_the_session_carries_on() -> Non
         await r.server.emit("RESUME")
         await r.server.emit_raw(_raw_event("HUGE", HUGE_INT))
         await r.server.emit_raw(_raw_event("DEEP", TOO_DEEP))
-        await r.server.emit("RTC_CHANGE", {"deep": _nested(100)})  # readable, not publishable
+        await r.server.emit("RTC_CHANGE", {"deep": _nested(300)})  # readable, not publishable
         await r.server.emit_raw(_raw_event("SURROGATE", '"\\ud800"'))
         await r.server.emit_raw(b'{"event": 5}\r\n')  # not an event's shape
         await r.server.emit("STOP")

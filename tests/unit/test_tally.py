@@ -64,7 +64,7 @@ def test_event_losses_are_one_line_per_interval_for_every_vm(
     losses = EventLosses(interval_s=3600.0)
     with caplog.at_level(logging.WARNING, "qmpdirty.daemon.losses"):
         for n in range(1000):
-            losses.unreadable(f"vm{n % 10}", "event X: data nested deeper than 64 levels")
+            losses.unreadable(f"vm{n % 10}", "event X: data nested deeper than 200 levels")
             losses.dropped(f"vm{n % 3}", 2)
         losses.flush()
     assert len(caplog.records) == 2  # the first of each kind; the rest wait for the hour

@@ -11,6 +11,9 @@ import pytest
 from qmpdirty.errors import QmpReplyError
 from qmpdirty.qmp import translate
 from qmpdirty.qmp.wire import MessageHead, head_of
+from qmpdirty.telemetry import render
+from qmpdirty.telemetry.render import VmStamp
+from qmpdirty.telemetry.topics import Topics
 
 HUGE = b"9" * 5000
 DEEP = b"[" * 5000 + b"]" * 5000
@@ -48,11 +51,14 @@ def _nested(depth: int) -> dict[str, object]:
 
 def test_data_as_deep_as_allowed_is_published() -> None:
     data = _nested(translate.MAX_EVENT_DEPTH)
-    assert translate.event_from(_event(data)).data == data
+    event = translate.event_from(_event(data))
+    assert event.data == data
+    msg = render.event(VmStamp(Topics.create("p", "h"), "vm", 1, 1.0), event, None)
+    assert json.loads(msg.payload)["data"] == data
 
 
 @pytest.mark.parametrize(("data", "why"), [
-    (_nested(translate.MAX_EVENT_DEPTH + 1), "data nested deeper than 64 levels"),
+    (_nested(translate.MAX_EVENT_DEPTH + 1), "data nested deeper than 200 levels"),
     ({"v": ["ok", {"w": json.loads('"\\ud800"')}]}, "not Unicode text"),
     ({json.loads('"\\udfff"'): 1}, "not Unicode text"),
 ])
