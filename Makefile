@@ -1,6 +1,6 @@
 # The two commands of the README's quick start (demo, test), plus helpers.
 # Each target bootstraps what it needs (apt packages, .venv) first.
-.PHONY: demo test bootstrap schema bench fuzz
+.PHONY: demo test bootstrap schema man config-example bench fuzz
 
 bootstrap:
 	scripts/bootstrap
@@ -13,6 +13,12 @@ test: bootstrap
 
 schema: bootstrap
 	.venv/bin/python scripts/gen-schema
+
+man: bootstrap
+	.venv/bin/python scripts/gen-man
+
+config-example: bootstrap
+	.venv/bin/python scripts/gen-config-example
 
 bench: bootstrap
 	.venv/bin/python -m bench

@@ -1,13 +1,16 @@
-"""The ``qmpdirty`` command line (shell): run, check-config, probe, ranges, admit, demo.
+"""The ``qmpdirty`` command line (shell): run, check-config, probe, ranges, admit, top,
+demo, completion.
 
 Stage: cli. This module only declares the arguments of every command and hands them
-to the command's module (``run``, ``check``, ``probe``, ``ranges``, ``admit``,
-``demo``), imported when that command runs. Exit codes, the event loop and the other
-shared pieces are in ``cli.common``. Exit codes: 0 success, 1 runtime failure, 2 bad
-usage or configuration (``admit``: 1 not admitted, 3 cannot tell). A reader that
-closes stdout early (``| head``) ends the command quietly with exit 1, never with a
-traceback. ``--help`` shows ``DESCRIPTION`` and ``EPILOG``, which README § Running the
-daemon repeats (tests/unit/test_readme.py keeps them in step).
+to the command's module (``run``, ``check``, ``probe``, ``ranges``, ``admit``, ``top``,
+``demo``, ``completion``), imported when that command runs. Exit codes, the event loop
+and the other shared pieces are in ``cli.common``. Exit codes: 0 success, 1 runtime
+failure, 2 bad usage or configuration (``admit``: 1 not admitted, 3 cannot tell;
+``top --once``: 3 cannot tell). A reader that closes stdout early (``| head``) ends the
+command quietly with exit 1, never with a traceback. ``--help`` shows ``DESCRIPTION``
+and ``EPILOG``, which README § Running the daemon repeats (tests/unit/test_readme.py
+keeps them in step). The shell completion (``shtab``) and the man page
+(``scripts/gen-man``, ``argparse-manpage``) are generated from ``build_parser``.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from qmpdirty.config import DEFAULT_PATH
 DESCRIPTION = (
     "Watch QEMU VMs over QMP and publish over MQTT whether they can live-migrate, how "
     "their VFIO devices' dirty pages are tracked, their dirty rate and their migrations. "
-    "Commands: run, check-config, probe, ranges, admit, demo."
+    "Commands: run, check-config, probe, ranges, admit, top, demo, completion."
 )
 #: ``qmpdirty --help``'s last lines: the exit codes of every command.
 EPILOG = (
     "exit codes: 0 success; 1 runtime failure (for example QEMU or the broker cannot be "
     "reached, or stdout was closed early); 2 bad usage or configuration. admit: 0 "
     "admitted, 1 not admitted (reasons printed), 3 cannot tell (broker unreachable or "
-    "nothing retained)."
+    "nothing retained). top --once: 0 printed, 3 broker unreachable or nothing retained."
 )
 
 #: ``add_parser`` of the subcommands' action: adds one command.
@@ -49,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     _probe_and_demo(sub.add_parser)
     _ranges(sub.add_parser)
     _admit(sub.add_parser)
+    _top(sub.add_parser)
+    completion = sub.add_parser("completion", help="print the shell completion script "
+                                "(bash: source <(qmpdirty completion bash))")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), metavar="SHELL",
+                            help="bash, zsh or tcsh")
     return p
 
 
@@ -101,10 +109,32 @@ def _admit(add: AddParser) -> None:
     admit.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _top(add: AddParser) -> None:
+    from qmpdirty.telemetry.fleet_view import SORT_KEYS
+
+    top = add("top", help="live view of every VM on the broker (or one host), from the "
+                          "retained state; --once prints one snapshot")
+    top.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"default {DEFAULT_PATH}")
+    top.add_argument("--host", metavar="NAME", help="only this host (default: every host)")
+    top.add_argument("--sort", choices=SORT_KEYS, default="name",
+                     help="name (host, VM), status (worst first), dirty (highest first), "
+                          "eta (soonest first); default name")
+    top.add_argument("--once", action="store_true",
+                     help="print one snapshot as plain text and exit (3: nothing retained)")
+    top.add_argument("--interval", type=float, default=1.0, metavar="S",
+                     help="seconds between redraws (default 1)")
+    top.add_argument("--timeout", type=float, default=3.0, metavar="S",
+                     help="seconds to wait for the broker (default 3)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "completion":
+        from qmpdirty.cli.completion import completion_command
+
+        return completion_command(parser, args.shell)
     if args.command == "check-config":
         if args.path and args.config and args.path != args.config:
             parser.error(f"check-config: two config files ({args.path}, --config "
@@ -154,6 +184,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             return admit_command(args.vm, config=args.config, host=args.host,
                                  timeout_s=args.timeout, as_json=args.json,
                                  allow_unknown=args.allow_unknown, run=run_loop)
+        case "top":
+            from qmpdirty.cli.top import top_command
+
+            return top_command(config=args.config, host=args.host, sort=args.sort,
+                               once=args.once, interval_s=args.interval,
+                               timeout_s=args.timeout, run=run_loop)
         case _:
             from qmpdirty.cli.demo import demo
 

@@ -43,6 +43,7 @@ from qmpdirty.config.sections import (
     MigrationConfig,
     MqttConfig,
     PolicyConfig,
+    PrometheusConfig,
     QmpConfig,
     ServerConfig,
     VfioConfig,
@@ -69,6 +70,7 @@ __all__ = [
     "MigrationConfig",
     "MqttConfig",
     "PolicyConfig",
+    "PrometheusConfig",
     "QmpConfig",
     "ServerConfig",
     "VfioConfig",
@@ -106,6 +108,7 @@ class Config(BaseSettings):
     hooks: HooksConfig = HooksConfig()
     hook: list[HookConfig] = Field(default_factory=list)
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -127,6 +130,11 @@ HINTS: dict[str, str] = {
     "vm.qmp": ADDRESS_HINT,
     "server.mode": "quote it: mode = \"0660\"",
     "dirty_rate.mode": "page-sampling is safe everywhere; dirty-ring can freeze nested guests",
+    "dirty_rate.sample_pages": "per GiB, 128 to 16384; unset (the default) sizes it from "
+                               "sample_budget_pages and the guest's RAM",
+    "dirty_rate.sample_budget_pages": "pages hashed per measurement, all windows together; "
+                                      "262144 is the default (README § Dirty rate)",
+    "dirty_rate.windows": "back-to-back windows per measurement, 1 to 16; 4 is the default",
     "device_caps": "each entry: bdf = \"0000:3b:00.1\" or driver = \"mlx5_vfio_pci\", then facts",
     "device_caps.bdf": "lower-case domain:bus:slot.function, as in /sys/bus/pci/devices",
     "hook.command": COMMAND_HINT + "; see docs/hooks.md",

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
+from qmpdirty.facts.qemu import SAMPLE_PAGES_MAX, SAMPLE_PAGES_MIN
 
 
 class _Section(BaseModel):
@@ -145,13 +146,28 @@ class QmpConfig(_Section):
 
 
 class DirtyRateConfig(_Section):
-    """``[dirty_rate]``: periodic ``calc-dirty-rate``."""
+    """``[dirty_rate]``: periodic ``calc-dirty-rate``; one measurement is ``windows``
+    back-to-back windows (as many as fit in ``interval_s``) hashing
+    ``sample_budget_pages`` pages in all, unless ``sample_pages`` (per GiB) is set
+    (``decisions.migration.dirtyrate``)."""
 
     enabled: bool = True
     mode: Literal["page-sampling", "dirty-bitmap", "dirty-ring"] = "page-sampling"
     interval_s: float = Field(default=30.0, gt=0)
     window_s: float = Field(default=1.0, gt=0, le=60)
-    sample_pages: int = Field(default=512, ge=1, le=1_000_000)
+    sample_pages: int | None = Field(
+        default=None, description="pages per GiB, QEMU's 128-16384; default: from the budget")
+    sample_budget_pages: int = Field(default=262_144, ge=1024, le=16_777_216)
+    windows: int = Field(default=4, ge=1, le=16)
+
+    @field_validator("sample_pages")
+    @classmethod
+    def _sample_pages(cls, value: int | None) -> int | None:
+        if value is not None and not SAMPLE_PAGES_MIN <= value <= SAMPLE_PAGES_MAX:
+            raise ValueError(f"QEMU's calc-dirty-rate accepts {SAMPLE_PAGES_MIN} to "
+                             f"{SAMPLE_PAGES_MAX} pages per GiB; leave it unset to size it "
+                             "from sample_budget_pages")
+        return value
 
 
 class MigrationConfig(_Section):
@@ -262,6 +278,34 @@ class HomeAssistantConfig(_Section):
 
     enabled: bool = False
     discovery_prefix: str = Field(default="homeassistant", min_length=1)
+
+
+class PrometheusConfig(_Section):
+    """``[prometheus]``: serve ``/metrics`` on ``listen`` (off when unset)."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` to listen on, or None (off)."""
+        return split_listen(self.listen) if self.listen is not None else None
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9800`` for IPv6) -> ``(host, port)``; ValueError if not."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT, e.g. \"127.0.0.1:9800\" or \"[::1]:9800\"")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError("put an IPv6 address in brackets: \"[::1]:9800\"")
+    return host.strip("[]"), int(port)
 
 
 class DaemonConfig(_Section):

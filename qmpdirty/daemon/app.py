@@ -36,7 +36,9 @@ from qmpdirty.sdnotify import SystemdNotifier
 from qmpdirty.sinks.hooks import HookOutcome, HookRunner
 from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.sinks.outbox import Outbox
+from qmpdirty.sinks.prometheus import PrometheusExporter, Tee
 from qmpdirty.telemetry import render
+from qmpdirty.telemetry.discovery import host_messages
 from qmpdirty.telemetry.message import Outgoing
 from qmpdirty.telemetry.topics import Topics, sanitise
 
@@ -68,7 +70,10 @@ class Daemon:
         topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
         client_id = cfg.mqtt.client_id or default_client_id(topics.host, config_path)
         self.sink = MqttSink(cfg.mqtt, topics, client_id)
-        self.ctx = Context(cfg, self.sink, topics, policy_from(cfg))
+        # [prometheus] listen: /metrics is fed every message the broker is fed
+        self.exporter = PrometheusExporter(topics) if cfg.prometheus.listen else None
+        out = self.sink if self.exporter is None else Tee(self.sink, self.exporter)
+        self.ctx = Context(cfg, out, topics, policy_from(cfg))
         self.hooks = HookRunner(cfg, self._hook_failed) if cfg.hook else None
         self.ctx.hooks = self.hooks
         self.notifier = SystemdNotifier.from_env(os.environ)
@@ -99,6 +104,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         raise_open_files()
         listener = self._listener()
+        if self.exporter is not None and (where := self.cfg.prometheus.address) is not None:
+            self.exporter.start(*where)
+        ha = self.cfg.homeassistant
+        if ha.enabled:  # the host's device, which every VM's hangs from
+            for msg in host_messages(self.ctx.topics, ha.discovery_prefix):
+                self.sink.publish(msg)
         try:
             async with asyncio.TaskGroup() as infra:
                 background = [
@@ -119,6 +130,8 @@ class Daemon:
         finally:
             if listener is not None:
                 listener.close()
+            if self.exporter is not None:
+                self.exporter.stop()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             # A broker client from a failed connect can sit in a reference cycle (its
@@ -235,7 +248,7 @@ async def publish_stats(sink: StatsSink, ctx: Context, started_ts: float,
         if now != shown or due.is_set() or loop.time() - shown_at >= refresh_s:
             seq += 1
             out = sink.outbox
-            sink.publish(render.daemon_state(
+            ctx.sink.publish(render.daemon_state(  # the MQTT sink, and /metrics if on
                 ctx.topics, seq, time.time(), version=__version__, started_ts=started_ts,
                 vms_online=online, vms_known=len(ctx.vms),
                 outbox=out.stats(), qmp_events=ctx.losses.stats(),
@@ -264,7 +277,7 @@ async def run_daemon(cfg: Config, config_path: Path | None) -> int:
     try:
         daemon = Daemon(cfg, config_path)
         await daemon.run()
-    except QmpConnectError as exc:
+    except (QmpConnectError, ConfigError) as exc:
         log.error("%s", exc)
         return 1
     log.info("stopped")

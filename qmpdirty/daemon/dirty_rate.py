@@ -15,13 +15,14 @@ import asyncio
 import logging
 import random
 
+from qmpdirty.daemon import dirty_windows
 from qmpdirty.daemon.forecasts import Forecasts
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig
 from qmpdirty.decisions.migration.dirtyrate import (
     DirtyRatePlan,
     choose_mode,
-    error_bound,
+    plan_measurement,
     seconds_until_due,
 )
 from qmpdirty.decisions.role import measures_dirty_rate
@@ -38,7 +39,7 @@ Seen = tuple[float | None, float]
 async def measure_dirty_rate(view: VmView, forecasts: Forecasts) -> None:
     """The task: measure whenever due, until cancelled."""
     dcfg = view.cfg.dirty_rate
-    schedule = DirtyRatePlan(dcfg.mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
+    schedule = plan_measurement(dcfg, dcfg.mode, None)  # only its interval is used
     last_start: float | None = None
     last_seen: Seen | None = None
     spread = random.uniform(0.5, 1.5)  # the first repeat spreads VMs over the interval
@@ -61,7 +62,7 @@ async def measure_dirty_rate(view: VmView, forecasts: Forecasts) -> None:
         mode, why = choose_mode(dcfg.mode, view.version, view.has_vfio)
         if why:
             log.info("VM %s: dirty rate by %s: %s", view.name, mode, why)
-        plan = DirtyRatePlan(mode, dcfg.window_s, dcfg.sample_pages, dcfg.interval_s)
+        plan = plan_measurement(dcfg, mode, view.info.basics.ram_bytes if view.info else None)
         try:
             last_seen = await _measure(view, forecasts, plan, last_seen)
         except QmpTimeoutError:
@@ -85,12 +86,12 @@ async def _measure(view: VmView, forecasts: Forecasts, plan: DirtyRatePlan,
             log.info("VM %s: dirty rate not published: %s", view.name, view.role.reason)
             return (found.started_at_s, found.bytes_per_s)
         if found is not None and (found.started_at_s, found.bytes_per_s) != last_seen:
-            bound, basis = error_bound(found, view.info.basics.ram_bytes if view.info else None)
+            figure, bound, basis, found = await dirty_windows.complete(view, plan, found)
             view.out.publish(render.dirty_rate_measured(
-                view.out.stamp(), found, view.dirty_rate_expiry(), error_bound_rel=bound,
+                view.out.stamp(), figure, view.dirty_rate_expiry(), error_bound_rel=bound,
                 basis=basis))
             view.vm.dirty_rate_retained = True
-            view.forecaster.measured(found, view.clock())
+            view.forecaster.measured(figure, view.clock(), bound)
             forecasts.publish(only_if_moved=True)
             return (found.started_at_s, found.bytes_per_s)
         await asyncio.sleep(0.1)

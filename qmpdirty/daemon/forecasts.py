@@ -3,9 +3,10 @@
 Published when its claim changes materially - after a dirty-rate measurement, when
 the VM's role or blockers change (``VmView.claims_changed``) - and otherwise as a
 heartbeat every ``[forecast] publish_interval_s`` (jittered) after the last publish,
-with QEMU's migration parameters read again first. The model is ``decisions``'
-(``forecaster``), and so is what may be claimed (``migration.claim``: only a running
-guest has a forecast; a blocked VM's verdict is ``blocked``). Fires
+with QEMU's migration parameters and the guest's memory statistics (a virtio-balloon's
+``guest-stats``, when the VM has one and the guest reports) read again first. The model
+is ``decisions``' (``forecaster``), and so is what may be claimed (``migration.claim``:
+only a running guest has a forecast; a blocked VM's verdict is ``blocked``). Fires
 ``forecast-negative`` when ``converges`` turns false. Must not compute anything here.
 """
 
@@ -38,6 +39,26 @@ async def refresh_params(view: VmView) -> None:
         log.warning("VM %s: query-migrate-parameters: %s", view.name, exc)
 
 
+async def find_balloon(view: VmView) -> str | None:
+    """The QOM path of the VM's virtio-balloon, None without one (or when asking failed)."""
+    try:
+        return await queries.balloon_path(view.session)
+    except QmpQueryError as exc:
+        log.info("VM %s: looking for a balloon: %s", view.name, exc)
+        return None
+
+
+async def refresh_guest_memory(view: VmView, balloon: str | None) -> None:
+    """The balloon's ``guest-stats`` into the forecaster (kept as they were on failure;
+    None while the guest reports nothing)."""
+    if balloon is None:
+        return
+    try:
+        view.forecaster.guest_memory = await queries.guest_memory(view.session, balloon)
+    except QmpQueryError as exc:
+        log.info("VM %s: guest-stats of %s: %s", view.name, balloon, exc)
+
+
 class Forecasts:
     """The ``forecast`` topic of one VM's session."""
 
@@ -46,12 +67,15 @@ class Forecasts:
         self._last: ForecastClaim | None = None
         self._last_converges: bool | None = None
         self._published = asyncio.Event()  # restarts the heartbeat's wait
+        self._balloon: str | None = None  # its QOM path, looked up once per session
 
     async def run(self) -> None:
         """Until cancelled: a changed claim at once (when material), the heartbeat
         0.9-1.1 intervals after the last publish (the first 0.5-1.5 intervals after the
         start: VMs started together spread)."""
         interval = self._view.cfg.forecast.publish_interval_s
+        self._balloon = await find_balloon(self._view)
+        await refresh_guest_memory(self._view, self._balloon)
         loop = asyncio.get_running_loop()
         due = loop.time() + interval * random.uniform(0.5, 1.5)
         self._published.clear()  # the session's first forecast keeps the wide spread
@@ -61,6 +85,7 @@ class Forecasts:
                     self.publish(only_if_moved=True)
                 case "due":
                     await refresh_params(self._view)
+                    await refresh_guest_memory(self._view, self._balloon)
                     self.publish()
             if self._published.is_set():
                 self._published.clear()
@@ -90,15 +115,16 @@ class Forecasts:
         if v.blockers_pending:
             return  # held until the first VFIO evaluation: never "converges" on a blocked VM
         view = v.forecaster.before(v.clock(), v.info, v.has_vfio)
-        claimed = claim(v.role, v.blockers, view.forecast, view.advice)
+        claimed = claim(v.role, v.blockers, view.outlook, view.advice)
         if only_if_moved and not material_change(self._last, claimed):
             return
         self._last = claimed
         msg = fc.forecast(v.out.stamp(), view.inputs, claimed,
-                          bandwidth_source=view.bandwidth_source, dirty=view.dirty)
+                          bandwidth_source=view.bandwidth_source, dirty=view.dirty,
+                          content=view.content, notes=view.notes)
         v.out.publish(msg)
         self._published.set()
-        converges = claimed.forecast.converges
+        converges = claimed.converges
         if forecast_turned_negative(self._last_converges, converges):
             v.out.fire("forecast-negative", msg)
         self._last_converges = converges

@@ -146,7 +146,7 @@ class Migrations:
         v = self._view
         view = v.forecaster.during(m, v.clock(), v.info, v.has_vfio) \
             if m.role == "source" else None
-        summary = fc.summary(view.forecast, mig.passes_done(m)) if view else None
+        summary = fc.summary(view.outlook, mig.passes_done(m)) if view else None
         advice = fc.recommendations(view.advice, self._policy.applied) if view else []
         shown = (replace(m, terminal_polls=0), summary, advice)
         if shown != self._shown:

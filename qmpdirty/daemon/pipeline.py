@@ -34,7 +34,7 @@ from qmpdirty.facts.qemu import OLDEST_SUPPORTED, QemuVersion, since
 from qmpdirty.facts.vm import VmIdentity
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.telemetry.discovery import discovery_messages
+from qmpdirty.telemetry.discovery import VmDevice, discovery_messages
 from qmpdirty.telemetry.topics import Topics, sanitise
 
 log = logging.getLogger(__name__)
@@ -142,9 +142,18 @@ class VmPipeline:
         return True
 
     def _announce(self) -> None:
-        """Home Assistant discovery, once per VM per daemon run (retained)."""
-        ha, vm = self.view.cfg.homeassistant, self.view.vm
-        if ha.enabled and not vm.discovery_sent:
-            for msg in discovery_messages(self._topics, vm.name, ha.discovery_prefix):
-                self.view.out.publish(msg)
-            vm.discovery_sent = True
+        """Home Assistant discovery, once per VM per daemon run (retained), and again
+        when a new session finds another QEMU version or machine (its device shows them);
+        the dirty rate expires when the broker drops it (``dirty_rate_expiry``)."""
+        view, vm = self.view, self.view.vm
+        known = (view.info.basics.version_text, view.info.basics.machine) \
+            if view.info is not None else None
+        ha = view.cfg.homeassistant
+        if not ha.enabled or (vm.discovery_sent and known in (None, vm.discovery_device)):
+            return
+        version, machine = known or (None, None)
+        device = VmDevice(version, machine, view.dirty_rate_expiry())
+        for msg in discovery_messages(self._topics, vm.name, ha.discovery_prefix, device):
+            view.out.publish(msg)
+        vm.discovery_sent = True
+        vm.discovery_device = known or vm.discovery_device

@@ -33,7 +33,8 @@ class PolicyActions:
     def consider(self, forecast: ForecastView) -> None:
         """Queue what the forecast calls for (sent by ``apply``: ``observe`` cannot wait)."""
         policy = self._view.cfg.policy
-        ms = downtime_to_apply(forecast.forecast, forecast.advice, applied=self.applied,
+        ms = downtime_to_apply(forecast.outlook.converges, forecast.advice,
+                               applied=self.applied,
                                allowed=policy.apply_recommendations and not policy.under_libvirt)
         if ms is not None:
             self.applied.add("downtime-limit")

@@ -89,6 +89,8 @@ class VmRecord:
     owner: SessionOwner | None = None
     tracker: TrackerState = field(default_factory=TrackerState)
     discovery_sent: bool = False
+    #: the QEMU version and machine its Home Assistant device was announced with
+    discovery_device: tuple[str, str | None] | None = None
     #: when its last session ended (monotonic seconds); None while one is up
     released_at: float | None = None
     #: whether the broker may hold a ``dirty_rate`` of this VM (None: not known, e.g.

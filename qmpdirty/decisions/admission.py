@@ -12,7 +12,10 @@ design.md § What the published state must mean:
 * a blocker denies, with its remedy (QEMU's own reasons too);
 * a forecast that does not converge denies, with its recommendations; one that is
   ``blocked`` or ``not-applicable`` denies by the blockers or the role it names;
-* a missing or unknown forecast (or missing info or blockers) denies unless allowed.
+* a missing, unknown or ``uncertain`` forecast (it converges at one end of its inputs'
+  ranges only; or missing info or blockers) denies unless allowed;
+* the forecast's line gives its ETA range and says when its bandwidth is QEMU's
+  default ``max-bandwidth`` rather than a measured or configured one.
 
 Outcomes are values (``Verdict``), one reason per line. This module must not read the
 broker, print, exit or look at the clock.
@@ -26,7 +29,8 @@ from typing import Protocol
 
 MIB = 1 << 20
 _VERDICT_WORDS = {"converges": "converges", "does-not-converge": "will not converge",
-                  "blocked": "blocked", "not-applicable": "not applicable"}
+                  "uncertain": "uncertain (converges only at the favourable end of its "
+                  "inputs)", "blocked": "blocked", "not-applicable": "not applicable"}
 #: Verdicts whose reason is a role or blockers: their own lines say it, not the figures.
 _EXPLAINED = ("blocked", "not-applicable")
 
@@ -83,11 +87,17 @@ class Forecast(Protocol):
     @property
     def eta_s(self) -> float | None: ...
     @property
+    def eta_s_low(self) -> float | None: ...
+    @property
+    def eta_s_high(self) -> float | None: ...
+    @property
     def downtime_ms(self) -> float | None: ...
     @property
     def downtime_limit_ms(self) -> float | None: ...
     @property
     def bandwidth_bytes_per_s(self) -> float | None: ...
+    @property
+    def bandwidth_source(self) -> str: ...
     @property
     def dirty_bytes_per_s(self) -> float | None: ...
     @property
@@ -133,19 +143,35 @@ def blocker_reasons(blockers: Blockers) -> list[str]:
 def forecast_line(forecast: Forecast) -> str:
     """The forecast's verdict in one line, with the figures it rests on."""
     f = forecast
+    guess = " (QEMU's default max-bandwidth, not measured)" \
+        if f.bandwidth_source == "qemu-default" else ""
     figures = [
         f"dirty {f.dirty_bytes_per_s / MIB:.1f} MiB/s" if f.dirty_bytes_per_s is not None else "",
-        f"bandwidth {f.bandwidth_bytes_per_s / MIB:.1f} MiB/s"
+        f"bandwidth {f.bandwidth_bytes_per_s / MIB:.1f} MiB/s{guess}"
         if f.bandwidth_bytes_per_s is not None else "",
         f"downtime {f.downtime_ms:.0f} ms" if f.downtime_ms is not None else "",
         f"limit {f.downtime_limit_ms:.0f} ms" if f.downtime_limit_ms is not None else "",
-        f"ETA {f.eta_s:.0f} s" if f.eta_s is not None else "",
+        _eta(f),
     ]
     verdict = _VERDICT_WORDS.get(f.verdict, f.verdict)
     detail = ", ".join(figure for figure in figures if figure)
     notes = "; ".join(f.notes) if f.verdict not in _EXPLAINED else (f.reason or "")
     return f"forecast: {verdict}" + (f" ({detail})" if detail else "") + \
         (f": {notes}" if notes and f.verdict != "converges" else "")
+
+
+def _eta(f: Forecast) -> str:
+    """``ETA 6 s (5-25 s)``: the central figure and its range, when they are known."""
+    def secs(x: float) -> str:
+        return f"{x:.0f} s" if x >= 10 else f"{x:.1f} s"
+
+    if f.eta_s is None and f.eta_s_low is None:
+        return ""
+    central = f"ETA {secs(f.eta_s)}" if f.eta_s is not None else "ETA"
+    low, high = f.eta_s_low, f.eta_s_high
+    if low is None or (high is not None and secs(low) == secs(high)):
+        return central
+    return f"{central} ({secs(low)} to {secs(high) if high is not None else 'never'})"
 
 
 def role_line(info: Info) -> str:
@@ -204,6 +230,9 @@ def _forecast_reasons(where: str, forecast: Forecast | None, allow_unknown: bool
             return []
         case "does-not-converge":
             return [forecast_line(forecast), *recommendation_lines(forecast)]
+        case "uncertain":
+            return [] if allow_unknown else [forecast_line(forecast),
+                                             *recommendation_lines(forecast)]
         case "blocked" | "not-applicable":
             return [] if explained else [forecast_line(forecast)]
         case _:  # unknown, or a verdict this version does not know

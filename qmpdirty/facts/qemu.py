@@ -40,9 +40,30 @@ VFIO_USER_PCI: QemuVersion = (10, 1, 0)
 
 # --- What QEMU does: migration ----------------------------------------------------------
 
+#: ``max-bandwidth`` when nobody set it: ``MAX_THROTTLE`` (migration/options.c, 128 MiB/s
+#: since 5.1, 32 MiB/s before; read back as 134217728 from 10.0.2). The same in every
+#: supported release. A cap, not a measurement: under libvirt the link sets the pace.
+MAX_BANDWIDTH_DEFAULT = 128 << 20
+#: What a page costs on the wire in a pre-copy pass without multifd or compression
+#: (migration/ram.c): a page with content is its ``save_page_header`` (8 bytes: offset
+#: and flags) and the page; a zero page is the header and one byte (``save_zero_page``).
+#: A header that starts another RAMBlock adds its name; ignored.
+PAGE_HEADER_BYTES = 8
+ZERO_PAGE_WIRE_BYTES = 9
+
 #: ``migrate-set-parameters vcpu-dirty-limit`` with the ``dirty-limit`` capability
 #: (QAPI "Since: 8.1"; KVM's dirty ring only).
 DIRTY_LIMIT: QemuVersion = (8, 1, 0)
+
+# --- What QEMU does: dirty-rate page sampling (migration/dirtyrate.[ch]) ----------------
+
+#: ``calc-dirty-rate sample-pages`` is pages per GiB of guest RAM; QEMU refuses values
+#: outside [MIN_SAMPLE_PAGE_COUNT, MAX_SAMPLE_PAGE_COUNT] (``is_sample_pages_valid``:
+#: "sample-pages is out of range[128, 16384]", checked on 10.0.2) and uses
+#: DIRTYRATE_DEFAULT_SAMPLE_PAGES when none is given. The same in every supported release.
+SAMPLE_PAGES_MIN = 128
+SAMPLE_PAGES_MAX = 16384
+SAMPLE_PAGES_DEFAULT = 512
 
 # --- What QEMU does: VFIO -----------------------------------------------------------------
 

@@ -115,7 +115,11 @@ class MigrationParams:
 
 @dataclass(frozen=True, slots=True)
 class DirtyRateMeasurement:
-    """A finished ``calc-dirty-rate`` measurement from ``query-dirty-rate``."""
+    """A finished ``calc-dirty-rate`` measurement from ``query-dirty-rate`` (one window),
+    or several back-to-back windows combined into one figure (``windows`` > 1; see
+    ``decisions.migration.dirtyrate.combine``). ``window_s`` is one window's length;
+    ``sample_pages`` is per GiB, as QEMU takes it; ``sample_pages_total`` is the pages
+    hashed over all windows, when the guest's RAM is known."""
 
     bytes_per_s: float
     mode: str
@@ -123,6 +127,8 @@ class DirtyRateMeasurement:
     sample_pages: int | None
     started_at_s: float | None
     vcpu_bytes_per_s: tuple[tuple[int, float], ...] = ()
+    windows: int = 1
+    sample_pages_total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +138,13 @@ class QmpEvent:
     name: str
     data: dict[str, Any] = field(default_factory=dict)
     qemu_ts: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuestMemoryStats:
+    """What the guest's virtio-balloon driver last reported of its memory (``guest-stats``):
+    free and total in bytes as the guest sees them, and when (epoch seconds)."""
+
+    free_bytes: int
+    total_bytes: int | None
+    updated_at_s: float

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from qmpdirty.facts.qemu import CALC_TIME_UNIT, QemuVersion, since
+from qmpdirty.facts.qemu import (
+    CALC_TIME_UNIT,
+    SAMPLE_PAGES_MAX,
+    SAMPLE_PAGES_MIN,
+    QemuVersion,
+    since,
+)
 from qmpdirty.facts.vm import DirtyRateMode
 
 
 class DirtyRateRequest(Protocol):
-    """What to measure (``decisions.migration.dirtyrate.DirtyRatePlan`` is one)."""
+    """What one window measures (``decisions.migration.dirtyrate.DirtyRatePlan`` is one)."""
 
     @property
     def mode(self) -> DirtyRateMode: ...
@@ -24,7 +30,9 @@ class DirtyRateRequest(Protocol):
 
 
 def calc_dirty_rate_args(plan: DirtyRateRequest, version: QemuVersion) -> dict[str, object]:
-    """Arguments of ``calc-dirty-rate``; sub-second windows need ``calc-time-unit`` (8.2)."""
+    """Arguments of one ``calc-dirty-rate`` window; sub-second windows need
+    ``calc-time-unit`` (8.2). ``sample-pages`` (per GiB) is kept inside the range
+    ``is_sample_pages_valid`` accepts: QEMU refuses the whole command otherwise."""
     args: dict[str, object] = {"mode": plan.mode}
     if since(version, CALC_TIME_UNIT):
         args["calc-time"] = max(1, round(plan.window_s * 1000))
@@ -32,7 +40,7 @@ def calc_dirty_rate_args(plan: DirtyRateRequest, version: QemuVersion) -> dict[s
     else:
         args["calc-time"] = max(1, round(plan.window_s))
     if plan.mode == "page-sampling":
-        args["sample-pages"] = plan.sample_pages
+        args["sample-pages"] = min(SAMPLE_PAGES_MAX, max(SAMPLE_PAGES_MIN, plan.sample_pages))
     return args
 
 

@@ -29,8 +29,8 @@ READ_ONLY: frozenset[str] = frozenset({
     "query-cpus-fast", "query-memory-size-summary", "query-migrate",
     "query-migrate-capabilities", "query-migrate-parameters", "query-dirty-rate",
     "query-commands", "query-qmp-schema", "query-pci", "query-memory-devices",
-    "query-memdev", "query-vcpu-dirty-limit", "qom-get", "qom-list", "qom-list-get",
-    "qom-list-properties", "device-list-properties",
+    "query-memdev", "query-vcpu-dirty-limit", "query-balloon", "qom-get", "qom-list",
+    "qom-list-get", "qom-list-properties", "device-list-properties",
 })
 
 EVENTS_ON = ({"capability": "events", "state": True},)

@@ -12,6 +12,7 @@ from qmpdirty.errors import QmpCommandError
 from qmpdirty.facts.qemu import QemuVersion
 from qmpdirty.facts.vm import (
     DirtyRateMeasurement,
+    GuestMemoryStats,
     MigrationParams,
     MigrationSnapshot,
     VmIdentity,
@@ -97,3 +98,28 @@ async def read_dirty_rate(
     """``query-dirty-rate``: the measurement, or None while QEMU is still measuring."""
     reply = await session.execute("query-dirty-rate", query_dirty_rate_args(version))
     return translate.dirty_rate_from(reply)
+
+
+#: Where user-created devices live in the QOM tree (``-device`` with and without ``id``).
+DEVICE_CONTAINERS = ("/machine/peripheral", "/machine/peripheral-anon")
+
+
+async def balloon_path(session: QmpSession) -> str | None:
+    """The QOM path of the VM's virtio-balloon, or None: ``query-balloon`` refuses when
+    there is none (DeviceNotActive), else the device containers are listed."""
+    try:
+        await session.execute("query-balloon")
+    except QmpCommandError:
+        return None
+    for container in DEVICE_CONTAINERS:
+        found = translate.balloon_path_from(
+            container, await session.execute("qom-list", {"path": container}))
+        if found is not None:
+            return found
+    return None
+
+
+async def guest_memory(session: QmpSession, path: str) -> GuestMemoryStats | None:
+    """``qom-get`` of the balloon's ``guest-stats``: None until the guest reports."""
+    reply = await session.execute("qom-get", {"path": path, "property": "guest-stats"})
+    return translate.guest_memory_from(reply)

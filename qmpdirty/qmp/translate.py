@@ -29,6 +29,7 @@ from qmpdirty.facts.events import (
 from qmpdirty.facts.qemu import QemuVersion
 from qmpdirty.facts.vm import (
     DirtyRateMeasurement,
+    GuestMemoryStats,
     MigrationParams,
     MigrationSnapshot,
     QmpEvent,
@@ -196,6 +197,33 @@ def dirty_rate_from(reply: object) -> DirtyRateMeasurement | None:
 #: How deep an event's ``data`` may nest. QEMU's events nest a few levels; the payload
 #: that publishes ``data`` must stay within what its JSON encoder takes (~250 levels).
 MAX_EVENT_DEPTH = 200
+
+
+#: QOM types of a virtio-balloon (hw/virtio/virtio-balloon-pci.c, -ccw.c, virtio-balloon.c).
+BALLOON_TYPES = frozenset({"virtio-balloon-pci", "virtio-balloon-pci-transitional",
+                           "virtio-balloon-pci-non-transitional", "virtio-balloon-ccw",
+                           "virtio-balloon-device"})
+_UNREPORTED = 2**64 - 1  # a guest-stats value the guest has not reported
+
+
+def balloon_path_from(container: str, reply: object) -> str | None:
+    """``qom-list`` of ``container`` -> the path of its first virtio-balloon, if any."""
+    for child in parse_reply_list(wire.ObjectPropertyInfo, f"qom-list {container}", reply):
+        if child.type.startswith("child<") and child.type[6:-1] in BALLOON_TYPES:
+            return f"{container}/{child.name}"
+    return None
+
+
+def guest_memory_from(reply: object) -> GuestMemoryStats | None:
+    """A balloon's ``guest-stats`` -> the guest's free and total memory, or None until the
+    guest has reported its free memory (no driver, or no polling interval set)."""
+    info = parse_reply(wire.GuestStats, "qom-get guest-stats", reply)
+    free = info.stats.get("stat-free-memory", _UNREPORTED)
+    total = info.stats.get("stat-total-memory", _UNREPORTED)
+    if info.last_update == 0 or free == _UNREPORTED:
+        return None
+    return GuestMemoryStats(free_bytes=free, total_bytes=None if total == _UNREPORTED else total,
+                            updated_at_s=float(info.last_update))
 
 
 def event_from(message: object) -> QmpEvent:

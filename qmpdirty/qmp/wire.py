@@ -154,6 +154,16 @@ class DirtyRateInfo(_Wire):
     vcpu_dirty_rate: list[DirtyRateVcpu] | None = Field(default=None, alias="vcpu-dirty-rate")
 
 
+class GuestStats(_Wire):
+    """``qom-get`` of a virtio-balloon's ``guest-stats`` (hw/virtio/virtio-balloon.c
+    ``balloon_stats_get_all``): every stat reads 2^64-1 and ``last-update`` 0 until the
+    guest's driver has reported, which it does only once ``guest-stats-polling-interval``
+    is set (libvirt: ``<memballoon><stats period=.../>``)."""
+
+    stats: dict[str, Count]
+    last_update: Count = Field(alias="last-update")  # epoch seconds
+
+
 # --- QOM, PCI and memory devices (the VFIO topology, ``qmp/topology``) ---------------------
 
 

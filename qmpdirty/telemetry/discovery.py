@@ -1,14 +1,17 @@
 """Home Assistant MQTT discovery: one HA device per VM, built from the contract (pure core).
 
 Stage: telemetry. ``discovery_messages`` returns the retained QoS 1 config messages
-that make Home Assistant show a VM as a device with seven entities; ``clear_messages``
-returns the empty retained payloads that remove them when the VM is gone. Every
+that make Home Assistant show a VM as a device with nine entities, hanging from its host's
+device (``via_device``) and carrying its QEMU version and machine; ``host_messages`` the
+host's device with its own two entities; ``clear_messages`` returns the empty retained
+payloads that remove a VM's entities when the VM is gone. Every
 ``state_topic`` and availability topic is built with ``Topics`` and ``TopicKind``,
 and every ``value_json.<field>`` a template reads is a field of that topic's payload
 model (tested). Availability is the host's last will AND the VM's QMP session.
 "Migratable" and "Migration would converge" never disagree: the latter reads the
 forecast's ``verdict``, which is ``blocked`` (OFF) whenever the VM is not migratable
-and ``not-applicable`` (unknown) when its role has no forecast. A cleared topic (the
+and ``not-applicable`` (unknown) when its role has no forecast; ``uncertain`` (it
+converges at one end of its inputs' ranges only) is unknown too, never ON. A cleared topic (the
 empty retained message of a ``dirty_rate`` that no longer applies) shows as unknown.
 
 This module must not do I/O, keep state, or name a topic that qmpdirty does not
@@ -46,6 +49,8 @@ class Entity:
     kind: TopicKind
     value_template: str
     options: dict[str, object] = field(default_factory=dict)
+    #: available while the host is (a VM's status must show ``offline`` too)
+    host_only: bool = False
 
 
 #: verdict -> binary state: only ``converges`` is ON; blocked is OFF, like "Migratable"
@@ -75,6 +80,7 @@ ENTITIES: tuple[Entity, ...] = (
            {"payload_on": "ON", "payload_off": "OFF", "icon": "mdi:chart-bell-curve",
             "json_attributes_template": "{{ {'verdict': value_json.verdict, 'reason': "
             "value_json.reason, 'downtime_ms': value_json.downtime_ms, "
+            "'eta_s_low': value_json.eta_s_low, 'eta_s_high': value_json.eta_s_high, "
             "'passes': value_json.passes, 'recommendations': value_json.recommendations "
             "| map(attribute='action') | list} | tojson }}"}),
     Entity("forecast_eta", "sensor", "Migration ETA", TopicKind.FORECAST,
@@ -85,7 +91,38 @@ ENTITIES: tuple[Entity, ...] = (
            {"icon": "mdi:state-machine",
             "json_attributes_template": "{{ {'reason': value_json.role_reason, "
             "'run_state': value_json.run_state} | tojson }}"}),
+    Entity("status", "sensor", "Status", TopicKind.VM_STATUS, "{{ value }}",
+           {"device_class": "enum", "options": ["online", "offline", "unresponsive", "error"],
+            "icon": "mdi:lan-connect"}, host_only=True),
+    Entity("vfio_tracking", "sensor", "VFIO tracking mode", TopicKind.TRACKING,
+           "{{ value_json.devices | map(attribute='mode') | unique | sort | join(', ') "
+           "if value_json.devices else 'no VFIO device' }}",
+           {"icon": "mdi:expansion-card",
+            "json_attributes_template": "{{ {'devices': value_json.devices | map(attribute="
+            "'qom_path') | list, 'modes': value_json.devices | map(attribute='mode') | list, "
+            "'complete': value_json.complete} | tojson }}"}),
 )
+
+#: The host's own entities, on its device (what every VM device hangs from).
+HOST_ENTITIES: tuple[Entity, ...] = (
+    Entity("daemon", "binary_sensor", "qmpdirty", TopicKind.HOST_STATUS, "{{ value }}",
+           {"payload_on": "online", "payload_off": "offline", "device_class": "connectivity"}),
+    Entity("sessions", "sensor", "QMP sessions", TopicKind.DAEMON,
+           "{{ value_json.vms_online }}",
+           {"state_class": "measurement", "icon": "mdi:server-network",
+            "json_attributes_template": "{{ {'vms_known': value_json.vms_known, "
+            "'version': value_json.version} | tojson }}"}),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VmDevice:
+    """What the VM's device says besides its name, and how long a dirty rate holds."""
+
+    qemu_version: str | None = None
+    machine: str | None = None
+    #: HA shows the dirty rate as unavailable when no new one came for this long
+    dirty_rate_expire_s: int | None = None
 
 
 def ha_id(name: str) -> str:
@@ -111,19 +148,45 @@ def availability(topics: Topics, vm: str) -> list[dict[str, str]]:
     ]
 
 
-def entity_config(topics: Topics, vm: str, entity: Entity) -> dict[str, object]:
-    """The discovery payload of one entity."""
+def host_device_id(topics: Topics) -> str:
+    """``qmpdirty_<host>``: the HA device of the host (its daemon)."""
+    return f"qmpdirty_{ha_id(topics.host)}"
+
+
+def vm_device(topics: Topics, vm: str, device: VmDevice) -> dict[str, object]:
+    """The HA device of one VM: under its host's, with QEMU's version and machine."""
+    out: dict[str, object] = {
+        "identifiers": [device_id(topics, vm)], "name": f"{vm} on {topics.host}",
+        "manufacturer": "qmpdirty", "model": "QEMU VM", "via_device": host_device_id(topics)}
+    if device.qemu_version is not None:
+        out["sw_version"] = f"QEMU {device.qemu_version}"
+    if device.machine is not None:
+        out["hw_version"] = device.machine
+    return out
+
+
+def entity_config(topics: Topics, vm: str, entity: Entity,
+                  device: VmDevice = VmDevice()) -> dict[str, object]:
+    """The discovery payload of one entity of ``vm``."""
     state_topic = topics.vm_topic(vm, entity.kind)
+    config = _config(f"{device_id(topics, vm)}_{entity.key}", state_topic, entity,
+                     vm_device(topics, vm, device))
+    config["availability"] = availability(topics, vm)[:1 if entity.host_only else 2]
+    if entity.kind is TopicKind.DIRTY_RATE and device.dirty_rate_expire_s is not None:
+        config["expire_after"] = device.dirty_rate_expire_s
+    return config
+
+
+def _config(unique_id: str, state_topic: str, entity: Entity,
+            device: dict[str, object]) -> dict[str, object]:
     config: dict[str, object] = {
         "name": entity.name,
-        "unique_id": f"{device_id(topics, vm)}_{entity.key}",
+        "unique_id": unique_id,
         "state_topic": state_topic,
         "value_template": entity.value_template,
-        "availability": availability(topics, vm),
         "availability_mode": "all",
         "qos": entity.kind.qos,
-        "device": {"identifiers": [device_id(topics, vm)], "name": f"{vm} on {topics.host}",
-                   "manufacturer": "qmpdirty", "model": "QEMU VM"},
+        "device": device,
         "origin": {"name": "qmpdirty", "sw_version": __version__},
         **entity.options,
     }
@@ -139,14 +202,34 @@ def discovery_topic(topics: Topics, vm: str, entity: Entity, prefix: str) -> str
             f"{ha_id(vm)}_{entity.key}/config")
 
 
-def discovery_messages(topics: Topics, vm: str, prefix: str = DEFAULT_PREFIX) -> list[Outgoing]:
+def discovery_messages(topics: Topics, vm: str, prefix: str = DEFAULT_PREFIX,
+                       device: VmDevice = VmDevice()) -> list[Outgoing]:
     """Retained QoS 1 config messages for every entity of ``vm`` (a sanitised name)."""
     return [
         Outgoing(discovery_topic(topics, vm, entity, prefix),
-                 json.dumps(entity_config(topics, vm, entity), sort_keys=True).encode(),
+                 json.dumps(entity_config(topics, vm, entity, device), sort_keys=True).encode(),
                  qos=1, retain=True, vm=vm)
         for entity in ENTITIES
     ]
+
+
+def host_messages(topics: Topics, prefix: str = DEFAULT_PREFIX) -> list[Outgoing]:
+    """Retained QoS 1 config messages of the host's device and its entities: the daemon
+    (connectivity, from the host's status and last will) and its QMP sessions."""
+    host = host_device_id(topics)
+    device: dict[str, object] = {"identifiers": [host], "name": f"qmpdirty on {topics.host}",
+                                 "manufacturer": "qmpdirty", "model": "KVM host",
+                                 "sw_version": __version__}
+    levels = "/".join(sanitise(p) for p in prefix.split("/") if p) or DEFAULT_PREFIX
+    out = []
+    for entity in HOST_ENTITIES:
+        config = _config(f"{host}_{entity.key}", topics.host_topic(entity.kind), entity,
+                         device)
+        if entity.kind is not TopicKind.HOST_STATUS:
+            config["availability"] = availability(topics, "")[:1]
+        out.append(Outgoing(f"{levels}/{entity.component}/{host}/{entity.key}/config",
+                            json.dumps(config, sort_keys=True).encode(), qos=1, retain=True))
+    return out
 
 
 def clear_messages(topics: Topics, vm: str, prefix: str = DEFAULT_PREFIX) -> list[Outgoing]:

@@ -1,7 +1,9 @@
 """Payload models of MQTT contract version 1 (pure core).
 
 Stage: telemetry. One pydantic model per JSON payload; ``docs/schema/*.json`` is
-generated from these (``scripts/gen-schema``) and a test fails when it is stale.
+generated from these (``scripts/gen-schema``) and a test fails when it is stale. The
+base models live in ``payload`` and the forecast's in ``forecast_schema``; all are
+re-exported here.
 Every JSON payload carries ``schema``, ``ts`` (epoch seconds), ``host``, ``seq``
 and, for VM topics, ``vm``. Units are in key names.
 """
@@ -12,26 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qmpdirty.decisions.migration.claim import ForecastVerdict
 from qmpdirty.decisions.role import VmRole
+from qmpdirty.telemetry.forecast_schema import ForecastPayload as ForecastPayload  # noqa: PLC0414
+from qmpdirty.telemetry.forecast_schema import ForecastSummary as ForecastSummary  # noqa: PLC0414
+from qmpdirty.telemetry.forecast_schema import Recommendation as Recommendation  # noqa: PLC0414
+from qmpdirty.telemetry.payload import Payload as Payload  # noqa: PLC0414 (re-exported)
+from qmpdirty.telemetry.payload import VmPayload as VmPayload  # noqa: PLC0414 (re-exported)
 
 SCHEMA_VERSION = 1
-
-
-class Payload(BaseModel):
-    """Fields every JSON payload has."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
-                              json_schema_serialization_defaults_required=True)
-
-    schema_: Literal[1] = Field(default=1, alias="schema", description="contract version")
-    ts: float = Field(description="when qmpdirty produced this payload, epoch seconds")
-    host: str = Field(description="host name as used in the topic")
-    seq: int = Field(ge=0, description="per-VM (host: per-daemon) counter, increasing per run")
-
-
-class VmPayload(Payload):
-    vm: str = Field(description="VM name as used in the topic")
 
 
 class OutboxStats(BaseModel):
@@ -113,64 +103,16 @@ class DirtyRatePayload(VmPayload):
     source: DirtyRateSource = Field(description="who produced the figure: calc-dirty-rate, "
                                     "migration (QEMU's own) or estimate (qmpdirty's)")
     window_s: float | None
-    sample_pages: int | None = None
+    sample_pages: int | None = Field(default=None, description="page-sampling: pages per GiB")
+    windows: int | None = Field(
+        default=None, description="calc-dirty-rate: back-to-back windows combined into the figure")
+    sample_pages_total: int | None = Field(
+        default=None, description="page-sampling: pages hashed over all windows (from the RAM)")
     vcpus: list[VcpuDirtyRate] | None = None
     error_bound_rel: float | None = Field(
-        default=None, description="95 % relative error bound of the figure, when known")
+        default=None, description="95 % relative error bound of the figure, sampling and "
+        "QEMU's truncation to whole MiB/s included; 2 significant digits, rounded up")
     basis: str | None = Field(default=None, description="how the figure was obtained")
-
-
-class Recommendation(BaseModel):
-    """One way to make a non-converging migration converge (advice by default)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    action: Literal["downtime-limit", "dirty-limit", "auto-converge", "postcopy", "bandwidth"]
-    value: float | None = Field(description="downtime-limit ms, vcpu-dirty-limit MB/s, "
-                                "max-bandwidth bytes/s; null for capabilities")
-    reason: str
-    applicable: bool = Field(description="QEMU and this VM support it (e.g. no postcopy with "
-                             "VFIO, dirty-limit needs QEMU >= 8.1 and a KVM dirty ring)")
-    applied: bool = Field(default=False, description="the daemon applied it (opt-in policy)")
-
-
-class ForecastSummary(BaseModel):
-    """The forecast inside ``migration`` (updated every poll and pass)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    converges: bool | None
-    eta_s: float | None
-    downtime_ms: float | None
-    passes: int | None = Field(description="pre-copy passes the migration will have run at "
-                               "switchover, those done included")
-    passes_remaining: int | None = Field(description="of those, the ones still to run, the "
-                                         "one under way included")
-
-
-class ForecastPayload(VmPayload):
-    """``vm/<vm>/forecast`` (retained): will a migration started now converge?"""
-
-    verdict: ForecastVerdict = Field(description="converges, does-not-converge, blocked, "
-                                     "not-applicable or unknown (an input is missing)")
-    applicable: bool = Field(description="false when the VM's role has no pre-migration "
-                             "forecast (not running, or migrating); reason says why")
-    reason: str | None = Field(description="why not applicable, or why blocked")
-    blockers: list[str] = Field(description="what blocks migration (verdict blocked)")
-    converges: bool | None = Field(description="null when unknown, blocked or not applicable")
-    eta_s: float | None
-    downtime_ms: float | None
-    passes: int | None = Field(description="pre-copy passes expected before switchover")
-    bandwidth_bytes_per_s: float | None
-    bandwidth_source: Literal["configured", "measured", "max-bandwidth", "unknown"]
-    dirty_bytes_per_s: float | None
-    dirty_source: str | None = Field(description="calc-dirty-rate, migration or estimate")
-    downtime_limit_ms: float | None
-    remaining_bytes: int | None = Field(description="assumed bytes to send in the first pass")
-    vfio_bytes: int | None = Field(description="assumed VFIO stop-copy bytes")
-    recommendations: list[Recommendation]
-    model: str = Field(description="model name; see README § Forecast")
-    notes: list[str]
 
 
 class MigrationPayload(VmPayload):

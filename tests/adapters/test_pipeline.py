@@ -45,8 +45,9 @@ async def test_start_publishes_info_online_and_forecast_then_hang_up_offline() -
     assert info["pid"] == os.getpid()  # client mode: SO_PEERCRED (the server is this process)
     assert r.out.texts(f"{VM}/status") == ["online", "offline"]
     forecast = r.out.json(f"{VM}/forecast")[0]
+    # the scripted QEMU reports max-bandwidth 128 MiB/s: QEMU's default, nobody set it
     assert (forecast["seq"], forecast["bandwidth_source"], forecast["downtime_limit_ms"]) == \
-        (2, "max-bandwidth", 300.0)
+        (2, "qemu-default", 300.0)
     assert (forecast["verdict"], forecast["applicable"]) == ("unknown", True)  # not measured
     assert [k for k, _vm, _p in r.hooks.fired] == ["vm-online", "vm-offline"]
     assert r.hooks.of("vm-online")[0] == info
@@ -194,13 +195,14 @@ async def test_dirty_rate_is_measured_then_published_and_waits_while_migrating()
     async with running(config(dirty_rate={"enabled": True}), vm) as r:
         await online(r)
         rate = await r.out.wait_for(lambda: r.out.json(f"{VM}/dirty_rate"), "dirty_rate")
-        assert r.sent("calc-dirty-rate")[0] == {"calc-time": 50, "calc-time-unit":
-                                                "millisecond", "mode": "page-sampling",
-                                                "sample-pages": 512}
+        # 128 MiB: the budget buys QEMU's maximum per GiB; 4 windows of 50 ms fit in 0.2 s
+        assert r.sent("calc-dirty-rate")[:4] == [{"calc-time": 50, "calc-time-unit":
+                                                  "millisecond", "mode": "page-sampling",
+                                                  "sample-pages": 16384}] * 4
         assert {k: rate[0][k] for k in ("bytes_per_s", "mode", "source", "window_s",
-                                        "sample_pages")} == {
-            "bytes_per_s": 84 * 2**20, "mode": "page-sampling", "source": "calc-dirty-rate",
-            "window_s": 0.5, "sample_pages": 512}
+                                        "sample_pages", "windows", "sample_pages_total")} == {
+            "bytes_per_s": 84.5 * 2**20, "mode": "page-sampling", "source": "calc-dirty-rate",
+            "window_s": 0.5, "sample_pages": 512, "windows": 4, "sample_pages_total": 4 * 64}
         assert r.out.on(f"{VM}/dirty_rate")[0].expiry_s == 60
         vm.migrate = recorded("query-migrate.active-1")
         await r.server.emit("MIGRATION", {"status": "active"})
@@ -213,12 +215,12 @@ async def test_dirty_rate_is_measured_then_published_and_waits_while_migrating()
                          "start-time": 1795271600, "dirty-rate": 90}
         await r.server.emit("MIGRATION", {"status": "completed"})
         await r.out.wait_for(lambda: [d for d in r.out.json(f"{VM}/dirty_rate")
-                                      if d["bytes_per_s"] == 90 * 2**20], "a new dirty_rate")
+                                      if d["bytes_per_s"] == 90.5 * 2**20], "a new dirty_rate")
         await r.hang_up()
     # the same measurement read twice is published once
     published = [d["bytes_per_s"] for d in r.out.json(f"{VM}/dirty_rate")
                  if d["source"] == "calc-dirty-rate"]
-    assert published == [84 * 2**20, 90 * 2**20]
+    assert published == [84.5 * 2**20, 90.5 * 2**20]  # whole MiB/s + 0.5 (QEMU truncates)
 
 
 # --- liveness --------------------------------------------------------------------------

@@ -4,7 +4,9 @@ The lab guest dirties memory at a known rate R over a working set it filled at
 boot, so the truth is known: page-sampling must find R (±25 %), an estimate must
 be published within 2 s of a capped migration's start (±30 %), a migration with R
 above the bandwidth must be forecast not to converge, and one well below it to
-converge, with an ETA within ±30 % of the time it actually took.
+converge, with an ETA within ±30 % of the time it actually took. Before a migration:
+a dirty rate whose bound straddles the bandwidth says ``uncertain``, and the ETA range
+contains the time a real migration took, whatever is known of the guest's memory.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from qmpdirty.demo.lab.control import (
     wait_for_migration,
 )
 from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
+from qmpdirty.demo.lab.guest import GuestImage
+from qmpdirty.demo.lab.migration_run import MigrationCase, run_case
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, free_port
 from qmpdirty.demo.lab.recorder import Recorder
 
@@ -169,3 +173,53 @@ def test_opt_in_policy_raises_downtime_limit_when_it_will_not_converge(
     assert rec["applied"] and after["downtime-limit"] == int(rec["value"]) > before[
         "downtime-limit"]
     assert "policy applied downtime-limit" in daemon.log()
+
+
+def test_a_bound_that_straddles_the_bandwidth_says_uncertain(
+    broker: Mosquitto, recorder: Recorder, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    """16 MiB/s under a 16 MiB/s cap, sampled with QEMU's default 512 pages per GiB (128
+    pages of a 256 MiB guest: a bound of tens of percent): the low end converges, the
+    high end does not (it dirties the bandwidth, or nearly: more passes than allowed).
+    Never ``converges: true``; the range says how far it goes."""
+    qmp, ctl = sock(tmp_path, "unc"), sock(tmp_path, "uncctl")
+    lab_vm(QemuSpec(name="unc", qmp_servers=(qmp, ctl), rate_mib=16, wss_mib=64)).wait_ready()
+    with QmpControl(ctl) as control:
+        set_max_bandwidth(control, 16 * MIB)  # before the daemon reads the parameters
+    table = base_config(broker, vm=[{"qmp": f"unix:{qmp}"}],
+                        dirty_rate={"enabled": True, "interval_s": 2.0, "window_s": 1.0,
+                                    "sample_pages": 512})
+    daemon = DaemonProcess(tmp_path, table).start()
+    try:
+        found = recorder.wait_for(lambda _m: [
+            f for f in _json(recorder, "unc", "forecast") if f["verdict"] == "uncertain"],
+            60, "an uncertain forecast")[0]
+    finally:
+        daemon.stop()
+        daemon.close()
+    assert found["converges"] is None and found["bandwidth_source"] == "max-bandwidth"
+    low, high = found["dirty_bytes_per_s_low"], found["dirty_bytes_per_s_high"]
+    assert low < found["dirty_bytes_per_s"] < high and low < 16 * MIB
+    assert found["eta_s_low"] is not None and found["eta_s_high"] is None
+    assert found["dirty_error_bound_rel"] > 0.2
+    assert all(f["converges"] is not True for f in _json(recorder, "unc", "forecast")
+               if f["verdict"] == "uncertain")
+
+
+@pytest.mark.parametrize("case", [
+    MigrationCase(512, 8, 64, 32),  # the issue's example: nothing known of the memory
+    MigrationCase(512, 8, 64, 32, balloon=True),  # the guest's balloon driver reports
+], ids=["nothing-known", "guest-stats"])
+def test_the_pre_migration_range_contains_the_time_a_real_migration_took(
+    case: MigrationCase, guest: GuestImage, tmp_path: Path
+) -> None:
+    run = run_case(case, guest, tmp_path)
+    f, actual = run.forecast, run.total_s
+    assert f["verdict"] == "converges" and f["bandwidth_source"] == "max-bandwidth"
+    assert f["eta_s_low"] <= actual <= f["eta_s_high"], (
+        f"{actual:.2f} s outside [{f['eta_s_low']:.2f}, {f['eta_s_high']:.2f}]")
+    if case.balloon:  # RAM - free is close to what the first pass sends
+        assert f["first_pass_source"] == "guest-stats"
+        assert abs(f["eta_s"] - actual) <= 0.3 * actual, f"ETA {f['eta_s']:.2f} s vs {actual:.2f}"
+    else:  # all of RAM for the first pass: the high end, 19.7 s before this change
+        assert f["first_pass_source"] == "unknown" and f["eta_s"] > 2 * actual

@@ -18,6 +18,7 @@ from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.daemon_process import PREFIX, DaemonProcess, base_config, sock, vm_topic
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.demo.lab.recorder import Received, Recorder
+from qmpdirty.telemetry.discovery import ENTITIES, HOST_ENTITIES
 
 HA = "homeassistant"
 
@@ -106,8 +107,14 @@ def test_a_vm_removed_from_the_config_is_forgotten_after_forget_after_s_and_only
     try:
         for vm in ("kept", "dropped"):
             everything.wait_text(vm_topic(vm, "status"), "online", 20)
+            # the first forecast follows the first dirty-rate reading; wait for it so that
+            # the retained set compared below is complete, not a race with the stop
+            everything.wait_for(lambda ms, vm=vm: next(
+                (m for m in ms if m.topic == vm_topic(vm, "forecast")), None),
+                30, f"{vm}'s first forecast")
         everything.wait_for(lambda ms: len({m.topic for m in ms if m.topic.startswith(
-            f"{HA}/") and "qmpdirty_testhost" in m.topic}) == 12, 10, "12 HA configs")
+            f"{HA}/") and "qmpdirty_testhost" in m.topic}) == 2 * len(ENTITIES) +
+            len(HOST_ENTITIES), 10, "every HA config of both VMs and of the host")
     finally:
         first.stop()
         first.close()

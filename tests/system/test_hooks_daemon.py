@@ -14,9 +14,17 @@ from pathlib import Path
 
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.control import QmpControl
-from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
+from qmpdirty.demo.lab.daemon_process import (
+    HOST,
+    PREFIX,
+    DaemonProcess,
+    base_config,
+    sock,
+    vm_topic,
+)
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.demo.lab.recorder import Recorder
+from qmpdirty.telemetry.discovery import ENTITIES, HOST_ENTITIES
 
 
 def _hook(tmp_path: Path, name: str, body: str) -> Path:
@@ -24,6 +32,24 @@ def _hook(tmp_path: Path, name: str, body: str) -> Path:
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
+
+
+def _check_discovery(ha_rec: Recorder) -> None:
+    """The VM's entities and the host's: topics qmpdirty publishes; the VM's device hangs
+    from the host's and shows QEMU's version and machine."""
+    every = len(ENTITIES) + len(HOST_ENTITIES)  # the VM's and the host's
+    ha = ha_rec.wait_for(lambda ms: [m for m in ms if m.topic.endswith("/config")]
+                         if len(ms) >= every else [], 10, "HA discovery")
+    configs = [json.loads(m.payload) for m in ha]
+    assert all(c["device"]["identifiers"] for c in configs)
+    states = {c["state_topic"] for c in configs}
+    assert states <= {vm_topic("hk", k) for k in (
+        "dirty_rate", "blockers", "migration", "forecast", "info", "status", "tracking",
+    )} | {f"{PREFIX}/status", f"{PREFIX}/daemon"}
+    vms = [c["device"] for c in configs if c["state_topic"].startswith(vm_topic("hk", ""))]
+    assert vms and all(d["via_device"] == f"qmpdirty_{HOST}" and
+                       d["sw_version"].startswith("QEMU 10.") and d["hw_version"]
+                       for d in vms), vms
 
 
 def test_hooks_fire_failures_are_published_and_ha_discovery_announced(
@@ -54,12 +80,7 @@ def test_hooks_fire_failures_are_published_and_ha_discovery_announced(
                                                 if m.topic == vm_topic("hk", "hook")], 20)[0]
         assert failure["event"] == "vm-online" and failure["exit_code"] == 3, failure
         assert failure["command"] == [str(broken)] and "oops" in (failure["error"] or "")
-        ha = ha_rec.wait_for(lambda ms: [m for m in ms if m.topic.endswith("/config")], 10,
-                             "HA discovery")
-        assert all(json.loads(m.payload)["device"]["identifiers"] for m in ha)
-        states = {json.loads(m.payload)["state_topic"] for m in ha}
-        assert states <= {vm_topic("hk", k) for k in ("dirty_rate", "blockers", "migration",
-                                                      "forecast", "info")}
+        _check_discovery(ha_rec)
         with QmpControl(ctl) as control:
             control.cmd("migrate", uri="exec:cat > /dev/null")
             deadline = time.monotonic() + 30

@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = REPO / "systemd"
-SHIPPED_EXEC = "ExecStart=/usr/bin/qmpdirty "
+SHIPPED_EXEC = "ExecStart=/usr/local/bin/qmpdirty "
 MAX_EXPOSURE = 2.0
 BOOTSTRAP = "run scripts/bootstrap (it installs the systemd package)"
 UNITS = ["qmpdirty.service", "qmpdirty@example.service"]
@@ -84,10 +84,10 @@ def test_security_exposure_at_most_2(installed: Path, unit: str) -> None:
 
 def test_shipped_exec_start_fails_verify_without_the_binary() -> None:
     """Shows why the copies above rewrite ExecStart: verify does check the binary."""
-    if Path("/usr/bin/qmpdirty").exists():
-        pytest.skip("/usr/bin/qmpdirty is installed on this machine")
+    if Path("/usr/local/bin/qmpdirty").exists():
+        pytest.skip("/usr/local/bin/qmpdirty is installed on this machine")
     result = _run(_tool("systemd-analyze"), "verify", str(SYSTEMD_DIR / "qmpdirty.service"))
-    assert "/usr/bin/qmpdirty" in result.stdout + result.stderr
+    assert "/usr/local/bin/qmpdirty" in result.stdout + result.stderr
 
 
 def test_template_differs_from_main_unit_only_per_instance() -> None:
@@ -95,9 +95,9 @@ def test_template_differs_from_main_unit_only_per_instance() -> None:
     main = _service_lines((SYSTEMD_DIR / "qmpdirty.service").read_text())
     template = _service_lines((SYSTEMD_DIR / "qmpdirty@.service").read_text())
     per_instance = {
-        ("ExecStart", "/usr/bin/qmpdirty run --config /etc/qmpdirty/qmpdirty.toml"): (
+        ("ExecStart", "/usr/local/bin/qmpdirty run --config /etc/qmpdirty/qmpdirty.toml"): (
             "ExecStart",
-            "/usr/bin/qmpdirty run --config /etc/qmpdirty/%i.toml",
+            "/usr/local/bin/qmpdirty run --config /etc/qmpdirty/%i.toml",
         ),
         ("RuntimeDirectory", "qmpdirty"): ("RuntimeDirectory", "qmpdirty/%i"),
     }

@@ -12,10 +12,12 @@ import pytest
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.discovery import (
     ENTITIES,
+    VmDevice,
     clear_messages,
     device_id,
     discovery_messages,
     ha_id,
+    host_messages,
 )
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
@@ -34,10 +36,10 @@ def published(topics: Topics, vm: str) -> dict[str, TopicKind]:
     return out
 
 
-def configs(topics: Topics = TOPICS, vm: str = VM,
-            prefix: str = "homeassistant") -> list[tuple[str, dict[str, Any]]]:
+def configs(topics: Topics = TOPICS, vm: str = VM, prefix: str = "homeassistant",
+            device: VmDevice | None = None) -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for msg in discovery_messages(topics, vm, prefix):
+    for msg in discovery_messages(topics, vm, prefix, device or VmDevice()):
         assert msg.retain and msg.qos == 1 and msg.is_json
         out.append((msg.topic, json.loads(msg.payload)))
     return out
@@ -45,7 +47,7 @@ def configs(topics: Topics = TOPICS, vm: str = VM,
 
 def test_one_message_per_entity_with_the_required_keys() -> None:
     found = configs()
-    assert len(found) == len(ENTITIES) == 7
+    assert len(found) == len(ENTITIES) == 9
     for topic, cfg in found:
         assert cfg.keys() >= REQUIRED, topic
         assert cfg["availability_mode"] == "all"
@@ -70,7 +72,42 @@ def test_one_device_per_vm() -> None:
     assert len(devices) == 1
     device = json.loads(devices.pop())
     assert device == {"identifiers": ["qmpdirty_kvm-07_web1"], "name": "web1 on kvm-07",
-                      "manufacturer": "qmpdirty", "model": "QEMU VM"}
+                      "manufacturer": "qmpdirty", "model": "QEMU VM",
+                      "via_device": "qmpdirty_kvm-07"}
+
+
+def test_the_vm_device_shows_qemu_and_machine_and_hangs_from_the_host_device() -> None:
+    found = configs(device=VmDevice("10.0.2", "pc-q35-10.0", 90))
+    for _, cfg in found:
+        assert cfg["device"]["sw_version"] == "QEMU 10.0.2"
+        assert cfg["device"]["hw_version"] == "pc-q35-10.0"
+    expiring = {cfg["unique_id"]: cfg["expire_after"] for _, cfg in found
+                if "expire_after" in cfg}
+    assert expiring == {"qmpdirty_kvm-07_web1_dirty_rate": 90}
+    hosts = [json.loads(m.payload) for m in host_messages(TOPICS)]
+    assert {h["device"]["identifiers"][0] for h in hosts} == {"qmpdirty_kvm-07"}
+    published_topics = published(TOPICS, VM)
+    daemon_fields = set(schema.DaemonPayload.model_fields)
+    for h in hosts:
+        assert published_topics[h["state_topic"]].scope == "host"
+        templates = h["value_template"] + h.get("json_attributes_template", "")
+        assert set(re.findall(r"value_json\.(\w+)", templates)) <= daemon_fields
+    # the daemon's own entity reads the last will: never unavailable, off when it dies
+    [daemon] = [h for h in hosts if h["state_topic"] == TOPICS.host_topic(TopicKind.HOST_STATUS)]
+    assert "availability" not in daemon and daemon["payload_off"] == "offline"
+
+
+def test_status_and_vfio_tracking_entities() -> None:
+    by_key = {cfg["unique_id"].rsplit("web1_", 1)[1]: cfg for _, cfg in configs()}
+    status = by_key["status"]
+    assert status["state_topic"] == TOPICS.vm_topic(VM, TopicKind.VM_STATUS)
+    assert status["options"] == ["online", "offline", "unresponsive", "error"]
+    # it must show "offline": only the host's status makes it unavailable
+    assert [a["topic"] for a in status["availability"]] == [
+        TOPICS.host_topic(TopicKind.HOST_STATUS)]
+    tracking = by_key["vfio_tracking"]
+    assert tracking["state_topic"] == TOPICS.vm_topic(VM, TopicKind.TRACKING)
+    assert "map(attribute='mode')" in tracking["value_template"]
 
 
 def test_every_topic_read_is_one_qmpdirty_publishes() -> None:
@@ -81,8 +118,8 @@ def test_every_topic_read_is_one_qmpdirty_publishes() -> None:
         if "json_attributes_topic" in cfg:
             assert cfg["json_attributes_topic"] in topics
         availability = [a["topic"] for a in cfg["availability"]]
-        assert availability == [TOPICS.host_topic(TopicKind.HOST_STATUS),
-                                TOPICS.vm_topic(VM, TopicKind.VM_STATUS)]
+        both = [TOPICS.host_topic(TopicKind.HOST_STATUS), TOPICS.vm_topic(VM, TopicKind.VM_STATUS)]
+        assert availability == (both[:1] if cfg["state_topic"] == both[1] else both)
         for item in cfg["availability"]:
             assert (item["payload_available"], item["payload_not_available"]) == \
                 ("online", "offline")
@@ -92,6 +129,9 @@ def test_templates_read_fields_the_payloads_have() -> None:
     topics = published(TOPICS, VM)
     for _, cfg in configs():
         kind = topics[cfg["state_topic"]]
+        if kind is TopicKind.VM_STATUS:  # plain text
+            assert cfg["value_template"] == "{{ value }}"
+            continue
         model = schema.PAYLOADS[kind.suffix.replace("/", ".")]
         fields = {f.alias or name for name, f in model.model_fields.items()}
         templates = cfg["value_template"] + cfg.get("json_attributes_template", "")
@@ -119,8 +159,13 @@ def test_would_converge_reads_the_verdict_so_it_never_contradicts_migratable() -
     assert "'ON' if v == 'converges'" in template
     assert "'OFF' if v in ['does-not-converge', 'blocked']" in template
     verdicts = schema.ForecastPayload.model_json_schema()["properties"]["verdict"]["enum"]
-    assert set(verdicts) == {"converges", "does-not-converge", "blocked", "not-applicable",
-                             "unknown"}
+    assert set(verdicts) == {"converges", "does-not-converge", "uncertain", "blocked",
+                             "not-applicable", "unknown"}
+    # the expression inside {{ }} is Python too: every verdict's state, uncertain unknown
+    expression = template.split("{{", 1)[1].rsplit("}}", 1)[0]
+    states = {v: eval(expression, {}, {"v": v}) for v in verdicts}
+    assert states == {"converges": "ON", "does-not-converge": "OFF", "blocked": "OFF",
+                      "uncertain": "None", "not-applicable": "None", "unknown": "None"}
 
 
 def test_role_entity_and_a_cleared_dirty_rate() -> None:

@@ -10,6 +10,7 @@ from qmpdirty.decisions.migration.forecaster import Forecaster, first_known
 from qmpdirty.decisions.migration.hooks_due import forecast_turned_negative
 from qmpdirty.decisions.migration.policy import downtime_to_apply
 from qmpdirty.decisions.migration.tracker import Migration
+from qmpdirty.decisions.migration.uncertainty import Span
 from qmpdirty.facts.vm import MigrationParams, MigrationSnapshot, VmBasics, VmInfo
 
 INFO = VmInfo(VmBasics((10, 0, 2), "pc", 2**30), uuid=None, accel="tcg", vcpus=2,
@@ -20,7 +21,8 @@ MAX = MigrationParams(downtime_limit_ms=300, max_bandwidth_bytes_per_s=16 * 2**2
 def forecaster(configured: float | None = None, params: MigrationParams | None = MAX,
                last: float | None = None) -> Forecaster:
     f = Forecaster(ForecastConfig(bandwidth_bytes_per_s=configured))
-    f.params, f.last_bandwidth = params, last
+    f.params = params
+    f.last_bandwidth = Span.point(last) if last else None
     return f
 
 
@@ -78,5 +80,6 @@ RAISE = (Advice("auto-converge", None, "r", True), Advice("downtime-limit", 901.
 def test_downtime_to_apply(forecast: Forecast, allowed: bool,
                            applied: tuple[AdviceAction, ...],
                            ms: int | None) -> None:
-    assert downtime_to_apply(forecast, RAISE, allowed=allowed, applied=applied) == ms
-    assert downtime_to_apply(forecast, RAISE[:1], allowed=True, applied=()) is None
+    converges = forecast.converges
+    assert downtime_to_apply(converges, RAISE, allowed=allowed, applied=applied) == ms
+    assert downtime_to_apply(converges, RAISE[:1], allowed=True, applied=()) is None

@@ -16,7 +16,7 @@ from pydantic_core import PydanticUndefined
 
 from qmpdirty.cli import EPILOG, build_parser
 from qmpdirty.config import Config
-from qmpdirty.telemetry.discovery import ENTITIES, discovery_topic
+from qmpdirty.telemetry.discovery import ENTITIES, HOST_ENTITIES, discovery_topic, host_messages
 from qmpdirty.telemetry.render.status import VmStatus
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
@@ -106,12 +106,16 @@ def test_every_topic_is_in_the_table_with_its_retain_flag_and_qos(kind: TopicKin
 def test_the_table_lists_nothing_else_and_home_assistant_discovery() -> None:
     table = topic_table()
     ha = "<discovery_prefix>/<component>/qmpdirty_<host>/<vm>_<entity>/config"
-    assert set(table) == {readme_pattern(k) for k in TopicKind} | {ha}
-    topic = discovery_topic(Topics.create("qmpdirty", "kvm07"), "web1", ENTITIES[0],
-                            "homeassistant")
+    ha_host = "<discovery_prefix>/<component>/qmpdirty_<host>/<entity>/config"
+    assert set(table) == {readme_pattern(k) for k in TopicKind} | {ha, ha_host}
+    topics = Topics.create("qmpdirty", "kvm07")
+    topic = discovery_topic(topics, "web1", ENTITIES[0], "homeassistant")
     assert topic == f"homeassistant/{ENTITIES[0].component}/qmpdirty_kvm07/web1_" \
                     f"{ENTITIES[0].key}/config"
-    assert table[ha][:2] == ("yes", "1")
+    host = host_messages(topics)[0].topic
+    assert host == f"homeassistant/{HOST_ENTITIES[0].component}/qmpdirty_kvm07/" \
+                   f"{HOST_ENTITIES[0].key}/config"
+    assert table[ha][:2] == table[ha_host][:2] == ("yes", "1")
 
 
 def test_every_vm_status_value_is_in_the_table() -> None:

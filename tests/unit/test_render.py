@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from qmpdirty.decisions.migration.claim import BlockerState, claim
 from qmpdirty.decisions.migration.errors import ErrorCause, cause_of, error_cause
 from qmpdirty.decisions.migration.estimate import DirtyEstimate
-from qmpdirty.decisions.migration.forecast import Forecast, ForecastInputs, forecast
+from qmpdirty.decisions.migration.forecast import Forecast, ForecastInputs
 from qmpdirty.decisions.migration.tracker import Migration, migration_id
+from qmpdirty.decisions.migration.uncertainty import Outlook, outlook
 from qmpdirty.decisions.role import role_of
 from qmpdirty.decisions.vfio.disagreement import UNSEEN
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
@@ -115,7 +116,7 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      TopicKind.TRACKING, schema.TrackingPayload),
     ("blockers", lambda: vfio.blockers(STAMP, NO_VFIO), f"{VM}/blockers",
      TopicKind.BLOCKERS, schema.BlockersPayload),
-    ("forecast", lambda: fc.forecast(STAMP, FC_IN, claim(RUNNING, None, forecast(FC_IN), ()),
+    ("forecast", lambda: fc.forecast(STAMP, FC_IN, claim(RUNNING, None, outlook(FC_IN), ()),
                                      bandwidth_source="configured", dirty=None),
      f"{VM}/forecast", TopicKind.FORECAST,
      schema.ForecastPayload),
@@ -390,7 +391,7 @@ def test_unknown_role_is_rejected_by_the_schema() -> None:
 
 
 def test_forecast_of_a_running_vm_carries_the_models_verdict() -> None:
-    data = body(fc.forecast(STAMP, FC_IN, claim(RUNNING, BlockerState(True), forecast(FC_IN),
+    data = body(fc.forecast(STAMP, FC_IN, claim(RUNNING, BlockerState(True), outlook(FC_IN),
                                                 ()), bandwidth_source="configured", dirty=None))
     assert (data["verdict"], data["applicable"], data["reason"], data["blockers"]) == (
         "converges", True, None, [])
@@ -400,7 +401,7 @@ def test_forecast_of_a_running_vm_carries_the_models_verdict() -> None:
 
 def test_a_blocked_vm_never_converges_and_names_its_blockers() -> None:
     vvfat = "The vvfat (rw) format used by node '#block080' does not support live migration"
-    c = claim(RUNNING, BlockerState(False, (vvfat,)), forecast(FC_IN), ())
+    c = claim(RUNNING, BlockerState(False, (vvfat,)), outlook(FC_IN), ())
     data = body(fc.forecast(STAMP, FC_IN, c, bandwidth_source="configured", dirty=None))
     assert (data["verdict"], data["applicable"], data["blockers"]) == ("blocked", True, [vvfat])
     assert data["reason"] == f"QEMU refuses to migrate it: {vvfat}"
@@ -414,7 +415,7 @@ def test_a_blocked_vm_never_converges_and_names_its_blockers() -> None:
     ("postmigrate", "migrated away: the guest now runs on the destination")])
 def test_a_vm_that_is_not_running_has_no_forecast(run_state: str, why: str) -> None:
     dirty = DirtyEstimate(1e7, "calc-dirty-rate", "page-sampling", "page-sampling, 1 s")
-    c = claim(role_of(run_state, None), BlockerState(True), forecast(FC_IN), ())
+    c = claim(role_of(run_state, None), BlockerState(True), outlook(FC_IN), ())
     data = body(fc.forecast(STAMP, FC_IN, c, bandwidth_source="configured", dirty=dirty))
     assert (data["verdict"], data["applicable"], data["reason"]) == (
         "not-applicable", False, why)
@@ -424,7 +425,7 @@ def test_a_vm_that_is_not_running_has_no_forecast(run_state: str, why: str) -> N
 
 
 def test_forecast_inside_migration_counts_passes_in_total_and_remaining() -> None:
-    summary = fc.summary(Forecast(True, 5.0, 100.0, 3), passes_done=4)
+    summary = fc.summary(Outlook.single(Forecast(True, 5.0, 100.0, 3)), passes_done=4)
     assert (summary.passes, summary.passes_remaining) == (7, 3)
-    unknown = fc.summary(Forecast(None, None, None, None), passes_done=4)
+    unknown = fc.summary(Outlook.single(Forecast(None, None, None, None)), passes_done=4)
     assert (unknown.passes, unknown.passes_remaining) == (None, None)

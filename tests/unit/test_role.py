@@ -7,6 +7,7 @@ import pytest
 
 from qmpdirty.decisions.migration.claim import BlockerState, blocker_state, claim
 from qmpdirty.decisions.migration.forecast import Advice, Forecast
+from qmpdirty.decisions.migration.uncertainty import Outlook
 from qmpdirty.decisions.role import (
     MigrationSide,
     VmRole,
@@ -84,7 +85,7 @@ def test_role_from_one_poll(run_state: str, status: str | None, role: VmRole) ->
 # --- what the forecast may claim ---------------------------------------------------------
 
 RUNNING = role_of("running", None)
-CONVERGES = Forecast(True, 4.0, 100.0, 2)
+CONVERGES = Outlook.single(Forecast(True, 4.0, 100.0, 2))
 ADVICE = (Advice("auto-converge", None, "r", True),)
 
 
@@ -92,10 +93,11 @@ def test_a_running_unblocked_vm_gets_the_models_verdict() -> None:
     for blockers in (None, BlockerState(True)):
         c = claim(RUNNING, blockers, CONVERGES, ADVICE)
         assert (c.verdict, c.applicable, c.reason, c.forecast, c.advice) == (
-            "converges", True, None, CONVERGES, ADVICE)
-    assert claim(RUNNING, None, Forecast(False, None, 900.0, None), ()).verdict == \
+            "converges", True, None, CONVERGES.central, ADVICE)
+    assert claim(RUNNING, None, Outlook.single(Forecast(False, None, 900.0, None)), ()).verdict == \
         "does-not-converge"
-    assert claim(RUNNING, None, Forecast(None, None, None, None), ()).verdict == "unknown"
+    assert claim(RUNNING, None, Outlook.single(Forecast(None, None, None, None)), ()).verdict \
+        == "unknown"
 
 
 def test_blocked_never_converges() -> None:

@@ -9,8 +9,9 @@ state must mean):
   ``not-applicable``, ``applicable: false`` and the role's reason, and no figures;
 * a VM that QEMU refuses to migrate (``blockers`` not migratable) gets ``blocked``,
   names its blockers, and no figures: the model never says ``converges: true`` then;
-* otherwise the model's answer: ``converges``, ``does-not-converge`` or ``unknown``
-  (an input is missing).
+* otherwise the model's answer at both ends of its inputs (``uncertainty``):
+  ``converges``, ``does-not-converge``, ``uncertain`` (only the favourable end
+  converges) or ``unknown`` (an input is missing).
 
 ``material_change`` says whether a new claim is worth publishing before the periodic
 refresh. No I/O.
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from qmpdirty.decisions.migration.forecast import Advice, Forecast
+from qmpdirty.decisions.migration.uncertainty import Outlook
 from qmpdirty.decisions.role import RoleVerdict, forecast_applies
 from qmpdirty.decisions.vfio.blockers import Reconciled
 
 #: The retained forecast's ``verdict`` (README § Dirty rate, forecast and advice).
-ForecastVerdict = Literal["converges", "does-not-converge", "blocked", "not-applicable",
-                          "unknown"]
+ForecastVerdict = Literal["converges", "does-not-converge", "uncertain", "blocked",
+                          "not-applicable", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,32 +51,42 @@ def blocker_state(r: Reconciled) -> BlockerState:
 @dataclass(frozen=True, slots=True)
 class ForecastClaim:
     """What the retained ``forecast`` says: a verdict, whether it applies and why not,
-    the blockers, and the model's figures and advice (empty unless they are claimed)."""
+    the blockers, and the model's figures (its three runs) and advice (empty unless they
+    are claimed)."""
 
     verdict: ForecastVerdict
     applicable: bool
     reason: str | None
     blockers: tuple[str, ...]
-    forecast: Forecast
+    outlook: Outlook
     advice: tuple[Advice, ...]
 
+    @property
+    def forecast(self) -> Forecast:
+        """The central figures."""
+        return self.outlook.central
 
-_NO_FIGURES = Forecast(None, None, None, None)
-_MODEL_VERDICT: dict[bool | None, ForecastVerdict] = {
-    True: "converges", False: "does-not-converge", None: "unknown"}
+    @property
+    def converges(self) -> bool | None:
+        """The published ``converges``: true only with ``verdict: converges``, false only
+        with ``does-not-converge``."""
+        return {"converges": True, "does-not-converge": False}.get(self.verdict)
 
 
-def claim(role: RoleVerdict, blockers: BlockerState | None, f: Forecast,
+_NO_FIGURES = Outlook.single(Forecast(None, None, None, None))
+
+
+def claim(role: RoleVerdict, blockers: BlockerState | None, o: Outlook,
           advice: tuple[Advice, ...]) -> ForecastClaim:
     """The claim for a VM in ``role`` with ``blockers`` (None: not evaluated, e.g.
-    ``[vfio] enabled = false``) of the model's forecast ``f`` and its ``advice``."""
+    ``[vfio] enabled = false``) of the model's outlook ``o`` and its ``advice``."""
     named = blockers.texts if blockers is not None and not blockers.migratable else ()
     if not forecast_applies(role):
         return ForecastClaim("not-applicable", False, role.reason, named, _NO_FIGURES, ())
     if blockers is not None and not blockers.migratable:
         why = "QEMU refuses to migrate it: " + ("; ".join(named) or "no reason given")
         return ForecastClaim("blocked", True, why, named, _NO_FIGURES, ())
-    return ForecastClaim(_MODEL_VERDICT[f.converges], True, None, (), f, advice)
+    return ForecastClaim(o.verdict, True, None, (), o, advice)
 
 
 #: A new dirty-rate measurement republishes the retained ``forecast`` only when it moves
@@ -86,9 +98,9 @@ MATERIAL_CHANGE = 0.10
 def material_change(before: ForecastClaim | None, after: ForecastClaim,
                     rel: float = MATERIAL_CHANGE) -> bool:
     """Whether ``after`` says something ``before`` did not: another verdict, reason or
-    set of blockers, pass count, note or set of recommendations, or an ETA, downtime or
-    recommended value that moved by more than ``rel`` of its published value (or
-    appeared, or vanished)."""
+    set of blockers, pass count, note or set of recommendations, or an ETA, downtime
+    (central or either end of its range) or recommended value that moved by more than
+    ``rel`` of its published value (or appeared, or vanished)."""
     if before is None:
         return True
     if (before.verdict, before.reason, before.blockers) != (
@@ -99,7 +111,11 @@ def material_change(before: ForecastClaim | None, after: ForecastClaim,
         return True
     if [(a.action, a.applicable) for a in a0] != [(a.action, a.applicable) for a in a1]:
         return True
+    o0, o1 = before.outlook, after.outlook
     pairs = [(f0.eta_s, f1.eta_s), (f0.downtime_ms, f1.downtime_ms),
+             (o0.eta_s_low, o1.eta_s_low), (o0.eta_s_high, o1.eta_s_high),
+             (o0.downtime_ms_low, o1.downtime_ms_low),
+             (o0.downtime_ms_high, o1.downtime_ms_high),
              *((x.value, y.value) for x, y in zip(a0, a1, strict=True))]
     return any(_moved(x, y, rel) for x, y in pairs)
 

@@ -1,5 +1,4 @@
-"""Bandwidth, dirty rate and the bulk pass, estimated from ``query-migrate`` samples
-(pure core).
+"""Bandwidth and dirty rate, estimated from ``query-migrate`` samples (pure core).
 
 Stage: decisions. QEMU's ``ram.dirty-pages-rate`` stays 0 until the first full pass
 has ended (its second dirty sync) - seconds or minutes into a slow migration. Until
@@ -7,7 +6,10 @@ then the dirty rate is estimated (``source: estimate``): first from the last
 pre-migration ``calc-dirty-rate`` measurement when recent, else from the samples:
 remaining falls by the pages processed and rises by pages re-dirtied after being
 sent, so ``(d remaining + d processed) / dt`` is the re-dirty rate of the part
-already sent, scaled up by the share of RAM sent so far.
+already sent, scaled up by the share of RAM sent so far. Each estimate carries its
+95 % relative error bound when one is known: QEMU's own figure counts every page dirtied
+in its last sync period (0), an estimate from a measurement keeps the measurement's, the
+slope has none. What the bulk pass sends is ``decisions.migration.firstpass``'s.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class DirtyEstimate:
     source: DirtySource  # "migration" (QEMU's own), "estimate" or "calc-dirty-rate"
     mode: str  # how the pages were counted: a calc-dirty-rate mode or one of the above
     basis: str  # how it was obtained, for the payload's provenance
+    error_bound_rel: float | None = None  # 95 % relative bound; None when unknown
 
 
 def bandwidth(samples: Sequence[Sample]) -> float | None:
@@ -60,14 +63,17 @@ def _processed(s: MigrationSnapshot) -> int | None:
 
 
 def dirty_rate(samples: Sequence[Sample], pre: DirtyRateMeasurement | None,
-               pre_age_s: float | None) -> DirtyEstimate | None:
-    """QEMU's rate once it has one, else the best estimate, else None."""
+               pre_age_s: float | None, pre_bound: float | None = None
+               ) -> DirtyEstimate | None:
+    """QEMU's rate once it has one, else the best estimate, else None; ``pre_bound`` is
+    the pre-migration measurement's error bound."""
     if samples and samples[-1].snapshot.dirty_bytes_per_s:
         return DirtyEstimate(samples[-1].snapshot.dirty_bytes_per_s or 0.0, "migration",
-                             MIGRATION_BITMAP, "ram.dirty-pages-rate x page-size")
+                             MIGRATION_BITMAP, "ram.dirty-pages-rate x page-size", 0.0)
     if pre is not None and pre_age_s is not None and pre_age_s <= PRE_MIGRATION_MAX_AGE_S:
         return DirtyEstimate(pre.bytes_per_s, "estimate", pre.mode,
-                             f"last {pre.mode} measurement, {pre_age_s:.0f} s before")
+                             f"last {pre.mode} measurement, {pre_age_s:.0f} s before",
+                             pre_bound)
     return _from_slope(samples)
 
 
@@ -87,19 +93,3 @@ def _from_slope(samples: Sequence[Sample]) -> DirtyEstimate | None:
     return DirtyEstimate(redirty / sent_share, "estimate", PROGRESS_SLOPE,
                          f"remaining/processed slope over {dt:.1f} s, scaled by the "
                          f"{sent_share:.0%} of RAM sent")
-
-
-def bulk_pass_left_s(samples: Sequence[Sample], bw: float | None) -> float | None:
-    """Seconds left in the first pass: remaining bytes, scaled by the share of pages
-    with content seen so far (zero pages are nearly free), over the bandwidth."""
-    if not samples or not bw:
-        return None
-    s = samples[-1].snapshot
-    if s.remaining_bytes is None:
-        return None
-    share = 1.0
-    if s.normal_pages and s.zero_pages is not None and s.total_bytes and s.page_size:
-        processed = (s.normal_pages + s.zero_pages) * s.page_size
-        if processed >= 0.05 * s.total_bytes:  # too early, and the share is noise
-            share = max(0.05, s.normal_pages / (s.normal_pages + s.zero_pages))
-    return s.remaining_bytes * share / bw

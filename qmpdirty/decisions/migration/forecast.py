@@ -10,12 +10,16 @@ pending bytes - RAM still dirty plus VFIO's stop-copy data, which
 shrinks by ``D/B`` each pass) or the remaining already fits, and never when VFIO's
 stop-copy data alone exceeds the downtime budget.
 
-Limits (README § Forecast): zero pages cost almost nothing on the wire, so a first
-pass over mostly empty RAM is faster than ``bytes/B`` (during a migration the model
-scales it by the share of non-zero pages seen so far); ``D`` is the rate of
-*distinct* pages dirtied per window, so a small working set saturates; throttling
-(auto-converge, dirty-limit) and multifd/compression are not modelled; VFIO stop-copy
-size is not reported by QEMU and comes from configuration.
+The bulk (first) pass sends every page once, but a zero page costs 9 bytes on the wire,
+not 4 KiB: its duration is what it sends (``first_pass_bytes``, estimated by
+``decisions.migration.firstpass``) over ``B``. A pass that has run ``pass_elapsed_s``
+already leaves what the guest dirtied since it began, not only from now on.
+
+Limits (README § Dirty rate, forecast and advice): ``D`` is the rate of *distinct* pages
+dirtied per window, so a small working set saturates; throttling (auto-converge,
+dirty-limit) and multifd/compression are not modelled; VFIO stop-copy size is not
+reported by QEMU and comes from configuration. ``decisions.migration.uncertainty`` runs
+the model at both ends of its inputs' ranges.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Literal
 
 from qmpdirty.facts.qemu import DIRTY_LIMIT, QemuVersion, since
 
-MODEL = "geometric-precopy-v1"
+MODEL = "geometric-precopy-v2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +42,16 @@ class ForecastInputs:
     downtime_limit_ms: float | None
     vfio_bytes: int = 0  # stop-copy data sent during the downtime
     ram_bytes: int | None = None  # cap on what a pass can leave dirty
-    first_pass_s: float | None = None  # time left in the bulk pass, when measured
+    #: bytes the bulk pass still puts on the wire (zero pages at their header's cost);
+    #: None: all of ``remaining_bytes``
+    first_pass_bytes: float | None = None
     in_first_pass: bool = True
     max_passes: int = 30
+    #: how long the pass under way has run: what the guest dirtied meanwhile is sent next
+    pass_elapsed_s: float = 0.0
+    #: the ETA counts the stop-copy phase at ``bandwidth_bytes_per_s`` (the favourable end
+    #: of a range does not: QEMU lifts ``max-bandwidth`` for it)
+    stop_counted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,27 +89,59 @@ def forecast(i: ForecastInputs) -> Forecast:
 
 
 def _iterate(i: ForecastInputs, b: float, d: float, budget: float, cap: float) -> Forecast:
-    remaining = float(i.remaining_bytes or 0)
+    """The ETA by QEMU's switchover rule, the passes by the geometric model.
+
+    QEMU (``migration_iteration_run``) checks after every batch whether the pending data
+    fits the budget and switches over as soon as it does, mid-pass. The pending data is
+    what is still to send plus what the guest dirtied since the last sync; it shrinks
+    at ``b - d`` (``P(t) = P - (b - d) t``), so the switchover comes after
+    ``(P + vfio - budget) / (b - d)``, and the stop then sends about the budget: the
+    downtime limit, at bandwidth ``b``. The bulk pass runs to its end first (its
+    remaining bytes count zero pages). ``passes``: the passes of the geometric model,
+    each sending what the last one left dirty."""
+    # what QEMU's next exact sync would find: what is left, and what was dirtied since
+    pending = min(float(i.remaining_bytes or 0) + d * i.pass_elapsed_s, cap)
+    if pending + i.vfio_bytes <= budget:
+        return _switchover(i, b, 0.0, pending, 0)
     eta = 0.0
-    passes = 0
-    if remaining + i.vfio_bytes > budget:
-        # the pass under way (the bulk pass may have its own measured duration)
-        t = i.first_pass_s if (i.in_first_pass and i.first_pass_s is not None) else remaining / b
-        eta, remaining, passes = t, min(d * t, cap), 1
-        while remaining + i.vfio_bytes > budget and passes < i.max_passes:
-            if d >= b and remaining >= cap:
-                break  # the whole RAM stays dirty: no pass can shrink it
-            t = remaining / b
-            eta, remaining, passes = eta + t, min(d * t, cap), passes + 1
-            if d >= b:
-                break  # remaining no longer shrinks
-    downtime_s = (remaining + i.vfio_bytes) / b
-    if remaining + i.vfio_bytes <= budget:
-        return Forecast(True, eta + downtime_s, downtime_s * 1000, passes)
-    why = (f"the guest dirties {d / 2**20:.1f} MiB/s, at least the {b / 2**20:.1f} MiB/s "
-           "bandwidth: each pass leaves as much dirty as it sent") if d >= b else (
-        f"more than {i.max_passes} passes needed")
-    return Forecast(False, None, downtime_s * 1000, None, (why,))
+    bulk = i.in_first_pass and i.first_pass_bytes is not None
+    if bulk:
+        eta = (i.first_pass_bytes or 0.0) / b  # zero pages go almost for free
+        pending = min(d * (i.pass_elapsed_s + eta), cap)
+        if pending + i.vfio_bytes <= budget:  # fits once the bulk pass is done
+            return _switchover(i, b, eta, pending, 1)
+    passes = _passes(i, b, d, budget, cap)
+    if passes is None:  # the dirt does not shrink (d >= b), or too slowly
+        why = (f"the guest dirties {d / 2**20:.1f} MiB/s, at least the {b / 2**20:.1f} MiB/s "
+               "bandwidth: each pass leaves as much dirty as it sent") if d >= b else (
+            f"more than {i.max_passes} passes needed")
+        return Forecast(False, None, (pending + i.vfio_bytes) / b * 1000, None, (why,))
+    eta += (pending + i.vfio_bytes - budget) / (b - d)
+    return _switchover(i, b, eta, budget - i.vfio_bytes, passes)
+
+
+def _switchover(i: ForecastInputs, b: float, eta: float, pending: float, passes: int
+                ) -> Forecast:
+    """Converged: the stop sends ``pending`` and the VFIO data at ``b`` (the published
+    downtime); the ETA counts it unless ``stop_counted`` is off (QEMU lifts
+    ``max-bandwidth`` for the stop: on a fast link it takes next to nothing)."""
+    downtime_s = (pending + i.vfio_bytes) / b
+    return Forecast(True, eta + (downtime_s if i.stop_counted else 0.0), downtime_s * 1000,
+                    passes)
+
+
+def _passes(i: ForecastInputs, b: float, d: float, budget: float, cap: float) -> int | None:
+    """Pre-copy passes until what is left fits the budget, the one under way included;
+    None when more than ``max_passes`` (or the dirt never shrinks)."""
+    remaining = float(i.remaining_bytes or 0)
+    bulk = i.in_first_pass and i.first_pass_bytes is not None
+    t = (i.first_pass_bytes or 0.0) / b if bulk else remaining / b
+    left, passes = min(d * (i.pass_elapsed_s + t), cap), 1
+    while left + i.vfio_bytes > budget:
+        if d >= b or passes >= i.max_passes:
+            return None
+        left, passes = min(d * left / b, cap), passes + 1
+    return passes
 
 
 #: What a recommendation changes (the ``recommendations[].action`` of the payloads).

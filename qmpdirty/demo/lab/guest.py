@@ -2,10 +2,13 @@
 
 The initramfs holds a static busybox, ``/init`` and ``dirtier``, a program that dirties
 guest memory at a rate read from the kernel command line, so that dirty-rate figures
-seen over QMP can be checked against a known truth. Building needs apt-get, dpkg, gcc
-(+ libc6-dev) and cpio, but no root unless the apt package lists must be refreshed.
-The cache key is a hash of the guest sources and of the recipe: editing ``dirtier.c``
-or ``init`` rebuilds. Several processes may call ``ensure_guest`` at once (file lock).
+seen over QMP can be checked against a known truth; and the kernel's virtio-balloon
+driver with what it needs (``BALLOON_MODULES``), loaded only when the command line
+asks (``qmpdirty.balloon=1``), so that QEMU's balloon has guest memory statistics.
+Building needs apt-get, dpkg, gcc (+ libc6-dev) and cpio, but no root unless the apt
+package lists must be refreshed. The cache key is a hash of the guest sources and of
+the recipe: editing ``dirtier.c`` or ``init`` rebuilds. Several processes may call
+``ensure_guest`` at once (file lock).
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ from qmpdirty.demo.lab import DemoError
 KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
 GUEST_SOURCES = ("dirtier.c", "init")
-BUSYBOX_APPLETS = ("sh", "mount", "cat", "sleep")
+BUSYBOX_APPLETS = ("sh", "mount", "cat", "sleep", "insmod")
+#: The cloud kernel builds virtio as modules: these, loaded in this order, give the
+#: guest a virtio-balloon driver (``drivers/virtio/``, each after what it depends on).
+BALLOON_MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
+                   "virtio_pci", "virtio_balloon")
 READY_MARKER = "qmpdirty-dirtier: ready"
-_RECIPE_VERSION = "1"  # bump when the build steps below change what they produce
+_RECIPE_VERSION = "2"  # bump when the build steps below change what they produce
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,11 @@ class GuestImage:
     initrd: Path
 
 
-def kernel_cmdline(rate_mib: int, wss_mib: int) -> str:
-    """The ``-append`` line that makes the guest dirty ``rate_mib`` MiB/s of ``wss_mib`` MiB."""
-    return f"console=ttyS0 quiet panic=-1 qmpdirty.rate_mib={rate_mib} qmpdirty.wss_mib={wss_mib}"
+def kernel_cmdline(rate_mib: int, wss_mib: int, balloon: bool = False) -> str:
+    """The ``-append`` line that makes the guest dirty ``rate_mib`` MiB/s of ``wss_mib`` MiB
+    (and, with ``balloon``, load its virtio-balloon driver first)."""
+    line = f"console=ttyS0 quiet panic=-1 qmpdirty.rate_mib={rate_mib} qmpdirty.wss_mib={wss_mib}"
+    return line + (" qmpdirty.balloon=1" if balloon else "")
 
 
 def ready_line(rate_mib: int, wss_mib: int) -> str:
@@ -102,8 +111,13 @@ def _build(work: Path, sources: dict[str, bytes], out: Path) -> None:
         )
 
     stage = work / "stage"
-    for directory in ("bin", "dev", "proc", "sys"):
+    for directory in ("bin", "dev", "proc", "sys", "lib/modules"):
         (stage / directory).mkdir(parents=True)
+    for module in BALLOON_MODULES:
+        found = sorted(extracted.glob(f"lib/modules/*/kernel/drivers/virtio/{module}.ko"))
+        if not found:
+            raise DemoError(f"guest build: {kernel_package} has no {module}.ko")
+        shutil.copyfile(found[-1], stage / "lib" / "modules" / f"{module}.ko")
     (work / "dirtier.c").write_bytes(sources["dirtier.c"])
     _run(
         "compiling dirtier.c",

@@ -26,6 +26,7 @@ from qmpdirty.demo.lab.guest import GuestImage, kernel_cmdline, ready_line
 
 QEMU_BINARY = "qemu-system-x86_64"
 DIAL_CHARDEV_ID = "qmpdirty"
+BALLOON_ID = "balloon0"
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,15 @@ class QemuSpec:
     incoming: str | None = None
     extra_args: tuple[str, ...] = ()
     vcpus: int = 1
+    #: a ``virtio-balloon-pci`` (id ``balloon0``) with the guest's driver loaded; its
+    #: memory statistics flow once ``guest-stats-polling-interval`` is set
+    balloon: bool = False
 
     def argv(self, guest: GuestImage, serial_log: Path, binary: str = QEMU_BINARY) -> list[str]:
         """The QEMU command line for this spec."""
         if "," in self.name:
             raise DemoError(f"VM name {self.name!r}: commas would need QEMU option escaping")
-        append = kernel_cmdline(self.rate_mib, self.wss_mib)
+        append = kernel_cmdline(self.rate_mib, self.wss_mib, self.balloon)
         argv = [binary, "-name", self.name, "-accel", "tcg", "-nodefaults", "-display", "none"]
         argv += ["-m", str(self.mem_mib), "-smp", str(self.vcpus), "-no-reboot"]
         argv += ["-serial", f"file:{serial_log}", "-kernel", str(guest.kernel)]
@@ -63,6 +67,8 @@ class QemuSpec:
                 "-mon",
                 f"chardev={DIAL_CHARDEV_ID},mode=control",
             ]
+        if self.balloon:
+            argv += ["-device", f"virtio-balloon-pci,id={BALLOON_ID}"]
         if self.incoming is not None:
             argv += ["-incoming", self.incoming]
         return [*argv, *self.extra_args]

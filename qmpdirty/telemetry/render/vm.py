@@ -58,7 +58,8 @@ def dirty_rate_measured(
     vcpus = [schema.VcpuDirtyRate(id=i, bytes_per_s=r) for i, r in m.vcpu_bytes_per_s] or None
     model = schema.DirtyRatePayload(
         **stamp.common(), bytes_per_s=m.bytes_per_s, mode=m.mode, source="calc-dirty-rate",
-        window_s=m.window_s, sample_pages=m.sample_pages, vcpus=vcpus,
+        window_s=m.window_s, sample_pages=m.sample_pages, windows=m.windows,
+        sample_pages_total=m.sample_pages_total, vcpus=vcpus,
         error_bound_rel=error_bound_rel, basis=basis,
     )
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
@@ -68,10 +69,11 @@ def dirty_rate_during_migration(stamp: VmStamp, d: DirtyEstimate, expiry_s: int 
                                 ) -> Outgoing:
     """``vm/<vm>/dirty_rate`` while migrating: QEMU's ``ram.dirty-pages-rate`` (source
     ``migration``, mode ``migration-bitmap``) or, until QEMU has one, an estimate (source
-    ``estimate``, mode: what it rests on)."""
+    ``estimate``, mode: what it rests on), with its bound when one is known (QEMU's
+    counts every page: 0; an estimate from a measurement keeps the measurement's)."""
     model = schema.DirtyRatePayload(
         **stamp.common(), bytes_per_s=d.bytes_per_s, mode=d.mode, source=d.source,
-        window_s=None, basis=d.basis,
+        window_s=None, basis=d.basis, error_bound_rel=d.error_bound_rel,
     )
     return vm_message(stamp, TopicKind.DIRTY_RATE, model, expiry_s=expiry_s)
 
