@@ -6,6 +6,7 @@ is touched."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,10 @@ def clears(rec: Recorder, vm: str) -> list[Received]:
     """Empty payloads (a retained topic cleared) on ``vm``'s topics or HA device."""
     return [m for m in rec.snapshot() if not m.payload and (
         f"/vm/{vm}/" in m.topic or f"/qmpdirty_testhost/{vm}_" in m.topic)]
+
+
+def _has_topic(topic: str, messages: list[Received]) -> bool:
+    return any(m.topic == topic for m in messages)
 
 
 def of(found: dict[str, bytes], vm: str, host: str = "testhost") -> set[str]:
@@ -109,9 +114,8 @@ def test_a_vm_removed_from_the_config_is_forgotten_after_forget_after_s_and_only
             everything.wait_text(vm_topic(vm, "status"), "online", 20)
             # the first forecast follows the first dirty-rate reading; wait for it so that
             # the retained set compared below is complete, not a race with the stop
-            everything.wait_for(lambda ms, vm=vm: next(
-                (m for m in ms if m.topic == vm_topic(vm, "forecast")), None),
-                30, f"{vm}'s first forecast")
+            everything.wait_for(functools.partial(_has_topic, vm_topic(vm, "forecast")),
+                                30, f"{vm}'s first forecast")
         everything.wait_for(lambda ms: len({m.topic for m in ms if m.topic.startswith(
             f"{HA}/") and "qmpdirty_testhost" in m.topic}) == 2 * len(ENTITIES) +
             len(HOST_ENTITIES), 10, "every HA config of both VMs and of the host")
