@@ -4,9 +4,10 @@ task for the whole daemon).
 Every VM's VFIO task lists its device containers every ``hotplug_poll_s`` to notice a
 hot-plug (QEMU has no DEVICE_ADDED event): two ``qom-list`` per VM, at 1,000 VMs 400 of
 the daemon's ~680 QMP commands per second at the defaults. It need not while no VFIO
-device can come (``decisions.vfio.hotplug``), which on most hosts is always: this task
-keeps ``HostVfio.devices`` current from sysfs (one directory listing per VFIO driver,
-in a worker thread), and the VM tasks read it. Must not: decide, or poll QEMU.
+device can come (``decisions.vfio.hotplug``), which on most hosts is always (then it
+asks only QEMU's blocked-reasons, one command): this task keeps ``HostVfio.devices``
+current from sysfs (one directory listing per VFIO driver, in a worker thread), and
+the VM tasks read it. Must not: decide, or poll QEMU.
 """
 
 from __future__ import annotations

@@ -35,6 +35,36 @@ async def test_no_poll_while_no_vfio_device_can_come_then_a_hot_plug_is_noticed(
         await r.hang_up()
 
 
+async def test_without_vfio_a_hot_plug_that_blocks_migration_shows_within_a_poll() -> None:
+    """No VFIO device can come, so the poll lists no devices: it asks QEMU's
+    blocked-reasons (one ``query-migrate``), and a hot-plugged device that adds a migration
+    blocker (QEMU says nothing of the device_add) reaches ``blockers.observed`` within
+    ``hotplug_poll_s``, long before the 30 s refresh. The polls' answers spare the
+    liveness probe."""
+    vm = ScriptedVm(migrate={})
+    cfg = config(vfio={"enabled": True, "refresh_interval_s": 30.0, "hotplug_poll_s": 0.1},
+                 qmp={"liveness_interval_s": 0.2})
+    async with running(cfg, vm) as r:
+        r.ctx.host_vfio.devices = frozenset()  # a host with nothing bound to VFIO
+        await online(r)
+        await r.out.wait_for(lambda: r.out.on(f"{VM}/blockers"), "blockers")
+        listed, asked, probed = (len(r.sent(c)) for c in ("qom-list", "query-migrate",
+                                                          "query-status"))
+        await asyncio.sleep(0.6)
+        assert len(r.sent("qom-list")) == listed  # no device list polled
+        assert len(r.sent("query-migrate")) >= asked + 3  # blocked-reasons polled instead
+        assert len(r.sent("query-status")) <= probed + 1  # the answers stand for liveness
+        assert r.out.json(f"{VM}/blockers")[-1]["observed"] == []
+        reason = "Migration is disabled when using feature 'peer mode' in device 'ivshmem'"
+        vm.peripherals.append({"name": "shm", "type": "child<ivshmem-plain>"})
+        vm.migrate = {"blocked-reasons": [reason]}
+        blockers = await r.out.wait_for(
+            lambda: [b for b in r.out.json(f"{VM}/blockers") if b["observed"] == [reason]],
+            "the new blocker", timeout_s=1.0)
+        assert blockers[-1]["migratable"] is False
+        await r.hang_up()
+
+
 @pytest.mark.parametrize(("devices", "version", "may"), [
     (None, (10, 0, 2), True),  # the host could not be read: poll
     (frozenset(), (10, 0, 2), False),
