@@ -201,7 +201,9 @@ class VfioConfig(_Section):
     refresh_interval_s: float = Field(default=60.0, gt=0)
     debounce_s: float = Field(default=0.5, ge=0, le=60)
     hotplug_poll_s: float = Field(default=5.0, ge=0, description="QEMU has no DEVICE_ADDED "
-                                  "event: compare the device lists this often (0 = off)")
+                                  "event: look for a hot-plug this often, in the device "
+                                  "lists while a VFIO device could come, else in QEMU's "
+                                  "blocked-reasons (0 = off)")
 
 
 class DeviceCapsConfig(_Section):

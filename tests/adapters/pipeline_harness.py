@@ -106,6 +106,8 @@ class ScriptedVm:
     status_reply: object = field(default_factory=lambda: recorded("query-status.running"))
     uuid_reply: object = field(default_factory=lambda: recorded("query-uuid.tcg"))
     frozen: bool = False  # query-status gets no answer (a SIGSTOPped QEMU)
+    #: query-status is answered once this is set (a start that waits behind other VMs)
+    status_gate: asyncio.Event | None = None
 
     def handlers(self) -> dict[str, Any]:
         fixed = {
@@ -121,13 +123,24 @@ class ScriptedVm:
         }
         handlers: dict[str, Any] = {name: (lambda _a, r=reply: r) for name, reply in fixed.items()}
         handlers.update({
-            "query-status": lambda _a: Silence() if self.frozen else self.status_reply,
+            "query-status": lambda _a: self._status(),
             "query-migrate": lambda _a: self.migrate,
             "query-dirty-rate": lambda _a: self.dirty_rate,
             "qom-get": self._qom_get,
             "qom-list": lambda a: self.peripherals if a["path"] == "/machine/peripheral" else [],
         })
         return handlers
+
+    def _status(self) -> object:
+        if self.frozen:
+            return Silence()
+        if self.status_gate is None or self.status_gate.is_set():
+            return self.status_reply
+        return self._held_status(self.status_gate)
+
+    async def _held_status(self, gate: asyncio.Event) -> object:
+        await gate.wait()
+        return self.status_reply
 
     @staticmethod
     def _qom_get(arguments: dict[str, Any]) -> object:

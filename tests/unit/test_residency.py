@@ -14,7 +14,7 @@ from qmpdirty.host.residency import mappings_from_smaps, read_residency, residen
 MIB = 2**20
 
 
-def vma(start: int, size_kib: int, perms: str, path: str = "", rss_kib: int = 0,
+def vma(start: int, size_kib: int, perms: str, path: str = "", *, rss_kib: int = 0,
         swap_kib: int = 0) -> str:
     end = start + size_kib * 1024
     head = f"{start:x}-{end:x} {perms} 00000000 00:00 0"
@@ -27,11 +27,12 @@ def vma(start: int, size_kib: int, perms: str, path: str = "", rss_kib: int = 0,
                       "THPeligible:    1", "VmFlags: rd wr mr mw me ac sd hg"]) + "\n"
 
 
-QEMU_512 = (vma(0x55d0_0000_0000, 12_000, "r-xp", "/usr/bin/qemu-system-x86_64", 9_000)
-            + vma(0x7f02_7000_0000, 65_536, "rw-p", "", 2_048)  # a glibc arena
-            + vma(0x7f02_73e0_0000, 524_288, "rw-p", "", 157_696, 1_024)  # guest RAM
-            + vma(0x7f02_9c00_0000, 1_048_572, "rwxp", "", 47_104)  # TCG code buffer
-            + vma(0x7f02_e000_0000, 16_384, "rw-p", "", 16_384))  # VGA RAM
+QEMU_512 = (vma(0x55d0_0000_0000, 12_000, "r-xp", "/usr/bin/qemu-system-x86_64", rss_kib=9_000)
+            + vma(0x7f02_7000_0000, 65_536, "rw-p", "", rss_kib=2_048)  # a glibc arena
+            + vma(0x7f02_73e0_0000, 524_288, "rw-p", "", rss_kib=157_696,
+                  swap_kib=1_024)  # guest RAM
+            + vma(0x7f02_9c00_0000, 1_048_572, "rwxp", "", rss_kib=47_104)  # TCG code buffer
+            + vma(0x7f02_e000_0000, 16_384, "rw-p", "", rss_kib=16_384))  # VGA RAM
 
 
 def test_the_guest_ram_mapping_is_found_and_its_backing_summed() -> None:
@@ -43,17 +44,17 @@ def test_the_guest_ram_mapping_is_found_and_its_backing_summed() -> None:
 
 def test_tcgs_executable_code_buffer_is_never_guest_ram() -> None:
     """A 1 GiB guest beside TCG's 1 GiB code buffer: only the writable one is RAM."""
-    text = (vma(0x7f00_0000_0000, 1_048_572, "rwxp", "", 900_000)
-            + vma(0x7f10_0000_0000, 1_048_576, "rw-p", "", 300_000))
+    text = (vma(0x7f00_0000_0000, 1_048_572, "rwxp", "", rss_kib=900_000)
+            + vma(0x7f10_0000_0000, 1_048_576, "rw-p", "", rss_kib=300_000))
     found = residency_from_smaps(text, 1024 * MIB, 0.0)
     assert found is not None and found.resident_bytes == 300_000 * 1024
 
 
 def test_ram_in_several_blocks_and_shared_memfd_backends() -> None:
     """Two NUMA nodes' memfd backends (``rw-s /memfd:...``): both taken."""
-    text = (vma(0x7f00_0000_0000, 262_144, "rw-s", "/memfd:ram-node0 (deleted)", 1_000)
-            + vma(0x7f10_0000_0000, 262_144, "rw-s", "/memfd:ram-node1 (deleted)", 2_000)
-            + vma(0x7f20_0000_0000, 65_536, "rw-p", "", 60_000))
+    text = (vma(0x7f00_0000_0000, 262_144, "rw-s", "/memfd:ram-node0 (deleted)", rss_kib=1_000)
+            + vma(0x7f10_0000_0000, 262_144, "rw-s", "/memfd:ram-node1 (deleted)", rss_kib=2_000)
+            + vma(0x7f20_0000_0000, 65_536, "rw-p", "", rss_kib=60_000))
     found = residency_from_smaps(text, 512 * MIB, 0.0)
     assert found is not None and found.resident_bytes == 3_000 * 1024
 
