@@ -28,17 +28,14 @@ from pydantic_settings import (
 
 from qmpdirty.config.address import ADDRESS_HINT
 from qmpdirty.config.environment import ENV_PREFIX, blame_environment
+from qmpdirty.config.hooks import COMMAND_HINT, HookConfig, HookEvent, HooksConfig
 from qmpdirty.config.sections import (
-    COMMAND_HINT,
     DaemonConfig,
     DeviceCapsConfig,
     DirtyRateConfig,
     DiscoveryConfig,
     ForecastConfig,
     HomeAssistantConfig,
-    HookConfig,
-    HookEvent,
-    HooksConfig,
     HostConfig,
     MigrationConfig,
     MqttConfig,

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from qmpdirty.config.sections import HookKind
+from qmpdirty.config.hooks import HookKind
 from qmpdirty.sinks.hook_queue import HookJob
 
 #: How much of a failing hook's stderr is kept for its result.

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qmpdirty.config.sections import HookKind
+from qmpdirty.config.hooks import HookKind
 
 
 @dataclass(frozen=True, slots=True)

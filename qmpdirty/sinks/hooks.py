@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard, get_args
 
 from qmpdirty.config import Config, HookConfig
-from qmpdirty.config.sections import HookKind
+from qmpdirty.config.hooks import HookKind
 from qmpdirty.sinks.hook_input import offline_input
 from qmpdirty.sinks.hook_process import (
     STDERR_TAIL_BYTES,
