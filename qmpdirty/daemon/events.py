@@ -1,6 +1,7 @@
 """One VM's QMP events: published verbatim, then acted on by type (shell, one task).
 
-Every event goes out on ``vm/<vm>/event/<EVENT>`` as QEMU sent it. Then its typed
+Every event goes out on ``vm/<vm>/event/<EVENT>`` as QEMU sent it, and to the hook
+runner, which runs the ``qmp:NAME`` hooks it is due for. Then its typed
 observation (``qmp.translate.observation_from``) says what else happens: migration
 observations go to ``Migrations``, a run-state change or a migration's end refreshes
 ``info`` and with it the VM's role (``daemon.info``), a topology change wakes the VFIO
@@ -47,6 +48,7 @@ async def read_events(view: VmView, migrations: Migrations) -> None:
             log.warning("VM %s: ignoring malformed event: %s", view.name, exc)
             continue
         view.out.publish(render.event(view.out.stamp(), event, view.event_expiry()))
+        view.out.fire_qmp(event)
         await _react(view, migrations, translate.observation_from(event))
 
 

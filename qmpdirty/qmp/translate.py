@@ -10,6 +10,7 @@ once: ``observation_from`` is the only code that looks at an event's name or
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -222,11 +223,13 @@ def guest_memory_from(reply: object) -> GuestMemoryStats | None:
 
 
 def event_from(message: object) -> QmpEvent:
-    """A raw event message -> ``QmpEvent`` with QEMU's timestamp as epoch seconds."""
+    """A raw event message -> ``QmpEvent`` with QEMU's timestamp as epoch seconds, and
+    the message itself as ``raw`` (what ``qmp:NAME`` hooks read)."""
     msg = parse_reply(wire.EventMessage, "event", message)
     ts = msg.timestamp
     qemu_ts = ts.seconds + ts.microseconds / 1e6 if ts and ts.seconds >= 0 else None
-    return QmpEvent(name=msg.event, data=dict(msg.data), qemu_ts=qemu_ts)
+    raw = dict(message) if isinstance(message, Mapping) else {}
+    return QmpEvent(name=msg.event, data=dict(msg.data), qemu_ts=qemu_ts, raw=raw)
 
 
 _RUN_STATE: dict[str, RunStateEvent] = {e: e for e in get_args(RunStateEvent)}
