@@ -3,7 +3,8 @@ tasks).
 
 ``EventStream.forward`` runs from the moment the VM is identified, before the rest of
 its session starts (``info``, the first gathers): every event goes out on
-``vm/<vm>/event/<EVENT>`` as QEMU sent it, the moment it is read. What it says (its
+``vm/<vm>/event/<EVENT>`` as QEMU sent it, the moment it is read, and to the
+hook runner, which runs the ``qmp:NAME`` hooks it is due for. What it says (its
 typed observation, ``qmp.translate.observation_from``) waits in a bounded queue for
 ``EventStream.react``, which runs once the pipeline has started: migration
 observations go to ``Migrations``, a run-state change or a migration's end refreshes
@@ -65,6 +66,7 @@ class EventStream:
             finally:
                 self._count_dropped()
             view.out.publish(render.event(view.out.stamp(), event, view.event_expiry()))
+            view.out.fire_qmp(event)
             await self._seen.put(translate.observation_from(event))
 
     async def react(self) -> None:

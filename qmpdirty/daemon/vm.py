@@ -27,7 +27,7 @@ from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.starts import StartGate
 from qmpdirty.decisions.migration.forecaster import Forecaster
 from qmpdirty.decisions.migration.tracker import TrackerState
-from qmpdirty.facts.vm import VmIdentity
+from qmpdirty.facts.vm import QmpEvent, VmIdentity
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing, VmStamp
@@ -53,6 +53,10 @@ class Hooks(Protocol):
     def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
         """Queue the hooks for ``kind`` with ``body`` (a JSON document) on their stdin;
         never blocks, never raises."""
+
+    def fire_qmp(self, vm: str, event: QmpEvent) -> None:
+        """Queue the ``qmp:NAME`` hooks ``event`` is due for, with the message as QEMU
+        sent it on their stdin; never blocks, never raises."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,6 +213,12 @@ class VmPublisher:
         if self._ctx.hooks is not None:
             body = msg.payload if msg is not None and msg.is_json else b"{}"
             self._ctx.hooks.fire_body(kind, self.vm.name, body)
+
+    def fire_qmp(self, event: QmpEvent) -> None:
+        """Run the ``qmp:NAME`` hooks due for ``event`` (QEMU's message on stdin); never
+        waits."""
+        if self._ctx.hooks is not None:
+            self._ctx.hooks.fire_qmp(self.vm.name, event)
 
     def clear(self, kind: TopicKind) -> None:
         """Remove the VM's retained ``kind`` from the broker (an empty retained message)."""

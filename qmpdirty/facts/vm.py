@@ -133,11 +133,14 @@ class DirtyRateMeasurement:
 
 @dataclass(frozen=True, slots=True)
 class QmpEvent:
-    """A QMP event: name, data and QEMU's own timestamp in epoch seconds."""
+    """A QMP event: name, data and QEMU's own timestamp in epoch seconds; ``raw`` is the
+    message as QEMU sent it (``event``, ``data`` when there is any, ``timestamp``), kept
+    for the ``qmp:NAME`` hooks' stdin and never read by the daemon."""
 
     name: str
     data: dict[str, Any] = field(default_factory=dict)
     qemu_ts: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ once: ``observation_from`` is the only code that looks at an event's name or
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -230,13 +231,15 @@ def event_from(message: object) -> QmpEvent:
     """A raw event message -> ``QmpEvent`` with QEMU's timestamp as epoch seconds. An
     event that cannot be published as it came - ``data`` nested deeper than
     ``MAX_EVENT_DEPTH``, or holding a string that is no Unicode text (a lone surrogate,
-    which JSON's ``\\ud800`` escape can carry) - is ``QmpReplyError``."""
+    which JSON's ``\\ud800`` escape can carry) - is ``QmpReplyError``. The message
+    itself is kept as ``raw`` (what ``qmp:NAME`` hooks read)."""
     msg = parse_reply(wire.EventMessage, "event", message)
     if (why := _unpublishable(msg.data)) is not None:
         raise QmpReplyError(f"event {msg.event}: {why}")
     ts = msg.timestamp
     qemu_ts = ts.seconds + ts.microseconds / 1e6 if ts and ts.seconds >= 0 else None
-    return QmpEvent(name=msg.event, data=dict(msg.data), qemu_ts=qemu_ts)
+    raw = dict(message) if isinstance(message, Mapping) else {}
+    return QmpEvent(name=msg.event, data=dict(msg.data), qemu_ts=qemu_ts, raw=raw)
 
 
 def _unpublishable(data: dict[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ from qmpdirty.config.address import QmpAddress
 from qmpdirty.daemon import fleet
 from qmpdirty.daemon.app import policy_from
 from qmpdirty.daemon.vm import Context, HookKind
+from qmpdirty.facts.vm import QmpEvent
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry.render import Outgoing
 from qmpdirty.telemetry.topics import Topics
@@ -81,9 +82,14 @@ class RecordingHooks:
     """Every hook the daemon fired: (kind, vm, stdin payload)."""
 
     fired: list[tuple[HookKind, str, dict[str, object]]] = field(default_factory=list)
+    #: every QMP event handed to the runner for its ``qmp:NAME`` hooks: (vm, event)
+    qmp: list[tuple[str, QmpEvent]] = field(default_factory=list)
 
     def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
         self.fired.append((kind, vm, json.loads(body)))
+
+    def fire_qmp(self, vm: str, event: QmpEvent) -> None:
+        self.qmp.append((vm, event))
 
     def of(self, kind: HookKind) -> list[dict[str, object]]:
         return [payload for k, _vm, payload in self.fired if k == kind]

@@ -65,7 +65,16 @@ async def test_event_is_published_verbatim_and_a_run_state_change_refreshes_info
                                                "action": "report"})
         await r.out.wait_for(lambda: r.out.on(f"{VM}/event/BLOCK_IO_ERROR"), "the 2nd event")
         await r.out.wait_for(lambda: len(r.out.on(f"{VM}/info")) == 2, "info again")
+        await r.server.emit("SUSPEND_DISK")  # no data member at all, as QEMU sends it
+        await r.out.wait_for(lambda: r.out.on(f"{VM}/event/SUSPEND_DISK"), "the 3rd event")
         await r.hang_up()
+    # every event reaches the hook runner as QEMU sent it (its qmp:NAME hooks' stdin)
+    stamp = {"seconds": 1795000000, "microseconds": 1}  # the scripted QEMU's clock
+    assert [(vm_name, e.raw) for vm_name, e in r.hooks.qmp] == [
+        ("vm1", {"event": "STOP", "data": {}, "timestamp": stamp}),
+        ("vm1", {"event": "BLOCK_IO_ERROR", "data": {"device": "d0", "operation": "write",
+                                                     "action": "report"}, "timestamp": stamp}),
+        ("vm1", {"event": "SUSPEND_DISK", "timestamp": stamp})]
     stop = r.out.on(f"{VM}/event/STOP")[0]
     assert (stop.retain, stop.qos, stop.expiry_s) == (False, 1, 3600)
     payload = json.loads(stop.payload)
