@@ -154,6 +154,11 @@ class GuestResidency:
     resident_bytes: int
     mapped_bytes: int
     at_s: float
+    #: where in the largest guest-RAM mapping (the block a migration scans first) the
+    #: host backs memory: one byte per ``chunk_bytes``, 1 when the chunk's first page is
+    #: resident or swapped (a transparent huge page is all or nothing); empty: not read
+    resident_map: bytes = b""
+    chunk_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

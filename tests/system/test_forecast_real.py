@@ -221,11 +221,18 @@ def test_the_pre_migration_range_contains_the_time_a_real_migration_took(
     assert f["eta_s_low"] <= actual <= f["eta_s_high"], (
         f"{actual:.2f} s outside [{f['eta_s_low']:.2f}, {f['eta_s_high']:.2f}]")
     assert f["first_pass_source"] == case.source
-    if case.source != "unknown":  # RAM - free, or what the host backs: close to what is sent
+    if case.source == "guest-stats":  # RAM - free is close to what the first pass sends
         assert abs(f["eta_s"] - actual) <= 0.3 * actual, f"ETA {f['eta_s']:.2f} s vs {actual:.2f}"
     if case.source == "host-memory":  # an upper bound: the high end, far below all of RAM
         assert f["first_pass_content_bytes_high"] == f["first_pass_content_bytes"]
         assert f["first_pass_content_bytes_high"] < 0.6 * 512 * MIB
+        # huge pages round the backing up: the central figure errs long, but not by much
+        assert 0.9 * actual <= f["eta_s"] <= 1.5 * actual, f"ETA {f['eta_s']:.2f} s vs {actual:.2f}"
+        # in the bulk pass, where the host backs memory ahead of the pass is known
+        bulk = [abs(p["forecast"]["eta_s"] - (run.ended - p["ts"])) / (run.ended - p["ts"])
+                for p in run.progress if p["pass"] <= 1 and p["status"] == "active"
+                and p["ts"] - run.started >= 1.0 and run.ended - p["ts"] >= 2.0]
+        assert bulk and statistics.median(bulk) <= 0.25, bulk
     elif case.source == "unknown":  # all of RAM: the high end, 19.7 s before the range
         assert f["eta_s"] > 2 * actual
 

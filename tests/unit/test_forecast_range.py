@@ -367,3 +367,23 @@ def test_admit_shows_the_range_and_a_guessed_bandwidth() -> None:
     assert line.startswith("forecast: uncertain")
     assert "(QEMU's default max-bandwidth, not measured)" in line
     assert "ETA 65 s (35 s to never)" in line
+
+
+def test_in_the_bulk_pass_the_backing_ahead_counts_at_the_share_behind() -> None:
+    """The lab's shape: content at both ends of RAM, nothing between. 100 MiB scanned of
+    which 50 chunks (100 MiB) were backed and 80 MiB had content: of the 60 MiB backed
+    ahead, 80 % is expected to have content (48 MiB), not the 254 MiB left of a guess
+    spread evenly, nor the 74 MiB of the backing less what was sent."""
+    pages = MIB // PAGE
+    chunks = bytes([1] * 50 + [0] * 176 + [1] * 30)  # 256 chunks of 2 MiB
+    held = GuestResidency(80 * 2 * MIB, RAM, 99.0, resident_map=chunks, chunk_bytes=2 * MIB)
+    prior = firstpass.content_before(RAM, None, None, 100.0, resident=held)
+    s = snap(remaining_bytes=412 * MIB, normal_pages=80 * pages, zero_pages=20 * pages)
+    left = firstpass.content_left(s, prior, held)
+    assert left is not None and left.central == pytest.approx(48 * MIB)
+    assert firstpass.content_left(s, prior, None) == Span(0, 80 * MIB, 412 * MIB)
+    # before anything backed was passed, or without a map: the backing less what was sent
+    start = snap(remaining_bytes=500 * MIB, normal_pages=0, zero_pages=12 * pages)
+    blank = GuestResidency(160 * MIB, RAM, 99.0, resident_map=bytes([0] * 6 + [1] * 250),
+                           chunk_bytes=2 * MIB)
+    assert firstpass.content_left(start, prior, blank) == Span(0, 160 * MIB, 500 * MIB)

@@ -7,9 +7,16 @@ exactly the RAM, TCG's code buffer ``rwxp``, glibc arenas and ROMs small.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from qmpdirty.host.residency import mappings_from_smaps, read_residency, residency_from_smaps
+from qmpdirty.host.residency import (
+    Mapping,
+    mappings_from_smaps,
+    read_residency,
+    residency_from_smaps,
+    resident_map,
+)
 
 MIB = 2**20
 
@@ -80,3 +87,30 @@ def test_an_unreadable_or_missing_process_is_unknown(tmp_path: Path) -> None:
     (tmp_path / "7" / "smaps").write_text(QEMU_512)
     found = read_residency(tmp_path, 7, 512 * MIB, 1.0)
     assert found is not None and found.mapped_bytes == 512 * MIB
+
+
+def _pagemap(tmp_path: Path, entries: dict[int, int], pages: int) -> int:
+    """A file shaped like ``pagemap``: one 8-byte entry per page from address 0."""
+    raw = bytearray(8 * pages)
+    for page, flags in entries.items():
+        raw[8 * page: 8 * page + 8] = flags.to_bytes(8, "little")
+    path = tmp_path / "pagemap"
+    path.write_bytes(bytes(raw))
+    return os.open(path, os.O_RDONLY)
+
+
+def test_the_resident_map_skips_the_zero_page(tmp_path: Path) -> None:
+    """Per 2 MiB chunk, its first page: present and exclusive (backed), present but
+    shared in a private mapping (the zero page a read mapped: not backed), swapped."""
+    present, exclusive, swapped = 1 << 63, 1 << 56, 1 << 62
+    chunk = 512  # pages
+    fd = _pagemap(tmp_path, {0: present | exclusive, chunk: present, 2 * chunk: swapped,
+                             3 * chunk + 1: present | exclusive}, 4 * chunk)
+    try:
+        private = Mapping(8 * MIB, 0, True, start=0)
+        assert resident_map(fd, private) == bytes([1, 0, 1, 0])
+        shared = Mapping(8 * MIB, 0, True, start=0, shared=True)  # memfd: no zero page
+        assert resident_map(fd, shared) == bytes([1, 1, 1, 0])
+        assert resident_map(fd, Mapping(16 * MIB, 0, True)) == b""  # past the end
+    finally:
+        os.close(fd)

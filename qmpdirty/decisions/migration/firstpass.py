@@ -121,13 +121,15 @@ def content_before(ram: int, guest: GuestMemoryStats | None, previous: ContentSe
                    basis + (cap or "; up to all of RAM if the guest filled more since"))
 
 
-def content_left(snap: MigrationSnapshot, prior: Content | None) -> Span | None:
+def content_left(snap: MigrationSnapshot, prior: Content | None,
+                 resident: GuestResidency | None = None) -> Span | None:
     """During the bulk pass: bytes with content among ``remaining_bytes``, between 0 (or
     the prior's low end less what was sent) and all of them. Central: the prior estimate
     less what was sent as content (none once more than it was sent: measured, spreading
-    the share seen so far over the rest was the worse guess then); without one, the
-    remaining bytes scaled by the share of content seen so far (all of them until
-    ``MIN_SEEN_SHARE`` of RAM was seen)."""
+    the share seen so far over the rest was the worse guess then); for ``host-memory``
+    with a resident map, ``ahead_by_map``; without a prior, the remaining bytes scaled by
+    the share of content seen so far (all of them until ``MIN_SEEN_SHARE`` of RAM was
+    seen)."""
     remaining = snap.remaining_bytes
     if remaining is None:
         return None
@@ -137,12 +139,38 @@ def content_left(snap: MigrationSnapshot, prior: Content | None) -> Span | None:
     high = float(remaining)
     known = prior is not None and prior.source != "unknown"
     low = min(high, max(0.0, prior.bytes.low - sent)) if prior is not None else 0.0
+    seen_enough = bool(snap.total_bytes) and \
+        (normal + zero) * page >= MIN_SEEN_SHARE * (snap.total_bytes or 0)
+    if prior is not None and prior.source == "host-memory" and resident is not None \
+            and seen_enough:
+        ahead = ahead_by_map(resident, (normal + zero) * page, sent)
+        if ahead is not None:
+            return Span(low, min(high, max(low, ahead)), high)
     if prior is not None and known:
         return Span(low, min(high, max(low, prior.bytes.central - sent)), high)
-    share = 1.0
-    if snap.total_bytes and (normal + zero) * page >= MIN_SEEN_SHARE * snap.total_bytes:
-        share = normal / (normal + zero)
+    share = normal / (normal + zero) if seen_enough else 1.0
     return Span(low, max(low, high * share), high)
+
+
+def ahead_by_map(resident: GuestResidency, scanned: int, sent: int) -> float | None:
+    """Content still ahead of the bulk pass, from where the host backs the guest's RAM.
+
+    QEMU's bulk pass walks the RAM blocks largest first, each from its start
+    (``ram_find_and_save_block``; the block list is sorted by size), so the first
+    ``scanned`` bytes of the largest block are behind it. A backed chunk is not all
+    content (a transparent huge page is backed whole for one written page): the share of
+    it that had content behind the pass, ``sent`` over the backed bytes behind, is taken
+    for the backed bytes ahead. None without a map, or before anything backed was
+    passed."""
+    chunks, size = resident.resident_map, resident.chunk_bytes
+    if not chunks or size <= 0:
+        return None
+    cut = min(len(chunks), scanned // size)
+    behind = sum(chunks[:cut]) * size
+    if behind <= 0:
+        return None
+    share = min(1.0, sent / behind)
+    return share * sum(chunks[cut:]) * size
 
 
 def bulk_content(snap: MigrationSnapshot, now: float) -> ContentSeen | None:

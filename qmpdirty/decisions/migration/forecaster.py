@@ -79,6 +79,10 @@ class Forecaster:
         self.params: MigrationParams | None = None
         self.guest_memory: GuestMemoryStats | None = None  # the balloon's statistics
         self.residency: GuestResidency | None = None  # what the host backs of its RAM
+        #: ``residency`` as it was when this migration began: once the migration reads
+        #: the guest's RAM, pages the host never backed map the (huge) zero page, which
+        #: ``pagemap`` shows as present
+        self._residency_before: GuestResidency | None = None
         self.last_bandwidth: Span | None = None  # what the last migration achieved
         self.previous_content: firstpass.ContentSeen | None = None  # its bulk pass
         self._readings: list[float] = []  # this migration's bandwidth readings
@@ -91,6 +95,7 @@ class Forecaster:
     def begin(self) -> None:
         self.samples.clear()
         self._readings, self._pass = [], None
+        self._residency_before = self.residency
 
     def sample(self, ts: float, snap: MigrationSnapshot) -> None:
         """A ``query-migrate`` of the running migration: note when a pass began and,
@@ -133,9 +138,9 @@ class Forecaster:
         left = None
         if first and snap is not None and snap.remaining_bytes is not None:
             prior = firstpass.content_before(ram, self.guest_memory, self.previous_content,
-                                             now, self._dirtied(), resident=self.residency) \
-                if ram else None
-            left = firstpass.content_left(snap, prior)
+                                             now, self._dirtied(),
+                                             resident=self._residency_before) if ram else None
+            left = firstpass.content_left(snap, prior, self._residency_before)
         wire = _wire(left, float(snap.remaining_bytes or 0) if snap else 0.0)
         inputs = ForecastInputs(
             bandwidth_bytes_per_s=bw, dirty_bytes_per_s=dirty.bytes_per_s if dirty else None,
