@@ -151,3 +151,20 @@ def test_sysusers_and_tmpfiles_apply_to_an_empty_root(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     made = (tmp_path / "etc/qmpdirty").stat()
     assert (made.st_uid, made.st_gid, made.st_mode & 0o7777) == (0, int(entry[3]), 0o750)
+
+
+def test_the_host_memory_drop_in_applies_and_stays_hardened(installed: Path,
+                                                           tmp_path: Path) -> None:
+    """The opt-in drop-in (CAP_SYS_PTRACE, no private user namespace) verifies clean beside
+    the unit, visibly changes it, and keeps the exposure at most 2."""
+    unit = tmp_path / "qmpdirty.service"
+    unit.write_text((installed / "qmpdirty.service").read_text())
+    drop_in = tmp_path / "qmpdirty.service.d"
+    drop_in.mkdir()
+    (drop_in / "host-memory.conf").write_text((SYSTEMD_DIR / "host-memory.conf").read_text())
+    result = _run(_tool("systemd-analyze"), "verify", str(unit))
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    report = _run(_tool("systemd-analyze"), "security", "--offline=yes", str(unit)).stdout
+    assert "✗ CapabilityBoundingSet=~CAP_SYS_PTRACE" in report  # the drop-in took effect
+    found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", report)
+    assert found and float(found.group(1)) <= MAX_EXPOSURE, report
