@@ -19,11 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qmpdirty.config import DeviceCapsConfig
-from qmpdirty.facts.fact import Fact
-from qmpdirty.facts.host import HostFacts
-from qmpdirty.host import read_host
-from qmpdirty.host.sysfs import canonical_address
-from tests.support.fakehost import (
+from qmpdirty.demo.lab.fakehost import (
     ALL_FEATURES,
     ECAP_LEGACY,
     KCONFIG_SM_OFF,
@@ -42,6 +38,10 @@ from tests.support.fakehost import (
     make_unreadable,
     overwrite,
 )
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import HostFacts
+from qmpdirty.host import read_host
+from qmpdirty.host.sysfs import canonical_address
 
 VF = "0000:3b:00.1"
 MDEV = "5d8f0a4e-0000-4000-8000-000000000001"

@@ -18,11 +18,9 @@ import pytest
 from qemu.qmp import ExecuteError, QMPClient
 
 from qmpdirty.demo.lab import end_child
-from qmpdirty.qmp.topology.mtree import flat_view_for
-from tests.support.golden import QEMU_ARGS
-from tests.support.qapi_schema import SchemaMismatch
-from tests.support.vfio_lab import start_qemu
-from tests.support.vfio_scenario import (
+from qmpdirty.demo.lab.qapi_schema import SchemaMismatch
+from qmpdirty.demo.lab.vfio_lab import start_qemu
+from qmpdirty.demo.lab.vfio_scenario import (
     Bar,
     FabDevice,
     FabViommu,
@@ -30,7 +28,9 @@ from tests.support.vfio_scenario import (
     ScenarioError,
     inject_flat_view,
 )
-from tests.support.vfio_standin import VfioStandIn
+from qmpdirty.demo.lab.vfio_standin import VfioStandIn
+from qmpdirty.qmp.topology.mtree import flat_view_for
+from tests.support.golden import QEMU_ARGS
 
 BDF = "0000:3b:00.0"
 DEVICE = FabDevice("hostdev0", BDF, 0x20, bars=(Bar(0, 0x3800_0000_0000, 0x200_0000),))

@@ -1,4 +1,4 @@
-"""Check JSON values against a QEMU's own ``query-qmp-schema`` introspection (tests).
+"""Check JSON values against a QEMU's own ``query-qmp-schema`` introspection (lab).
 
 The VFIO stand-in (``vfio_standin.py``) fabricates QMP replies; each one is checked
 here against what the real QEMU underneath says its commands return, so that a

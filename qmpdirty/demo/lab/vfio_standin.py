@@ -1,4 +1,4 @@
-"""A QMP server that puts VFIO devices into a real QEMU's replies (tests).
+"""A QMP server that puts VFIO devices into a real QEMU's replies (lab: tests, demo).
 
 This machine has no VFIO hardware. ``VfioStandIn`` sits between a QMP client (the
 daemon, ``qmpdirty probe``) and a real ``qemu-system-x86_64`` (10.0.2): every command
@@ -23,7 +23,8 @@ QEMU (replies are built per request, so the scenarios do not interfere). Each so
 a ``QmpServer`` of the lab's one fake QMP core (``qmpdirty.demo.lab.fakeqmp``: greeting,
 negotiation, framing, ``id``, in QEMU's shapes), whose responder is this stand-in bound
 to the endpoint; like QEMU, each connection answers its commands in order.
-``StandInThread`` runs one on its own event loop for synchronous tests (``vfio_lab``).
+``StandInThread`` runs one on its own event loop for synchronous callers, the demo and
+the system tests (``vfio_lab``).
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from typing import Any
 from qemu.qmp import ExecuteError, QMPClient
 
 from qmpdirty.demo.lab import qmpwire
+from qmpdirty.demo.lab import vfio_scenario as fab
 from qmpdirty.demo.lab.fakeqmp import Command, QmpServer
+from qmpdirty.demo.lab.qapi_schema import QOM_LIST_GET_10_1, QapiSchema
 from qmpdirty.demo.lab.qmpwire import ErrorReply
-from tests.support import vfio_scenario as fab
-from tests.support.qapi_schema import QOM_LIST_GET_10_1, QapiSchema
-from tests.support.vfio_scenario import Scenario
+from qmpdirty.demo.lab.vfio_scenario import Scenario
 
 MTREE = "info mtree -f -o"
 
