@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from qmpdirty.demo.lab import DemoError, end_child, log_tail, track_child
+from qmpdirty.demo.lab.vfio_hotplug import Plug
 from qmpdirty.demo.lab.vfio_scenario import Scenario
 from qmpdirty.demo.lab.vfio_standin import Endpoint, VfioStandIn
 
@@ -53,8 +54,8 @@ class StandInThread:
     def call(self, coro: Coroutine[Any, Any, _T], timeout_s: float = 30.0) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
-    def serve(self, path: Path, scenario: Scenario) -> Endpoint:
-        return self.call(self.standin.serve(path, scenario))
+    def serve(self, path: Path, scenario: Scenario, plugs: tuple[Plug, ...] = ()) -> Endpoint:
+        return self.call(self.standin.serve(path, scenario, plugs))
 
     def set_scenario(self, endpoint: Endpoint, scenario: Scenario,
                      event: tuple[str, dict[str, Any]] | None = None) -> None:
