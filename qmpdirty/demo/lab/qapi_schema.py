@@ -26,11 +26,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qmpdirty.demo.errors import DemoError
+
 Entity = Mapping[str, Any]
 
 
-class SchemaMismatch(AssertionError):
-    """A value does not have the shape the QEMU schema gives it."""
+class SchemaMismatch(DemoError, AssertionError):
+    """A value does not have the shape the QEMU schema gives it.
+
+    An ``AssertionError`` too: in a test, what QEMU would not say fails as one.
+    """
 
 
 #: qapi/error.json ``QapiErrorClass`` (not reachable from any command, so not introspected).

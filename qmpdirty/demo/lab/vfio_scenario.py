@@ -26,13 +26,19 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from qmpdirty.demo.errors import DemoError
+
 Version = tuple[int, int, int]
 _RANGE = re.compile(r"^  ([0-9a-f]{16})-([0-9a-f]{16}) ")
 _ROOT = re.compile(r"^ Root memory region: (\S+)")
 
 
-class ScenarioError(AssertionError):
-    """The scenario cannot be presented faithfully (e.g. a BAR over RAM)."""
+class ScenarioError(DemoError, AssertionError):
+    """The scenario cannot be presented faithfully (e.g. a BAR over RAM).
+
+    An ``AssertionError`` too: in a test, what QEMU would not say fails as one.
+    """
+
 
 PCIE0 = "/machine/q35/pcie.0"
 PERIPHERAL = "/machine/peripheral"
