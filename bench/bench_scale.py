@@ -16,6 +16,11 @@ are measured apart. The daemon is configured as item 4 says: every socket listed
   ``online``, to every VM's ``tracking``; SIGTERM to exit, and how many ``offline``
   messages reached the subscriber.
 * **Loop** (item 6): the 1,000-VM run again under ``--loop asyncio``; ratios.
+* **Start-up** (issue 12, item 9): the latency of every event from the exec to the
+  steady window (sessions starting, the first garbage collections), p99 and max.
+* **QMP commands** the daemon sends per second in the window, as the fleet counts them,
+  and how many were the hot-plug poll's ``qom-list``. ``Plan.settings`` ``"defaults"``
+  runs the daemon with the shipped defaults instead of the busy host's.
 
 Every figure carries ``machine`` (nproc, CPU, RAM, kernel, Python, QEMU, mosquitto).
 The benchmark raises its open-file limit (inherited by the daemon) for 1,000 sockets.
@@ -38,6 +43,7 @@ from bench.harness import (
     BenchDaemon,
     ProcStats,
     Subscriber,
+    default_config,
     machine,
     percentile,
     scale_config,
@@ -58,6 +64,7 @@ class Plan:
     warm_s: float = 30.0
     window_s: float = 60.0
     soak: bool = False
+    settings: str = "busy"  # or "defaults": the shipped configuration
 
     @property
     def event_rate(self) -> float:
@@ -67,7 +74,8 @@ class Plan:
     @property
     def label(self) -> str:
         return f"{self.vms:,} VM{'s' if self.vms > 1 else ''}" + \
-            (f", {self.loop}" if self.loop != "uvloop" else "")
+            (f", {self.loop}" if self.loop != "uvloop" else "") + \
+            (", defaults" if self.settings == "defaults" else "")
 
 
 @dataclass
@@ -106,12 +114,34 @@ def _latencies(sub: Subscriber, t0: float, t1: float, out: Outcome, emitted: int
     out.notes["real"] = f"{len(real)} real-QEMU STOP/RESUME events"
 
 
+def _startup_latencies(sub: Subscriber, exec_at: float, t0: float, out: Outcome) -> None:
+    """Every event from the daemon's exec to the steady window: the sessions starting,
+    the first collections. Events the fleet sent before a session negotiated never
+    reached the daemon (QEMU drops them too)."""
+    early = [e.latency_ms for e in sub.events_between(exec_at, t0)
+             if not e.vm.startswith("real-")]
+    out.values["startup_latency_p99_ms"] = percentile(early, 0.99)
+    out.values["startup_latency_max_ms"] = percentile(early, 1.0)
+    out.notes["startup"] = f"{len(early)} events in the first {t0 - exec_at:.0f} s"
+
+
+def _commands(before: dict[str, int], after: dict[str, int], span_s: float,
+              out: Outcome) -> None:
+    """QMP commands per second in the window, all and the hot-plug poll's share."""
+    rate = {k: (after.get(k, 0) - before.get(k, 0)) / span_s for k in after}
+    out.values["commands_per_s"] = sum(rate.values())
+    out.values["qom_list_per_s"] = rate.get("qom-list", 0.0)
+    out.notes["commands"] = ", ".join(f"{k} {v:.1f}/s" for k, v in
+                                      sorted(rate.items(), key=lambda kv: -kv[1]) if v)
+
+
 def _steady(daemon: BenchDaemon, sub: Subscriber, fleet: FakeFleet, out: Outcome) -> None:
     """CPU, RSS, message rates and latency over the steady window."""
     stats = ProcStats(daemon.pid)
     time.sleep(out.plan.warm_s)
     counts0, bytes0 = sub.snapshot_counts()
-    emitted0 = sum(fleet.control("stats")["events"].values())
+    fleet0 = fleet.control("stats")
+    emitted0 = sum(fleet0["events"].values())
     t0, cpu0, rss = time.time(), stats.cpu_s(), []
     while time.time() - t0 < out.plan.window_s:
         time.sleep(min(5.0, out.plan.window_s))
@@ -119,7 +149,9 @@ def _steady(daemon: BenchDaemon, sub: Subscriber, fleet: FakeFleet, out: Outcome
     t1 = time.time()
     out.values["cpu_percent"] = 100 * (stats.cpu_s() - cpu0) / (t1 - t0)
     out.values["rss_mib"] = rss[-1]
-    emitted = sum(fleet.control("stats")["events"].values()) - emitted0
+    fleet1 = fleet.control("stats")
+    emitted = sum(fleet1["events"].values()) - emitted0
+    _commands(fleet0["commands"], fleet1["commands"], t1 - t0, out)
     counts1, bytes1 = sub.snapshot_counts()
     out.values["msgs_per_s"] = (sum(counts1.values()) - sum(counts0.values())) / (t1 - t0)
     out.values["bytes_per_s"] = (bytes1 - bytes0) / (t1 - t0)
@@ -130,6 +162,7 @@ def _steady(daemon: BenchDaemon, sub: Subscriber, fleet: FakeFleet, out: Outcome
     out.values["retained_bytes_per_vm"] = sum(retained.values()) / max(1, out.plan.vms)
     _await_stragglers(sub, t0, t1, emitted, min(15.0, out.plan.window_s / 2))
     _latencies(sub, t0, t1, out, emitted)
+    _startup_latencies(sub, daemon.exec_at, t0, out)
 
 
 def _await_stragglers(sub: Subscriber, t0: float, t1: float, emitted: int, limit_s: float
@@ -186,8 +219,10 @@ def run_plan(plan: Plan) -> Outcome:
             FakeFleet(fakes, event_rate=plan.event_rate, migrating=min(5, fakes)) as fleet, \
             LabVms(plan.reals) as lab:
         sub = Subscriber(broker.port)
-        daemon = BenchDaemon(work, scale_config(broker.url, fleet.sockets() + lab.sockets),
-                             plan.loop)
+        sockets = fleet.sockets() + lab.sockets
+        table = scale_config(broker.url, sockets) if plan.settings == "busy" else \
+            default_config(broker.url, sockets)
+        daemon = BenchDaemon(work, table, plan.loop)
         try:
             daemon.start()
             _start(daemon, sub, out)
@@ -217,6 +252,11 @@ def latency_figures(o: Outcome, at_scale: bool) -> list[Figure]:
         _fig(f"event latency p99, {label}", v["latency_p99_ms"], "ms",
              f"{o.plan.event_rate:g} events/s over the fleet", "<= 10" if at_scale else None),
         _fig(f"event latency max, {label}", v["latency_max_ms"], "ms"),
+        _fig(f"event latency p99 from exec to the window, {label}",
+             v["startup_latency_p99_ms"], "ms", o.notes["startup"]),
+        _fig(f"event latency max from exec to the window, {label}",
+             v["startup_latency_max_ms"], "ms", "start-up and the first collections",
+             "<= 20" if at_scale else None),
     ]
     if "real_latency_p50_ms" in v:
         figures += [_fig(f"event latency {q}, real QEMUs among {label}",
@@ -235,6 +275,9 @@ def footprint_figures(o: Outcome, at_scale: bool) -> list[Figure]:
         _fig(f"MQTT messages received, {label}", v["msgs_per_s"], "msg/s", o.notes["msgs"]),
         _fig(f"MQTT payload bytes, {label}", v["bytes_per_s"], "B/s"),
         _fig(f"retained payload bytes per VM, {label}", v["retained_bytes_per_vm"], "B"),
+        _fig(f"QMP commands sent, {label}", v["commands_per_s"], "commands/s",
+             o.notes["commands"]),
+        _fig(f"qom-list (hot-plug poll, refreshes), {label}", v["qom_list_per_s"], "commands/s"),
     ]
 
 

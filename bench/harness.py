@@ -98,10 +98,11 @@ class BenchDaemon(DaemonProcess):
         super().__init__(workdir, table, env={"NOTIFY_SOCKET": str(self.notify_path)})
         self.loop = loop
         self.started = 0.0
+        self.exec_at = 0.0  # wall clock of the exec: events are stamped on it
 
     def start(self) -> BenchDaemon:
         with self.log_path.open("ab") as log:
-            self.started = time.monotonic()
+            self.started, self.exec_at = time.monotonic(), time.time()
             launcher = os.environ.get("QMPDIRTY_BENCH_LAUNCHER")
             command = [sys.executable, launcher] if launcher else [QMPDIRTY]
             self.proc = subprocess.Popen(
@@ -140,6 +141,16 @@ def scale_config(url: str, sockets: list[Path], **overrides: dict[str, Any]) -> 
     for name, section in overrides.items():
         table[name] = {**table.get(name, {}), **section}
     return table
+
+
+def default_config(url: str, sockets: list[Path]) -> dict[str, Any]:
+    """The shipped defaults, with every socket listed (dirty rate every 30 s, topology
+    refresh every 60 s, the hot-plug poll every 5 s)."""
+    return {
+        "mqtt": {"url": url}, "host": {"name": HOST},
+        "vm": [{"qmp": f"unix:{path}"} for path in sockets],
+        "daemon": {"log_level": "info", "shutdown_deadline_s": 10.0},
+    }
 
 
 @dataclass(frozen=True, slots=True)

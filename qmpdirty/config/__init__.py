@@ -1,8 +1,9 @@
 """Configuration: the TOML file and ``QMPDIRTY_*`` overrides, validated (shell).
 
 ``load.py`` reads the file and the environment and reports every problem with its
-key path; ``sections.py`` holds the pydantic model of each ``[section]``. The pure
-core imports section models from ``config.sections`` only (no file I/O there).
+key path; ``sections.py`` holds the pydantic model of each ``[section]``, ``hooks.py``
+those of ``[hooks]`` and ``[[hook]]``. The pure core imports section models from
+``config.sections`` and ``config.hooks`` only (no file I/O there).
 """
 
 from qmpdirty.config.load import (

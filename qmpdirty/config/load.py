@@ -28,17 +28,14 @@ from pydantic_settings import (
 
 from qmpdirty.config.address import ADDRESS_HINT
 from qmpdirty.config.environment import ENV_PREFIX, blame_environment
+from qmpdirty.config.hooks import COMMAND_HINT, HookConfig, HookEvent, HooksConfig
 from qmpdirty.config.sections import (
-    COMMAND_HINT,
     DaemonConfig,
     DeviceCapsConfig,
     DirtyRateConfig,
     DiscoveryConfig,
     ForecastConfig,
     HomeAssistantConfig,
-    HookConfig,
-    HookEvent,
-    HooksConfig,
     HostConfig,
     MigrationConfig,
     MqttConfig,
@@ -138,7 +135,10 @@ HINTS: dict[str, str] = {
     "device_caps": "each entry: bdf = \"0000:3b:00.1\" or driver = \"mlx5_vfio_pci\", then facts",
     "device_caps.bdf": "lower-case domain:bus:slot.function, as in /sys/bus/pci/devices",
     "hook.command": COMMAND_HINT + "; see docs/hooks.md",
-    "hook.event": "see docs/hooks.md § Events; \"*\" matches every event",
+    "hook.event": "see docs/hooks.md § Events: a kind, \"*\" for every kind, or "
+                  "\"qmp:NAME\" for a QMP event as QEMU names it (\"qmp:GUEST_PANICKED\")",
+    "hook.data": "a table of the QMP event's data members, e.g. event = \"qmp:BLOCK_IO_ERROR\" "
+                 "with data = { device = \"drive0\" }; see docs/hooks.md § QMP events",
 }
 
 

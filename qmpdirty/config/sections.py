@@ -157,7 +157,7 @@ class DirtyRateConfig(_Section):
     window_s: float = Field(default=1.0, gt=0, le=60)
     sample_pages: int | None = Field(
         default=None, description="pages per GiB, QEMU's 128-16384; default: from the budget")
-    sample_budget_pages: int = Field(default=262_144, ge=1024, le=16_777_216)
+    sample_budget_pages: int = Field(default=1_048_576, ge=1024, le=16_777_216)
     windows: int = Field(default=4, ge=1, le=16)
 
     @field_validator("sample_pages")
@@ -201,7 +201,9 @@ class VfioConfig(_Section):
     refresh_interval_s: float = Field(default=60.0, gt=0)
     debounce_s: float = Field(default=0.5, ge=0, le=60)
     hotplug_poll_s: float = Field(default=5.0, ge=0, description="QEMU has no DEVICE_ADDED "
-                                  "event: compare the device lists this often (0 = off)")
+                                  "event: look for a hot-plug this often, in the device "
+                                  "lists while a VFIO device could come, else in QEMU's "
+                                  "blocked-reasons (0 = off)")
 
 
 class DeviceCapsConfig(_Section):
@@ -230,46 +232,6 @@ class DeviceCapsConfig(_Section):
         if (self.bdf is None) == (self.driver is None):
             raise ValueError("give exactly one of bdf or driver")
         return self
-
-
-#: What the daemon fires hooks for (``sinks.hooks.HookRunner``).
-HookKind = Literal["migration-status", "blockers-changed", "tracking-changed",
-                   "forecast-negative", "vm-online", "vm-offline"]
-#: What ``[[hook]] event`` may name: one kind, or ``*`` for every kind.
-HookEvent = Literal[HookKind, "*"]
-COMMAND_HINT = 'command = ["/usr/local/bin/on-migration", "--flag"] (a list; run without a shell)'
-
-
-class HooksConfig(_Section):
-    """``[hooks]``: the hook runner's worker pool, queue and default timeout."""
-
-    max_concurrent: int = Field(default=4, ge=1, le=64)
-    queue_size: int = Field(default=100, ge=1, le=100_000)
-    timeout_s: float = Field(default=10.0, gt=0, le=3600)
-
-
-class HookConfig(_Section):
-    """``[[hook]]``: one executable run (without a shell) on one kind of event."""
-
-    event: HookEvent
-    command: list[str] = Field(min_length=1)
-    timeout_s: float | None = Field(default=None, gt=0, le=3600)
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _command_is_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            raise ValueError("must be a list of strings, not one string: no shell splits it")
-        return value
-
-    @field_validator("command")
-    @classmethod
-    def _absolute(cls, value: list[str]) -> list[str]:
-        if not value[0].startswith("/"):
-            raise ValueError("the executable must be an absolute path (PATH is not searched)")
-        if any("\0" in arg for arg in value):
-            raise ValueError("arguments cannot contain NUL characters")
-        return value
 
 
 class HomeAssistantConfig(_Section):

@@ -25,6 +25,7 @@ from qmpdirty.config import Config, load_config
 from qmpdirty.daemon.collector import freeze_survivors
 from qmpdirty.daemon.fleet import Fleet, serve
 from qmpdirty.daemon.forget import Forgetting
+from qmpdirty.daemon.hotplug import watch_host_vfio
 from qmpdirty.daemon.limits import raise_open_files
 from qmpdirty.daemon.vm import Context, VmPublisher
 from qmpdirty.errors import ConfigError, QmpConnectError
@@ -118,6 +119,9 @@ class Daemon:
                     infra.create_task(watchdog(self.notifier), name="watchdog"),
                     infra.create_task(freeze_survivors(), name="gc-freeze"),
                 ]
+                if self.cfg.vfio.enabled and self.cfg.vfio.hotplug_poll_s:
+                    background.append(infra.create_task(
+                        watch_host_vfio(self.cfg, self.ctx.host_vfio), name="host-vfio"))
                 if self.hooks is not None:
                     background.append(infra.create_task(self.hooks.run(), name="hooks"))
                 await self._serve_until_stopped(listener)
@@ -150,7 +154,7 @@ class Daemon:
         deadline_s = self.cfg.daemon.shutdown_deadline_s
         async with asyncio.TaskGroup() as vms:
             fleet = Fleet(self.ctx, vms)
-            fleet.reconcile(self.cfg)
+            await fleet.reconcile(self.cfg)
             server = vms.create_task(serve(self.ctx, listener), name="qmp-server") \
                 if listener is not None else None
             forgetting = vms.create_task(Forgetting(self.ctx).run(), name="forget")
@@ -193,7 +197,7 @@ class Daemon:
                     self._reload.clear()
                     self._reread_vm_list()
                 if not self._stop.is_set():
-                    fleet.reconcile(self.cfg)
+                    await fleet.reconcile(self.cfg)
         finally:
             stop.cancel()
 
@@ -231,21 +235,23 @@ STATS_REFRESH_S = 60.0
 async def publish_stats(sink: StatsSink, ctx: Context, started_ts: float,
                         due: asyncio.Event, *, tick_s: float = STATS_TICK_S,
                         refresh_s: float = STATS_REFRESH_S) -> None:
-    """``<prefix>/<host>/daemon``: at start, whenever ``vms_online``, ``vms_known`` or
-    ``mqtt_connects`` changed (the first connect included: B7), when ``due`` (an outbox
-    overflow), and every ``refresh_s``; checked every ``tick_s``, so at most that often."""
+    """``<prefix>/<host>/daemon``: at start, whenever ``vms_online``, ``vms_known``,
+    ``mqtt_connects`` or the lost QMP events changed (the first connect included: B7),
+    when ``due`` (an outbox overflow), and every ``refresh_s``; checked every ``tick_s``,
+    so at most that often. Each tick also lets the lost events' log summaries out."""
     loop = asyncio.get_running_loop()
     seq, shown, shown_at = 0, None, 0.0
     while True:
+        ctx.losses.flush()
         online = sum(1 for vm in ctx.vms.values() if vm.online)
-        now = (online, len(ctx.vms), sink.connects)
+        now = (online, len(ctx.vms), sink.connects, ctx.losses.totals)
         if now != shown or due.is_set() or loop.time() - shown_at >= refresh_s:
             seq += 1
             out = sink.outbox
             ctx.sink.publish(render.daemon_state(  # the MQTT sink, and /metrics if on
                 ctx.topics, seq, time.time(), version=__version__, started_ts=started_ts,
                 vms_online=online, vms_known=len(ctx.vms),
-                outbox=out.stats(),
+                outbox=out.stats(), qmp_events=ctx.losses.stats(),
                 mqtt_connects=sink.connects,
             ))
             shown, shown_at = now, loop.time()

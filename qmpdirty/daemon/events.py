@@ -1,15 +1,26 @@
-"""One VM's QMP events: published verbatim, then acted on by type (shell, one task).
+"""One VM's QMP events: published verbatim at once, then acted on by type (shell, two
+tasks).
 
-Every event goes out on ``vm/<vm>/event/<EVENT>`` as QEMU sent it. Then its typed
-observation (``qmp.translate.observation_from``) says what else happens: migration
+``EventStream.forward`` runs from the moment the VM is identified, before the rest of
+its session starts (``info``, the first gathers): every event goes out on
+``vm/<vm>/event/<EVENT>`` as QEMU sent it, the moment it is read, and to the
+hook runner, which runs the ``qmp:NAME`` hooks it is due for. What it says (its
+typed observation, ``qmp.translate.observation_from``) waits in a bounded queue for
+``EventStream.react``, which runs once the pipeline has started: migration
 observations go to ``Migrations``, a run-state change or a migration's end refreshes
 ``info`` and with it the VM's role (``daemon.info``), a topology change wakes the VFIO
-task. Must not look at an event's name or
-``data`` itself: the translation did, once.
+task. Reacting may ask QEMU (a poll, a refresh): the events behind it are published
+meanwhile. When reactions fall ``qmp.event_queue_size`` behind, ``forward`` waits, and
+the session's own queue (which drops its oldest) takes the rest.
+
+An event that cannot be read or published, or that the full session queue dropped, is
+counted (``daemon.losses``) and the session carries on. Must not look at an event's
+name or ``data`` itself: the translation did, once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from qmpdirty.daemon.info import refresh_info_if_answering
@@ -32,22 +43,43 @@ from qmpdirty.telemetry import render
 log = logging.getLogger(__name__)
 
 
-async def read_events(view: VmView, migrations: Migrations) -> None:
-    """The task: every event, in arrival order, until the session ends."""
-    dropped_seen = 0
-    while True:
-        raw = await view.session.next_event()
-        if (dropped := view.session.dropped_events) != dropped_seen:
-            log.warning("VM %s: event queue full, %d events dropped so far", view.name,
-                        dropped)
-            dropped_seen = dropped
-        try:
-            event = translate.event_from(raw)
-        except QmpReplyError as exc:
-            log.warning("VM %s: ignoring malformed event: %s", view.name, exc)
-            continue
-        view.out.publish(render.event(view.out.stamp(), event, view.event_expiry()))
-        await _react(view, migrations, translate.observation_from(event))
+class EventStream:
+    """One VM's events over one session: ``forward`` publishes, ``react`` acts."""
+
+    def __init__(self, view: VmView, migrations: Migrations) -> None:
+        self._view = view
+        self._migrations = migrations
+        self._seen: asyncio.Queue[EventObservation] = asyncio.Queue(
+            maxsize=view.cfg.qmp.event_queue_size)
+        self._dropped = 0  # the session's count, as last reported
+
+    async def forward(self) -> None:
+        """The task from identification on: every event, in arrival order, published
+        the moment it is read; what it says queued for ``react``."""
+        view = self._view
+        while True:
+            try:
+                event = translate.event_from(await view.session.next_event())
+            except QmpReplyError as exc:
+                view.losses.unreadable(view.name, str(exc))
+                continue
+            finally:
+                self._count_dropped()
+            view.out.publish(render.event(view.out.stamp(), event, view.event_expiry()))
+            view.out.fire_qmp(event)
+            await self._seen.put(translate.observation_from(event))
+
+    async def react(self) -> None:
+        """The task once the pipeline has started: act on each event, in order (those
+        that came while it started first)."""
+        while True:
+            await _react(self._view, self._migrations, await self._seen.get())
+
+    def _count_dropped(self) -> None:
+        dropped = self._view.session.dropped_events
+        if dropped != self._dropped:
+            self._view.losses.dropped(self._view.name, dropped - self._dropped)
+            self._dropped = dropped
 
 
 async def _react(view: VmView, migrations: Migrations, seen: EventObservation) -> None:
@@ -64,4 +96,3 @@ async def _react(view: VmView, migrations: Migrations, seen: EventObservation) -
             view.topology_changed.set()
         case OtherEvent():
             pass
-

@@ -3,8 +3,9 @@
 Published when its claim changes materially - after a dirty-rate measurement, when
 the VM's role or blockers change (``VmView.claims_changed``) - and otherwise as a
 heartbeat every ``[forecast] publish_interval_s`` (jittered) after the last publish,
-with QEMU's migration parameters and the guest's memory statistics (a virtio-balloon's
-``guest-stats``, when the VM has one and the guest reports) read again first. The model
+with QEMU's migration parameters, the guest's memory statistics (a virtio-balloon's
+``guest-stats``, when the VM has one and the guest reports) and what the host backs of
+its RAM (``host.residency``) read again first. The model
 is ``decisions``' (``forecaster``), and so is what may be claimed (``migration.claim``:
 only a running guest has a forecast; a blocked VM's verdict is ``blocked``). Fires
 ``forecast-negative`` when ``converges`` turns false. Must not compute anything here.
@@ -22,6 +23,7 @@ from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import ForecastClaim, claim, material_change
 from qmpdirty.decisions.migration.hooks_due import forecast_turned_negative
 from qmpdirty.errors import QmpQueryError
+from qmpdirty.host.residency import read_residency
 from qmpdirty.qmp import queries
 from qmpdirty.telemetry.render import forecast as fc
 
@@ -59,6 +61,16 @@ async def refresh_guest_memory(view: VmView, balloon: str | None) -> None:
         log.info("VM %s: guest-stats of %s: %s", view.name, balloon, exc)
 
 
+async def refresh_residency(view: VmView) -> None:
+    """What the host backs of the VM's RAM into the forecaster (``host.residency``, in a
+    thread: ``smaps`` walks the page tables). Unknown (None) without a pid, the RAM, or
+    the right to read the process's mappings."""
+    info = view.info
+    ram = info.basics.ram_bytes if info else None
+    view.forecaster.residency = await asyncio.to_thread(
+        read_residency, view.cfg.host.proc_root, view.identity.pid, ram, view.clock())
+
+
 class Forecasts:
     """The ``forecast`` topic of one VM's session."""
 
@@ -76,6 +88,7 @@ class Forecasts:
         interval = self._view.cfg.forecast.publish_interval_s
         self._balloon = await find_balloon(self._view)
         await refresh_guest_memory(self._view, self._balloon)
+        await refresh_residency(self._view)
         loop = asyncio.get_running_loop()
         due = loop.time() + interval * random.uniform(0.5, 1.5)
         self._published.clear()  # the session's first forecast keeps the wide spread
@@ -86,6 +99,7 @@ class Forecasts:
                 case "due":
                     await refresh_params(self._view)
                     await refresh_guest_memory(self._view, self._balloon)
+                    await refresh_residency(self._view)
                     self.publish()
             if self._published.is_set():
                 self._published.clear()

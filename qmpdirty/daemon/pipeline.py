@@ -1,24 +1,27 @@
 """One VM over one live QMP session: identify, start, run its tasks, end (shell).
 
 ``VmPipeline.identify`` asks who is on the other end and claims the VM's name;
-``run`` publishes the VM's state (``info`` with its role, ``online``, discovery) and
-then owns one ``TaskGroup`` of named tasks, one module each (the first ``forecast``
-comes from its task, once the VM's role and, with ``[vfio]``, its blockers are known):
-``events``, ``migrations`` (the poller), ``forecasts``, ``liveness``, ``dirty_rate``,
-``vfio``; the group ends the moment QEMU hangs up. They share one
-``VmView``. Leaving ``run`` (by any exception) reports a migration in flight ``lost``;
-``offline`` is published by the fleet once it knows the session did not fail. A
-pipeline is used for one session only; the fleet makes a new one. Must not catch what
-its tasks raise: the fleet's ``run_session`` is the one place that does.
+``run`` owns one ``TaskGroup`` of named tasks, one module each. The first,
+``events``, publishes every event from then on, while the group's body starts the VM
+(``info`` with its role, ``online``, discovery): at 1,000 VMs the start waits behind
+every other VM's, and events must not wait with it. Then come ``reactions`` (what the
+events say), ``migrations`` (the poller), ``forecasts`` (the first ``forecast`` comes
+from this task, once the VM's role and, with ``[vfio]``, its blockers are known),
+``liveness``, ``dirty_rate`` and ``vfio``; the group ends the moment QEMU hangs up.
+They share one ``VmView``. Leaving ``run`` (by any exception) reports a migration in
+flight ``lost``; ``offline`` is published by the fleet once it knows the session did
+not fail. A pipeline is used for one session only; the fleet makes a new one. Must
+not catch what its tasks raise: the fleet's ``run_session`` is the one place that does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from qmpdirty.daemon.dirty_rate import measure_dirty_rate
-from qmpdirty.daemon.events import read_events
+from qmpdirty.daemon.events import EventStream
 from qmpdirty.daemon.forecasts import Forecasts, refresh_params
 from qmpdirty.daemon.info import refresh_info
 from qmpdirty.daemon.liveness import watch_liveness
@@ -44,23 +47,26 @@ class VmPipeline:
                  version: QemuVersion, identity: VmIdentity, qmp_label: str) -> None:
         self.view = VmView(session=session, cfg=ctx.cfg, vm=vm, out=VmPublisher(ctx, vm),
                            clock=ctx.clock, version=version, identity=identity,
-                           qmp_label=qmp_label)
+                           qmp_label=qmp_label, losses=ctx.losses,
+                           host_vfio=ctx.host_vfio)
         self._topics: Topics = ctx.topics
         self.forecasts = Forecasts(self.view)
         self.migrations = Migrations(self.view)
+        self.events = EventStream(self.view, self.migrations)
         self.vfio = VfioWatch(self.view)
 
     @classmethod
     async def identify(cls, ctx: Context, session: QmpSession, owner: SessionOwner, *,
                        fallback_name: str, pid: int | None) -> VmPipeline:
         """Ask QEMU its version, name and UUID; claim the VM's topic name for ``owner``
-        (``fallback_name`` when QEMU has no ``-name``)."""
+        (``fallback_name`` when QEMU has no ``-name``) as this VM's (``Context.claim``,
+        ``SessionOwner.key``)."""
         version = await queries.qemu_version(session)
         if not since(version, OLDEST_SUPPORTED):
             log.warning("%s: QEMU %s is older than 8.0; replies may not match",
                         owner.label, ".".join(map(str, version)))
         identity = await queries.identify(session, pid)
-        vm = ctx.claim(sanitise(identity.name or fallback_name), owner)
+        vm = ctx.claim(sanitise(identity.name or fallback_name), owner, owner.key(identity))
         return cls(ctx, session, vm, version=version, identity=identity,
                    qmp_label=owner.label)
 
@@ -68,12 +74,12 @@ class VmPipeline:
     def vm(self) -> VmRecord:
         return self.view.vm
 
-    async def run(self) -> None:
-        """Publish ``online`` and state, then work until the session ends (raises).
-        On the way out, whatever the reason, a migration in flight is ``lost``."""
+    async def run(self, started: Callable[[], None] | None = None) -> None:
+        """Publish events at once, start (``online`` and state; then ``started()``),
+        then work until the session ends (raises). On the way out, whatever the reason,
+        a migration in flight is ``lost``."""
         try:
-            await self._start()
-            await self._run_tasks()
+            await self._run_tasks(started)
         finally:
             self.migrations.session_lost()
 
@@ -97,16 +103,20 @@ class VmPipeline:
                  view.info.basics.version_text if view.info else "?")
         await self.migrations.poll()
 
-    async def _run_tasks(self) -> None:
+    async def _run_tasks(self, started: Callable[[], None] | None) -> None:
         """The tasks, until QEMU hangs up (``QmpClosedError``) or one fails.
 
-        The group's own body waits for the hang-up: then a failing task always finds
-        the body awaiting, never the group's exit, and Python 3.11's TaskGroup takes
-        back the cancellation it sent the body (it would not at its exit), so the
-        task's ``cancelling()`` counts only cancellations from outside."""
+        The group's own body starts the VM, then waits for the hang-up: a failing task
+        always finds the body awaiting, never the group's exit, and Python 3.11's
+        TaskGroup takes back the cancellation it sent the body (it would not at its
+        exit), so the task's ``cancelling()`` counts only cancellations from outside."""
         view, name = self.view, self.view.name
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(read_events(view, self.migrations), name=f"{name}:events")
+            tg.create_task(self.events.forward(), name=f"{name}:events")
+            await self._start()
+            if started is not None:
+                started()
+            tg.create_task(self.events.react(), name=f"{name}:reactions")
             tg.create_task(self.migrations.poll_while_migrating(), name=f"{name}:migrate-poll")
             tg.create_task(self.forecasts.run(), name=f"{name}:forecast")
             tg.create_task(watch_liveness(view), name=f"{name}:liveness")

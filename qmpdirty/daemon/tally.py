@@ -4,7 +4,8 @@ A peer that may open the server socket can make thousands of connections that fa
 the QMP handshake; one WARNING each would flood the journal (2,000 connections wrote
 2,302 lines). ``Tally`` logs the first occurrence at once, then counts, and logs one
 summary per ``interval_s`` (from ``flush``, which the owner calls on a timer, and on
-the next ``note`` after the interval). Must not: drop the count, or log per event.
+the next ``note`` after the interval; ``flush_due`` only then). Must not: drop the
+count, or log per event.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ class Tally:
         self._last = ""
         self.total = 0
 
-    def note(self, detail: str) -> None:
-        """One more occurrence; ``detail`` says what happened this time."""
-        self.total += 1
-        self._count += 1
+    def note(self, detail: str, count: int = 1) -> None:
+        """``count`` more occurrences; ``detail`` says what happened this time."""
+        self.total += count
+        self._count += count
         self._last = detail
+        self.flush_due()
+
+    def flush_due(self) -> None:
+        """``flush``, if nothing was logged for ``interval_s`` (or ever)."""
         if self._logged_at is None or self._clock() - self._logged_at >= self._interval_s:
             self.flush()
 

@@ -22,11 +22,12 @@ from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import BlockerState, blocker_state
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
 from qmpdirty.decisions.vfio.host_caps import interpret_host
+from qmpdirty.decisions.vfio.hotplug import may_hot_plug
 from qmpdirty.decisions.vfio.republish import Shown, republish, shown
 from qmpdirty.errors import QmpQueryError
 from qmpdirty.facts.fact import Fact
 from qmpdirty.host.sysfs import read_host
-from qmpdirty.qmp import gather
+from qmpdirty.qmp import gather, queries
 from qmpdirty.qmp.gather import TopologyReader, gather_topology
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.qmp.topology.replies import QomChild
@@ -72,31 +73,46 @@ class VfioWatch:
                 self._view.topology_changed.clear()
 
     async def _until_topology_changes(self, interval_s: float) -> bool:
-        """Until an event says so (True), the device lists change or the refresh is due
+        """Until an event says so (True), a poll sees a change or the refresh is due
         (False: the reader notices a new device itself).
 
         QEMU emits DEVICE_DELETED but no DEVICE_ADDED (``facts.qemu``:
-        ``LAST_WITHOUT_DEVICE_ADDED``): a hot-plug shows only as a new child of
-        /machine/peripheral[-anon], compared at most hotplug_poll_s apart; the refresh
-        at the end lists them itself, so no poll falls on it."""
-        poll_s = self._view.cfg.vfio.hotplug_poll_s
+        ``LAST_WITHOUT_DEVICE_ADDED``), so a hot-plug is polled for, at most
+        hotplug_poll_s apart (``_changed``); the refresh at the end reads everything
+        itself, so no poll falls on it."""
+        view = self._view
+        poll_s = view.cfg.vfio.hotplug_poll_s
         steps = math.ceil(interval_s / poll_s) if poll_s else 1
-        baseline = self._reader.peripherals
+        peripherals, reasons = self._reader.peripherals, self._reader.blocked_reasons
         for step in range(steps):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._view.topology_changed.wait(), interval_s / steps)
+                await asyncio.wait_for(view.topology_changed.wait(), interval_s / steps)
                 return True
-            if step < steps - 1 and await self._peripherals(baseline) != baseline:
+            if step < steps - 1 and await self._changed(peripherals, reasons):
                 return False
         return False
 
-    async def _peripherals(self, baseline: frozenset[QomChild]) -> frozenset[QomChild]:
-        """The children of the device containers (two cheap ``qom-list`` calls); the
-        baseline when QEMU cannot say (frozen: liveness reports it)."""
+    async def _changed(self, peripherals: frozenset[QomChild],
+                       reasons: tuple[str, ...] | None) -> bool:
+        """Whether the VM changed since the last evaluation, as one poll can tell.
+
+        While a VFIO device could come (``decisions.vfio.hotplug``: the host offers one,
+        or QEMU has vfio-user), a new child of /machine/peripheral[-anon] (two
+        ``qom-list``). Otherwise only a hot-plug that changes QEMU's ``blocked-reasons``
+        can change what this task publishes (a device that adds a migration blocker,
+        such as an ivshmem in peer mode): one ``query-migrate``, whose answer also
+        spares the liveness probe. QEMU that cannot say (frozen: liveness reports it)
+        is taken as unchanged."""
+        view = self._view
         try:
-            return await gather.peripherals(self._view.session)
+            if may_hot_plug(view.host_vfio.devices, view.version):
+                return await gather.peripherals(view.session) != peripherals
+            if reasons is None:
+                return False  # not evaluated yet: the refresh reads them
+            snapshot = await queries.migration_snapshot(view.session)
         except QmpQueryError:
-            return baseline
+            return False
+        return snapshot.blocked_reasons != reasons
 
     async def _evaluate(self, full: bool) -> None:
         v = self._view

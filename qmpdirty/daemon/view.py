@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qmpdirty.config import Config
+from qmpdirty.daemon.hotplug import HostVfio
+from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.vm import VmPublisher, VmRecord
 from qmpdirty.decisions.migration.claim import BlockerState
 from qmpdirty.decisions.migration.forecaster import Forecaster
@@ -37,6 +39,8 @@ class VmView:
     version: QemuVersion
     identity: VmIdentity
     qmp_label: str
+    losses: EventLosses  # the daemon's count of events that could not be published
+    host_vfio: HostVfio  # the VFIO devices the host offers (the hot-plug poll reads it)
     info: VmInfo | None = None  # the facts last read for ``info``
     has_vfio: bool = False  # the last VFIO evaluation found a device
     #: the last VFIO evaluation's blockers (None: none yet, or ``[vfio]`` is off)

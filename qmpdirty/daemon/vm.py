@@ -5,6 +5,9 @@ The ``seq`` counter must keep increasing across reconnects within a daemon run, 
 the migration tracker must survive a reconnect to report ``lost``; both live in the
 VM's ``VmRecord``, keyed by its topic name, until the VM is forgotten
 (``daemon.forget``); a VM that comes back then starts above every ``seq`` forgotten.
+A topic name stays with the VM that first claimed it (``Context.claim``, with
+``SessionOwner.key``) until that VM is forgotten, whatever order VMs whose names
+sanitise alike reconnect in.
 Everything a VM sends goes through its ``VmPublisher`` to a ``Publisher`` (the MQTT
 sink; a recorder in tests), and every hook through ``VmPublisher.fire``: must not
 publish or fire hooks any other way.
@@ -19,8 +22,12 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from qmpdirty.config import Config
+from qmpdirty.daemon.hotplug import HostVfio
+from qmpdirty.daemon.losses import EventLosses
+from qmpdirty.daemon.starts import StartGate
 from qmpdirty.decisions.migration.forecaster import Forecaster
 from qmpdirty.decisions.migration.tracker import TrackerState
+from qmpdirty.facts.vm import QmpEvent, VmIdentity
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing, VmStamp
@@ -47,12 +54,29 @@ class Hooks(Protocol):
         """Queue the hooks for ``kind`` with ``body`` (a JSON document) on their stdin;
         never blocks, never raises."""
 
+    def fire_qmp(self, vm: str, event: QmpEvent) -> None:
+        """Queue the ``qmp:NAME`` hooks ``event`` is due for, with the message as QEMU
+        sent it on their stdin; never blocks, never raises."""
+
 
 @dataclass(frozen=True, eq=False)
 class SessionOwner:
     """One QMP session's claim on a VM name (compared by identity)."""
 
     label: str
+    #: where the VM is reached, the same across its restarts: its address in client
+    #: mode; None in server mode (every QEMU dials the one socket)
+    place: str | None = None
+
+    def key(self, identity: VmIdentity | None) -> str | None:
+        """Which VM this is, for ``Context.claim``: QEMU's UUID, else its ``-name`` as
+        QEMU gives it (``web 1`` and ``web/1`` both sanitise to ``web_1``) with the
+        address, else the address; None when nothing stable is known."""
+        if identity is not None and identity.uuid:
+            return f"uuid:{identity.uuid}"
+        if identity is not None and identity.name:
+            return f"name:{identity.name}" + (f"@{self.place}" if self.place else "")
+        return f"qmp:{self.place}" if self.place else None
 
 
 @dataclass
@@ -61,6 +85,8 @@ class VmRecord:
 
     name: str
     forecaster: Forecaster  # kept across sessions: last bandwidth, last measurement
+    #: who the name belongs to (``Context.claim``); None: nobody yet (adopted at start)
+    key: str | None = None
     seq: int = 0
     state: render.VmStatus = "offline"
     error: str | None = None
@@ -95,23 +121,51 @@ class Context:
     vms: dict[str, VmRecord] = field(default_factory=dict)
     #: the highest ``seq`` of a VM forgotten in this run: a new record starts above it
     seq_floor: int = 0
+    #: QMP events that could not be published, by VM (the ``daemon`` topic)
+    losses: EventLosses = field(default_factory=EventLosses)
+    #: the host's VFIO devices, kept current by ``daemon.hotplug`` (with ``[vfio]``)
+    host_vfio: HostVfio = field(default_factory=HostVfio)
+    #: how many sessions may be starting at once (``daemon.starts``)
+    starts: StartGate = field(default_factory=StartGate)
+    #: the highest ``.N`` given to each name that clashed (``claim``)
+    _suffixes: dict[str, int] = field(default_factory=dict)
 
-    def claim(self, name: str, owner: SessionOwner) -> VmRecord:
+    def claim(self, name: str, owner: SessionOwner, key: str | None = None) -> VmRecord:
         """The record for ``name``, owned by ``owner``; a clash gets a ``.N`` suffix.
 
         Two live sessions never publish under one name (two QEMUs with the same
-        ``-name``, or one QEMU reached twice): the second is logged and renamed.
+        ``-name``, or one QEMU reached twice): the second is logged and renamed. ``key``
+        says which VM this is (``SessionOwner.key``): a name once claimed with a key goes
+        to that key only, so two VMs whose names sanitise alike keep ``<name>`` and
+        ``<name>.2`` however they reconnect or restart, until forgotten.
         """
-        candidate, n = name, 1
-        while (vm := self.vms.get(candidate)) is not None and vm.owner not in (None, owner):
-            n += 1
-            candidate = f"{name}.{n}"
-        if candidate != name:
+        free: str | None = None
+        for candidate in self._family(name):
+            vm = self.vms.get(candidate)
+            if vm is None or vm.owner not in (None, owner):
+                free = free or (candidate if vm is None else None)
+                continue
+            if key is not None and vm.key == key:
+                return self._take(vm, owner, key)  # this VM's own name
+            if free is None and vm.key in (None, key):
+                free = candidate
+        taken = free or self._next_in(name)
+        if taken not in self.vms and taken != name:
             log.error("two QMP sessions call themselves %r; publishing the second as %r",
-                      name, candidate)
-        vm = self.vms.get(candidate) or self._record(candidate)
-        vm.owner = owner
-        vm.released_at = None
+                      name, taken)
+        return self._take(self.vms.get(taken) or self._record(taken), owner, key)
+
+    def _family(self, name: str) -> list[str]:
+        """``name`` and every ``name.N`` given out in this run, in order."""
+        return [name, *(f"{name}.{n}" for n in range(2, self._suffixes.get(name, 1) + 1))]
+
+    def _next_in(self, name: str) -> str:
+        n = self._suffixes[name] = self._suffixes.get(name, 1) + 1
+        return f"{name}.{n}"
+
+    def _take(self, vm: VmRecord, owner: SessionOwner, key: str | None) -> VmRecord:
+        vm.owner, vm.released_at = owner, None
+        vm.key = vm.key or key
         return vm
 
     def release(self, vm: VmRecord, owner: SessionOwner) -> None:
@@ -159,6 +213,12 @@ class VmPublisher:
         if self._ctx.hooks is not None:
             body = msg.payload if msg is not None and msg.is_json else b"{}"
             self._ctx.hooks.fire_body(kind, self.vm.name, body)
+
+    def fire_qmp(self, event: QmpEvent) -> None:
+        """Run the ``qmp:NAME`` hooks due for ``event`` (QEMU's message on stdin); never
+        waits."""
+        if self._ctx.hooks is not None:
+            self._ctx.hooks.fire_qmp(self.vm.name, event)
 
     def clear(self, kind: TopicKind) -> None:
         """Remove the VM's retained ``kind`` from the broker (an empty retained message)."""

@@ -33,6 +33,10 @@ QOM_LIST_GET: QemuVersion = (10, 1, 0)
 #: There is no ``DEVICE_ADDED`` QMP event up to and including this release (qapi/qdev.json
 #: has only DEVICE_DELETED): a hot-plug is noticed by listing the device containers.
 LAST_WITHOUT_DEVICE_ADDED: QemuVersion = (10, 2, 0)
+#: ``vfio-user-pci``: a VFIO device served by another process over a UNIX socket, which
+#: needs no VFIO device on the host (hw/vfio-user/; 10.1 in the reference's table, from
+#: memory: hot-plug polling takes it as given from this release on).
+VFIO_USER_PCI: QemuVersion = (10, 1, 0)
 
 # --- What QEMU does: migration ----------------------------------------------------------
 

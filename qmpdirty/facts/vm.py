@@ -133,11 +133,27 @@ class DirtyRateMeasurement:
 
 @dataclass(frozen=True, slots=True)
 class QmpEvent:
-    """A QMP event: name, data and QEMU's own timestamp in epoch seconds."""
+    """A QMP event: name, data and QEMU's own timestamp in epoch seconds; ``raw`` is the
+    message as QEMU sent it (``event``, ``data`` when there is any, ``timestamp``), kept
+    for the ``qmp:NAME`` hooks' stdin and never read by the daemon."""
 
     name: str
     data: dict[str, Any] = field(default_factory=dict)
     qemu_ts: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GuestResidency:
+    """How much of the guest's RAM the host holds for it, read from the QEMU process's
+    mappings (``/proc/<pid>/smaps``): bytes resident or swapped out in the mappings that
+    are guest RAM, of ``mapped_bytes`` mapped, and when (epoch seconds). A page the
+    host never backed reads as zeros, so this is an upper bound on the guest's pages
+    with content (rounded up by transparent huge pages)."""
+
+    resident_bytes: int
+    mapped_bytes: int
+    at_s: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,23 @@ def read_link_name(root: Path, fs: str, rel: str) -> Read:
     return Text(label, name)
 
 
+def read_vfio_devices(cfg: HostConfig) -> frozenset[str] | None:
+    """Every device this host could hand to a VM through VFIO now: PCI devices bound to
+    ``vfio-pci`` or a variant driver (``*_vfio_pci``: any PCI driver named ``vfio``),
+    and mediated devices. None when the PCI drivers cannot be listed (then nothing is
+    known). A VFIO hot-plug needs one of these bound first (libvirt binds a managed
+    ``hostdev`` just before ``device_add``)."""
+    drivers = cfg.sysfs_root / "bus" / "pci" / "drivers"
+    try:
+        names = os.listdir(drivers)
+    except (OSError, ValueError):
+        return None
+    found = {f"pci:{entry}" for name in names if "vfio" in name
+             for entry in _entries(drivers / name) if _BDF.fullmatch(entry)}
+    found |= {f"mdev:{entry}" for entry in _entries(cfg.sysfs_root / "bus/mdev/devices")}
+    return frozenset(found)
+
+
 def _entries(path: Path) -> frozenset[str]:
     try:
         return frozenset(os.listdir(path))

@@ -77,6 +77,11 @@ class TopologyReader:
         """The children of peripheral and peripheral-anon at the last read."""
         return self._last.peripherals if self._last else frozenset()
 
+    @property
+    def blocked_reasons(self) -> tuple[str, ...] | None:
+        """QEMU's ``blocked-reasons`` at the last read; None before one finished."""
+        return self._last.topology.blocked_reasons if self._last else None
+
     async def read(self, *, full: bool = False) -> VmTopology:
         query = TopologyQuery(self._types, version=self._version,
                               previous=None if full else self._last)

@@ -7,6 +7,12 @@ Stage: shell; the only module that imports ``qemu.qmp``. Wraps ``QMPClient``:
 * events go to one bounded queue. ``QMPClient``'s default listener keeps every
   event forever and cannot be removed, so ``_BoundedClient`` replaces the event
   fan-out itself (the ``Events._event_dispatch`` hook of qemu.qmp 0.0.6, pinned);
+* a message that is JSON but beyond what Python's ``json`` reads (an integer of more
+  than 4,300 digits, nesting past the recursion limit) does not end the session: an
+  event is replaced by an ``UnreadableEvent`` in the queue (``next_event`` raises
+  ``QmpReplyError`` for it, in its place), a reply fails its command with
+  ``QmpReplyError``. Only malformed JSON and oversized messages end the session
+  (``_BoundedClient._do_recv`` overrides the library's reader, 0.0.6);
 * ``wait_closed`` returns when QEMU hangs up, so the supervisor notices at once;
 * on a UNIX socket (client or server mode) ``peer_pid`` is QEMU's pid, from the
   kernel (``SO_PEERCRED``): the session connects the socket itself for that.
@@ -19,8 +25,10 @@ import logging
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
+from qemu.qmp import ExecInterruptedError, ExecuteError, QMPClient, QMPError, Runstate
+from qemu.qmp.error import ProtocolError
 from qemu.qmp.message import Message
 
 from qmpdirty.config.address import QmpAddress
@@ -28,31 +36,91 @@ from qmpdirty.errors import (
     QmpClosedError,
     QmpCommandError,
     QmpConnectError,
+    QmpReplyError,
     QmpTimeoutError,
 )
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.listener import peer_cred
+from qmpdirty.qmp.wire import head_of
 
 log = logging.getLogger(__name__)
 
 #: Largest QMP message accepted (``query-qmp-schema`` is ~200 KiB; 10 MiB is ample).
 READ_LIMIT = 10 * 1024 * 1024
+#: An unreadable message longer than this is looked into in a worker thread.
+_SCAN_INLINE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableEvent:
+    """An event that could not be read, in the queue in its place."""
+
+    event: str | None  # its name, when that much could be read
+    reason: str
+
+
+class _Oversized(ProtocolError, QmpClosedError):
+    """A message longer than ``READ_LIMIT``: the stream cannot be framed any more, the
+    session ends (raised inside the library's reader, so one of its errors too)."""
+
+
+class _UnreadableReply(ExecInterruptedError, QmpReplyError):
+    """The reply to a command in flight could not be read: the command fails (handed
+    to the library's waiting ``execute``, so one of its errors too)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _BoundedClient(QMPClient):
     """A QMPClient whose events go to one bounded queue; overflow drops the oldest,
-    and whose message hooks do not serialise messages for a disabled debug log."""
+    whose reader survives messages Python's json cannot read, and whose message hooks
+    do not serialise messages for a disabled debug log."""
 
     def __init__(self, name: str, queue_size: int) -> None:
         super().__init__(name, readbuflen=READ_LIMIT)
-        self.event_queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+        self.event_queue: asyncio.Queue[Message | UnreadableEvent] = \
+            asyncio.Queue(maxsize=queue_size)
         self.dropped_events = 0
 
     async def _event_dispatch(self, msg: Message) -> None:
+        self._enqueue(msg)
+
+    def _enqueue(self, item: Message | UnreadableEvent) -> None:
         if self.event_queue.full():
             self.event_queue.get_nowait()
             self.dropped_events += 1
-        self.event_queue.put_nowait(msg)
+        self.event_queue.put_nowait(item)
+
+    async def _do_recv(self) -> Message:
+        """One message, as the library's reader (0.0.6) reads it, except that valid
+        JSON Python's ``json`` refuses (``ValueError``: an integer of more than 4,300
+        digits; ``RecursionError``: deep nesting) is set aside and the next one read.
+        (Malformed JSON raises the library's ``DeserializationError``, no ValueError.)"""
+        while True:
+            try:
+                raw = await self._readline()
+            except ValueError as exc:  # StreamReader: no newline within the limit
+                raise _Oversized(f"message larger than {READ_LIMIT // 2**20} MiB") from exc
+            try:
+                return Message(raw, eager=True)
+            except (ValueError, RecursionError) as exc:
+                reason = _unreadable(exc)
+                if self.runstate != Runstate.RUNNING:  # the greeting or negotiation
+                    raise ProtocolError(reason) from exc
+                await self._set_aside(raw, reason)
+
+    async def _set_aside(self, raw: bytes, reason: str) -> None:
+        """Fail the command an unreadable reply answers; queue an unreadable event (or
+        anything else: a reply to no command in flight is dropped, the spec says)."""
+        head = head_of(raw) if len(raw) <= _SCAN_INLINE else \
+            await asyncio.to_thread(head_of, raw)
+        waiting = self._pending.get(head.id) if head.event is None and head.id else None
+        if waiting is not None:
+            await waiting.put(_UnreadableReply(reason))
+        elif head.event is not None or head.id is None:
+            self._enqueue(UnreadableEvent(head.event or None, reason))
 
     # The library's message hooks only log, but build ``str(msg)`` (a full JSON dump)
     # before the logger decides: at 1,000 VMs that was the daemon's largest CPU cost.
@@ -149,14 +217,21 @@ class QmpSession:
         except ExecuteError as exc:
             self.answered_at = time.monotonic()
             raise QmpCommandError(command, exc.error_class, str(exc)) from exc
+        except _UnreadableReply as exc:
+            self.answered_at = time.monotonic()
+            raise QmpReplyError(f"{command}: unreadable reply: {exc.reason}") from exc
         except QMPError as exc:
             raise QmpClosedError(f"{command}: session closed ({_reason(exc)})") from exc
         self.answered_at = time.monotonic()
         return reply
 
     async def next_event(self) -> dict[str, object]:
-        """The next event, in arrival order, as a plain dict (translate before use)."""
-        return dict(await self._client.event_queue.get())
+        """The next event, in arrival order, as a plain dict (translate before use);
+        ``QmpReplyError`` in place of an event that could not be read."""
+        item = await self._client.event_queue.get()
+        if isinstance(item, UnreadableEvent):
+            raise QmpReplyError(f"event {item.event or '(unnamed)'}: {item.reason}")
+        return dict(item)
 
     async def wait_closed(self) -> None:
         """Return once the connection is no longer running (QEMU exited or hung up)."""
@@ -212,10 +287,17 @@ async def _quietly_disconnect(client: QMPClient) -> str | None:
         log.debug("%s: disconnect after error: %s", client.name, _reason(exc))
         if isinstance(exc, ConnectionResetError | BrokenPipeError | RuntimeError):
             return None
-        if isinstance(exc, ValueError | asyncio.LimitOverrunError):  # reader limit
-            return f"message larger than {READ_LIMIT // 2**20} MiB"
+        if isinstance(exc, _Oversized):
+            return exc.error_message
         return _reason(exc)
     return None
+
+
+def _unreadable(exc: ValueError | RecursionError) -> str:
+    """Why json could not read a message that is JSON (for logs and counts)."""
+    if isinstance(exc, RecursionError):
+        return "nested deeper than Python's JSON reader allows"
+    return f"unreadable: {str(exc).split(';')[0]}"  # "Exceeds the limit (4300 digits)..."
 
 
 

@@ -10,6 +10,7 @@ once: ``observation_from`` is the only code that looks at an event's name or
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -194,6 +195,11 @@ def dirty_rate_from(reply: object) -> DirtyRateMeasurement | None:
     )
 
 
+#: How deep an event's ``data`` may nest. QEMU's events nest a few levels; the payload
+#: that publishes ``data`` must stay within what its JSON encoder takes (~250 levels).
+MAX_EVENT_DEPTH = 200
+
+
 #: QOM types of a virtio-balloon (hw/virtio/virtio-balloon-pci.c, -ccw.c, virtio-balloon.c).
 BALLOON_TYPES = frozenset({"virtio-balloon-pci", "virtio-balloon-pci-transitional",
                            "virtio-balloon-pci-non-transitional", "virtio-balloon-ccw",
@@ -222,11 +228,42 @@ def guest_memory_from(reply: object) -> GuestMemoryStats | None:
 
 
 def event_from(message: object) -> QmpEvent:
-    """A raw event message -> ``QmpEvent`` with QEMU's timestamp as epoch seconds."""
+    """A raw event message -> ``QmpEvent`` with QEMU's timestamp as epoch seconds. An
+    event that cannot be published as it came - ``data`` nested deeper than
+    ``MAX_EVENT_DEPTH``, or holding a string that is no Unicode text (a lone surrogate,
+    which JSON's ``\\ud800`` escape can carry) - is ``QmpReplyError``. The message
+    itself is kept as ``raw`` (what ``qmp:NAME`` hooks read)."""
     msg = parse_reply(wire.EventMessage, "event", message)
+    if (why := _unpublishable(msg.data)) is not None:
+        raise QmpReplyError(f"event {msg.event}: {why}")
     ts = msg.timestamp
     qemu_ts = ts.seconds + ts.microseconds / 1e6 if ts and ts.seconds >= 0 else None
-    return QmpEvent(name=msg.event, data=dict(msg.data), qemu_ts=qemu_ts)
+    raw = dict(message) if isinstance(message, Mapping) else {}
+    return QmpEvent(name=msg.event, data=dict(msg.data), qemu_ts=qemu_ts, raw=raw)
+
+
+def _unpublishable(data: dict[str, Any]) -> str | None:
+    """Why ``data`` cannot be published verbatim, level by level (no recursion)."""
+    level: list[object] = [data]
+    for depth in range(MAX_EVENT_DEPTH + 1):
+        if any(isinstance(v, str) and not v.isascii() and not _encodes(v) for v in level):
+            return "data holds a string that is not Unicode text (a lone surrogate)"
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            return None
+        if depth == MAX_EVENT_DEPTH:
+            return f"data nested deeper than {MAX_EVENT_DEPTH} levels"
+        level = [child for v in containers
+                 for child in ((*v, *v.values()) if isinstance(v, dict) else v)]
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _RUN_STATE: dict[str, RunStateEvent] = {e: e for e in get_args(RunStateEvent)}

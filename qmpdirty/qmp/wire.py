@@ -11,6 +11,9 @@ reply as ``object``: nothing from QEMU is used before it passed one of these mod
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -248,3 +251,63 @@ class EventMessage(_Wire):
     event: str = Field(min_length=1)
     data: dict[str, Any] = Field(default_factory=dict)
     timestamp: EventTimestamp | None = None
+
+
+# --- messages Python's json cannot read ---------------------------------------------------
+
+#: A JSON string (escapes included), a run of opening or of closing brackets, ``:``, ``,``.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{\[]+|[}\]]+|[:,]', re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHead:
+    """What the top level of a QMP message says about it: its ``event`` name (None: no
+    ``event`` member; empty: one that is not a string) and its ``id`` (None: none, or
+    not a string)."""
+
+    event: str | None
+    id: str | None
+
+
+def head_of(raw: bytes) -> MessageHead:
+    """The ``event`` and ``id`` members of a message that is valid JSON but beyond what
+    Python's ``json`` reads (an integer of more than 4,300 digits, nesting deeper than
+    the interpreter's recursion limit), found without reading the values: the scan
+    keeps a depth count, so it never recurses, and looks only at top-level members."""
+    depth, key, member_start = 0, None, False
+    found: dict[str, str | None] = {}
+    for match in _TOKEN.finditer(raw):
+        token = match.group()
+        if token[0] in b"{[":
+            if depth == 1 and key is not None:
+                found.setdefault(key, None)  # a container value: present, not a string
+                key = None
+            depth += len(token)
+            member_start = depth == 1
+        elif token[0] in b"}]":
+            depth -= len(token)
+        elif depth != 1:
+            continue
+        elif token == b",":
+            if key is not None:
+                found.setdefault(key, None)  # a number, true, false or null
+            key, member_start = None, True
+        elif token == b":":
+            member_start = False
+        elif member_start:  # a string where a member's name goes
+            key, member_start = _string(token), False
+        elif key is not None:  # a string value
+            found.setdefault(key, _string(token))
+            key = None
+    if key is not None:
+        found.setdefault(key, None)
+    event = (found["event"] or "") if "event" in found else None
+    return MessageHead(event=event, id=found.get("id"))
+
+
+def _string(token: bytes) -> str:
+    try:
+        value = json.loads(token)
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from qmpdirty.config.sections import HookKind
+from qmpdirty.config.hooks import HookTrigger
 from qmpdirty.sinks.hook_queue import HookJob
 
 #: How much of a failing hook's stderr is kept for its result.
@@ -60,7 +60,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 class HookOutcome:
     """How one run ended: the ``vm/<vm>/hook`` payload's own fields (docs/hooks.md)."""
 
-    event: HookKind
+    event: HookTrigger
     command: tuple[str, ...]
     exit_code: int | None  # negative: killed by that signal; None: never started
     timed_out: bool
@@ -74,7 +74,7 @@ class HookOutcome:
 
 
 def outcome(
-    kind: HookKind, command: Sequence[str], *, exit_code: int | None, timed_out: bool,
+    kind: HookTrigger, command: Sequence[str], *, exit_code: int | None, timed_out: bool,
     error: str | None, duration_s: float,
 ) -> HookOutcome:
     """The result of one run, its duration rounded to the millisecond."""

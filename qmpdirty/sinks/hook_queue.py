@@ -18,14 +18,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qmpdirty.config.sections import HookKind
+from qmpdirty.config.hooks import HookTrigger
 
 
 @dataclass(frozen=True, slots=True)
 class HookJob:
     """One queued run of one command."""
 
-    kind: HookKind
+    kind: HookTrigger
     vm: str
     command: tuple[str, ...]
     timeout_s: float

@@ -1,7 +1,9 @@
 """Hooks: run the operator's executables on daemon events (shell, a sink beside MQTT).
 
 Stage: sink. The daemon calls ``HookRunner.fire(kind, vm, payload)`` where it
-publishes telemetry (``fire_kind`` when its kind is already a ``HookKind``); it only
+publishes telemetry (``fire_kind`` when its kind is already a ``HookKind``), and
+``fire_qmp(vm, event)`` for every QMP event (the ``qmp:NAME`` hooks it is due for,
+``decisions.migration.hooks_due``, read the message as QEMU sent it); it only
 queues (``sinks.hook_queue``: bounded, the oldest run is dropped on overflow, counted
 and logged) and returns. ``HookRunner.run()`` is a pool of ``[hooks] max_concurrent``
 workers, owned by the daemon's TaskGroup, each running one ``[[hook]]`` command at a
@@ -34,7 +36,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard, get_args
 
 from qmpdirty.config import Config, HookConfig
-from qmpdirty.config.sections import HookKind
+from qmpdirty.config.hooks import HookKind, HookTrigger, qmp_hook_event
+from qmpdirty.decisions.migration.hooks_due import qmp_hooks_due
+from qmpdirty.facts.vm import QmpEvent
 from qmpdirty.sinks.hook_input import offline_input
 from qmpdirty.sinks.hook_process import (
     STDERR_TAIL_BYTES,
@@ -72,7 +76,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MAX_REMEMBERED = 10_000
 
 #: ``on_result(kind, vm, command, outcome)``, called for failed runs only.
-OnResult = Callable[[HookKind, str, tuple[str, ...], HookOutcome], None]
+OnResult = Callable[[HookTrigger, str, tuple[str, ...], HookOutcome], None]
 
 
 def is_hook_kind(kind: str) -> TypeGuard[HookKind]:
@@ -85,8 +89,9 @@ def matching(hooks: Sequence[HookConfig], kind: HookKind) -> list[HookConfig]:
     return [h for h in hooks if h.event in (kind, "*")]
 
 
-def hook_environment(kind: HookKind, vm: str, host: str, path: str) -> dict[str, str]:
-    """The whole environment of a hook: nothing of the daemon's leaks but PATH."""
+def hook_environment(kind: HookTrigger, vm: str, host: str, path: str) -> dict[str, str]:
+    """The whole environment of a hook: nothing of the daemon's leaks but PATH.
+    ``QMPDIRTY_EVENT`` is the event as the hook names it (``qmp:GUEST_PANICKED``)."""
     return {"QMPDIRTY_EVENT": kind, "QMPDIRTY_VM": vm, "QMPDIRTY_HOST": host, "PATH": path}
 
 
@@ -100,7 +105,8 @@ class HookRunner:
     def __init__(self, cfg: Config, on_result: OnResult,
                  clock: Callable[[], float] = time.time) -> None:
         self._cfg = cfg.hooks
-        self._hooks = tuple(cfg.hook)
+        self._hooks = tuple(h for h in cfg.hook if h.qmp_event is None)
+        self._qmp_hooks = tuple(h for h in cfg.hook if h.qmp_event is not None)
         self._on_result = on_result
         self._clock = clock
         self._host = sanitise(cfg.host.resolved_name)
@@ -156,6 +162,19 @@ class HookRunner:
         except Exception:  # a hook problem must never reach the telemetry path
             log.exception("hooks for %s on VM %s were not queued", kind, vm)
 
+    def fire_qmp(self, vm: str, event: QmpEvent) -> None:
+        """Queue the ``qmp:NAME`` hooks ``event`` is due for, with the message as QEMU
+        sent it (``event.raw``) on their stdin; never blocks, never raises."""
+        if not self._qmp_hooks:
+            return
+        try:
+            due = qmp_hooks_due(self._qmp_hooks, event)
+            if due:
+                body = json.dumps(event.raw, separators=(",", ":")).encode() + b"\n"
+                self._queue_hooks(qmp_hook_event(event.name), due, vm, body)
+        except Exception:  # a hook problem must never reach the telemetry path
+            log.exception("hooks for QMP event %s on VM %s were not queued", event.name, vm)
+
     def stopping(self) -> None:
         """The daemon is stopping: ``vm-offline`` runs (queued, and fired from now on)
         go first, and their stdin says ``daemon-stopping``. Idempotent."""
@@ -174,9 +193,10 @@ class HookRunner:
         self._queue_runs(kind, vm, body)
 
     def _queue_runs(self, kind: HookKind, vm: str, body: bytes) -> None:
-        hooks = matching(self._hooks, kind)
-        if not hooks:
-            return
+        self._queue_hooks(kind, matching(self._hooks, kind), vm, body)
+
+    def _queue_hooks(self, kind: HookTrigger, hooks: Sequence[HookConfig], vm: str,
+                     body: bytes) -> None:
         for hook in hooks:
             timeout_s = hook.timeout_s if hook.timeout_s is not None else self._cfg.timeout_s
             self._enqueue(HookJob(kind, vm, tuple(hook.command), timeout_s, body))

@@ -114,8 +114,9 @@ class ForecastPayload(VmPayload):
     first_pass_content_bytes_high: float | None = Field(default=None)
     first_pass_source: FirstPassSource | None = Field(
         default=None, description="what the content estimate rests on: guest-stats (the "
-        "balloon driver's free memory), previous-migration (its bulk pass) or unknown "
-        "(0 to all of RAM)")
+        "balloon driver's free memory), previous-migration (its bulk pass), host-memory "
+        "(what the host backs of the guest's RAM: an upper bound) or unknown (0 to all "
+        "of RAM)")
     vfio_bytes: int | None = Field(description="assumed VFIO stop-copy bytes")
     recommendations: list[Recommendation]
     model: str = Field(description="model name; see README § Forecast")

@@ -35,14 +35,32 @@ class OutboxStats(BaseModel):
                     "floods loses its own oldest records first, never a quiet VM's")
 
 
+class QmpEventStats(BaseModel):
+    """QMP events that never became ``event/*`` records, counted since the start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dropped_total: int = Field(description="events dropped because a VM's event queue "
+                               "(qmp.event_queue_size) was full: the oldest made room")
+    dropped_by_vm: dict[str, int] = Field(description="dropped_total by VM, only VMs that "
+                                          "lost any")
+    unreadable_total: int = Field(
+        description="events dropped because they could not be read or published (an "
+                    "integer of more than 4,300 digits, data nested too deep, not an "
+                    "event's shape); the session carried on")
+    unreadable_by_vm: dict[str, int] = Field(description="unreadable_total by VM, only VMs "
+                                             "that sent any")
+
+
 class DaemonPayload(Payload):
-    """``<prefix>/<host>/daemon``: the daemon's own state (outbox overflow is counted here)."""
+    """``<prefix>/<host>/daemon``: the daemon's own state (what was lost is counted here)."""
 
     version: str
     started_ts: float
     vms_online: int
     vms_known: int
     outbox: OutboxStats
+    qmp_events: QmpEventStats
     mqtt_connects: int = Field(description="successful broker connections since start")
 
 

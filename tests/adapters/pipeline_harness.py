@@ -24,6 +24,7 @@ from qmpdirty.config.address import QmpAddress
 from qmpdirty.daemon import fleet
 from qmpdirty.daemon.app import policy_from
 from qmpdirty.daemon.vm import Context, HookKind
+from qmpdirty.facts.vm import QmpEvent
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry.render import Outgoing
 from qmpdirty.telemetry.topics import Topics
@@ -81,9 +82,14 @@ class RecordingHooks:
     """Every hook the daemon fired: (kind, vm, stdin payload)."""
 
     fired: list[tuple[HookKind, str, dict[str, object]]] = field(default_factory=list)
+    #: every QMP event handed to the runner for its ``qmp:NAME`` hooks: (vm, event)
+    qmp: list[tuple[str, QmpEvent]] = field(default_factory=list)
 
     def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
         self.fired.append((kind, vm, json.loads(body)))
+
+    def fire_qmp(self, vm: str, event: QmpEvent) -> None:
+        self.qmp.append((vm, event))
 
     def of(self, kind: HookKind) -> list[dict[str, object]]:
         return [payload for k, _vm, payload in self.fired if k == kind]
@@ -106,6 +112,8 @@ class ScriptedVm:
     status_reply: object = field(default_factory=lambda: recorded("query-status.running"))
     uuid_reply: object = field(default_factory=lambda: recorded("query-uuid.tcg"))
     frozen: bool = False  # query-status gets no answer (a SIGSTOPped QEMU)
+    #: query-status is answered once this is set (a start that waits behind other VMs)
+    status_gate: asyncio.Event | None = None
 
     def handlers(self) -> dict[str, Any]:
         fixed = {
@@ -121,13 +129,24 @@ class ScriptedVm:
         }
         handlers: dict[str, Any] = {name: (lambda _a, r=reply: r) for name, reply in fixed.items()}
         handlers.update({
-            "query-status": lambda _a: Silence() if self.frozen else self.status_reply,
+            "query-status": lambda _a: self._status(),
             "query-migrate": lambda _a: self.migrate,
             "query-dirty-rate": lambda _a: self.dirty_rate,
             "qom-get": self._qom_get,
             "qom-list": lambda a: self.peripherals if a["path"] == "/machine/peripheral" else [],
         })
         return handlers
+
+    def _status(self) -> object:
+        if self.frozen:
+            return Silence()
+        if self.status_gate is None or self.status_gate.is_set():
+            return self.status_reply
+        return self._held_status(self.status_gate)
+
+    async def _held_status(self, gate: asyncio.Event) -> object:
+        await gate.wait()
+        return self.status_reply
 
     @staticmethod
     def _qom_get(arguments: dict[str, Any]) -> object:

@@ -8,7 +8,8 @@ QEMU's ``CommandNotFound``. Everything else is QEMU's, from ``qmpwire``: it gree
 QEMU 10.0.2 (``GREETING``, or ``greeting``: anything, to test a bad one), requires
 ``qmp_capabilities`` first, echoes ``id``, ends every message with CRLF, and ``emit``
 sends an event in QEMU's shape (no ``data`` member when ``data`` is None) stamped
-with ``clock()``: a fixed time by default, so that tests are deterministic.
+with ``clock()``: a fixed time by default, so that tests are deterministic
+(``emit_raw``: bytes as they are).
 ``commands`` records every message received, ``qmp_capabilities`` included; a
 handler that raises anything but ``QmpError`` is recorded in ``failures`` and the
 client is hung up on. Tests that need more than a table (per-connection state,
@@ -68,6 +69,11 @@ class ScriptedQmp:
         """Send an event to every connected (negotiated) client."""
         assert self._qmp is not None, "start() first"
         self._qmp.emit(event, data, self.clock())
+
+    async def emit_raw(self, wire: bytes) -> None:
+        """Send bytes as they are to every connected (negotiated) client."""
+        assert self._qmp is not None, "start() first"
+        self._qmp.broadcast_raw(wire)
 
 
 class _Script:

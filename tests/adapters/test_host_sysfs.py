@@ -1,6 +1,6 @@
 """The host probe (host/sysfs.py) end to end over fake sysfs/debugfs/proc/boot trees.
 
-Trees come from ``tests/support/fakehost.py`` and are laid out like the kernel's, with
+Trees come from ``qmpdirty/demo/lab/fakehost.py`` and are laid out like the kernel's, with
 relative symlinks. Unreadable files use chmod 000 where that works and a file/directory
 swap as root, where it does not (``make_unreadable``).
 """

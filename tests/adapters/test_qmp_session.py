@@ -10,17 +10,23 @@ from pathlib import Path
 import pytest
 
 from qmpdirty.config.address import QmpAddress
+from qmpdirty.demo.lab.fakeqmp import Encoded
 from qmpdirty.errors import (
     CommandNotAllowed,
     QmpClosedError,
     QmpCommandError,
     QmpConnectError,
+    QmpReplyError,
     QmpTimeoutError,
 )
 from qmpdirty.qmp import translate
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.session import QmpSession
 from tests.adapters.scripted_qmp import HangUp, QmpError, ScriptedQmp, Silence
+
+#: Valid JSON that Python's json refuses: 5,000 digits (it reads 4,300), 5,000 levels.
+HUGE_INT = "9" * 5000
+TOO_DEEP = "[" * 5000 + "]" * 5000
 
 
 @pytest.fixture
@@ -101,6 +107,73 @@ async def test_event_queue_is_bounded_and_counts_drops(server: ScriptedQmp) -> N
         assert translate.event_from(first).data == {"pass": 900}
     finally:
         await session.close()
+
+
+def _raw_event(name: str, value: str) -> bytes:
+    return (f'{{"timestamp": {{"seconds": 1795000000, "microseconds": 1}}, "event": "{name}", '
+            f'"data": {{"v": {value}}}}}\r\n').encode()
+
+
+async def test_unreadable_events_are_replaced_in_order_and_the_session_stays(
+        server: ScriptedQmp) -> None:
+    session = await _open(server)
+    try:
+        await server.emit("RESUME")
+        await server.emit_raw(_raw_event("HUGE", HUGE_INT))
+        await server.emit("STOP")
+        await server.emit_raw(_raw_event("DEEP", TOO_DEEP))
+        await server.emit("RESUME")
+        got: list[str] = []
+        for _ in range(5):
+            try:
+                got.append(str((await session.next_event())["event"]))
+            except QmpReplyError as exc:
+                got.append(str(exc))
+        assert got[0::2] == ["RESUME", "STOP", "RESUME"]
+        assert got[1].startswith("event HUGE: unreadable: Exceeds the limit (4300 digits)")
+        assert got[3] == "event DEEP: nested deeper than Python's JSON reader allows"
+        assert session.is_open and session.dropped_events == 0
+        assert await session.execute("query-name") == {"name": "vm1"}
+    finally:
+        await session.close()
+
+
+async def test_an_unreadable_reply_fails_its_command_and_the_session_stays(
+        server: ScriptedQmp) -> None:
+    session = await _open(server)
+    try:
+        for value in (HUGE_INT, TOO_DEEP):
+            server.replies["query-status"] = \
+                lambda _a, v=value: Encoded(f'"return": {{"status": {v}}}')  # type: ignore[misc]
+            with pytest.raises(QmpReplyError, match="query-status: unreadable reply"):
+                await session.execute("query-status")
+            assert await session.execute("query-name") == {"name": "vm1"}
+        assert session.is_open
+        # a reply to no command in flight is dropped (QMP spec), not taken for an event
+        await server.emit_raw(f'{{"return": {HUGE_INT}, "id": "nobody"}}\r\n'.encode())
+        await server.emit("STOP")
+        assert (await session.next_event())["event"] == "STOP"
+    finally:
+        await session.close()
+
+
+async def test_an_unreadable_greeting_is_a_protocol_error(tmp_path: Path) -> None:
+    path = Path(tempfile.mkdtemp(prefix="qd-", dir="/tmp")) / "huge.sock"
+
+    async def greet(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(f'{{"QMP": {{"version": {HUGE_INT}, "capabilities": []}}}}\r\n'.encode())
+        await asyncio.sleep(5)
+        w.close()
+
+    server = await asyncio.start_unix_server(greet, str(path))
+    try:
+        with pytest.raises(QmpConnectError, match="4300 digits") as err:
+            await QmpSession.open(QmpAddress("unix", path), policy=CommandPolicy(),
+                                  command_timeout_s=1, connect_timeout_s=2,
+                                  event_queue_size=10, label="huge")
+        assert err.value.protocol
+    finally:
+        server.close()
 
 
 async def test_no_greeting_is_a_connect_timeout(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from qmpdirty.demo.lab.guest import GuestImage
 from qmpdirty.demo.lab.migration_run import MigrationCase, run_case
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, free_port
 from qmpdirty.demo.lab.recorder import Recorder
+from qmpdirty.host.residency import read_residency
 
 MIB = 2**20
 
@@ -207,9 +208,10 @@ def test_a_bound_that_straddles_the_bandwidth_says_uncertain(
 
 
 @pytest.mark.parametrize("case", [
-    MigrationCase(512, 8, 64, 32),  # the issue's example: nothing known of the memory
+    MigrationCase(512, 8, 64, 32, host_memory=False),  # nothing known of the memory
+    MigrationCase(512, 8, 64, 32),  # what the host backs of the guest's RAM
     MigrationCase(512, 8, 64, 32, balloon=True),  # the guest's balloon driver reports
-], ids=["nothing-known", "guest-stats"])
+], ids=["nothing-known", "host-memory", "guest-stats"])
 def test_the_pre_migration_range_contains_the_time_a_real_migration_took(
     case: MigrationCase, guest: GuestImage, tmp_path: Path
 ) -> None:
@@ -218,8 +220,26 @@ def test_the_pre_migration_range_contains_the_time_a_real_migration_took(
     assert f["verdict"] == "converges" and f["bandwidth_source"] == "max-bandwidth"
     assert f["eta_s_low"] <= actual <= f["eta_s_high"], (
         f"{actual:.2f} s outside [{f['eta_s_low']:.2f}, {f['eta_s_high']:.2f}]")
-    if case.balloon:  # RAM - free is close to what the first pass sends
-        assert f["first_pass_source"] == "guest-stats"
+    assert f["first_pass_source"] == case.source
+    if case.source != "unknown":  # RAM - free, or what the host backs: close to what is sent
         assert abs(f["eta_s"] - actual) <= 0.3 * actual, f"ETA {f['eta_s']:.2f} s vs {actual:.2f}"
-    else:  # all of RAM for the first pass: the high end, 19.7 s before this change
-        assert f["first_pass_source"] == "unknown" and f["eta_s"] > 2 * actual
+    if case.source == "host-memory":  # an upper bound: the high end, far below all of RAM
+        assert f["first_pass_content_bytes_high"] == f["first_pass_content_bytes"]
+        assert f["first_pass_content_bytes_high"] < 0.6 * 512 * MIB
+    elif case.source == "unknown":  # all of RAM: the high end, 19.7 s before the range
+        assert f["eta_s"] > 2 * actual
+
+
+def test_what_the_host_backs_of_a_real_guest_is_read_from_its_mappings(
+    lab_vm: Callable[[QemuSpec], QemuVm]
+) -> None:
+    """A 2 GiB guest dirtying 64 MiB: QEMU's guest-RAM mapping is found among its others
+    (TCG's 1 GiB code buffer among them), and the host backs a fraction of the RAM, at
+    least the working set."""
+    vm = lab_vm(QemuSpec(name="rss", mem_mib=2048, rate_mib=16, wss_mib=64))
+    vm.wait_ready(90)
+    time.sleep(2.0)  # the working set written through at least once
+    found = read_residency(Path("/proc"), vm.pid, 2048 * MIB, time.time())
+    assert found is not None
+    assert found.mapped_bytes == 2048 * MIB
+    assert 64 * MIB <= found.resident_bytes <= 1024 * MIB, found

@@ -3,7 +3,10 @@
 Each peer misbehaves in one way. The VM it stands for must go to the published
 ``error`` state with the reason on ``vm/<vm>/error``, the daemon must log one clear
 line for it however often it retries, and the real VM beside them must not notice.
-Unknown events, by contrast, are just events: that VM stays ``online``.
+Unknown events, by contrast, are just events: that VM stays ``online``. So does a VM
+whose events cannot be read (a 5,000-digit integer, nesting 5,000 deep; issue 12 item
+8): those are dropped and counted on the ``daemon`` topic, the events around them
+published.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qmpdirty.demo.lab.broker import Mosquitto
-from qmpdirty.demo.lab.daemon_process import DaemonProcess, base_config, sock, vm_topic
+from qmpdirty.demo.lab.daemon_process import PREFIX, DaemonProcess, base_config, sock, vm_topic
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.demo.lab.recorder import Recorder
 from tests.adapters.scripted_qmp import GREETING, Raw, ScriptedQmp
@@ -85,9 +88,19 @@ async def test_hostile_peers_error_state_one_line_each_others_unaffected(
         await recorder.until(lambda ms: any(m.topic == vm_topic("unknownev", "status")
                                             and m.text == "online" for m in ms), 20)
         await servers["unknownev"].emit("SOMETHING_QEMU_12_INVENTS", {"x": [1, {"y": None}]})
+        for bad in (b"9" * 5000, b"[" * 5000 + b"]" * 5000):  # beyond Python's json
+            await servers["unknownev"].emit_raw(
+                b'{"event": "UNREADABLE", "data": {"v": ' + bad + b'}}\r\n')
+        await servers["unknownev"].emit("AFTER_THEM", {})
         event = await recorder.until(lambda ms: [m for m in ms if m.topic == vm_topic(
             "unknownev", "event/SOMETHING_QEMU_12_INVENTS")], 10, "the unknown event")
         assert event[0].json["data"] == {"x": [1, {"y": None}]}
+        await recorder.until(lambda ms: any(m.topic == vm_topic("unknownev", "event/AFTER_THEM")
+                                            for m in ms), 10, "the event after them")
+        counted = await recorder.until(lambda ms: [m.json for m in ms if m.topic ==
+                                                   f"{PREFIX}/daemon" and m.json["qmp_events"][
+                                                       "unreadable_total"]], 10, "the count")
+        assert counted[-1]["qmp_events"]["unreadable_by_vm"] == {"unknownev": 2}
         await asyncio.sleep(2.0)  # several more reconnect attempts per hostile peer
         # before SIGTERM, which rightly publishes offline for every VM, in error or not
         before_stop = {n: [m.text for m in recorder.on(vm_topic(n, "status"))] for n in HOSTILE}
@@ -105,7 +118,9 @@ async def test_hostile_peers_error_state_one_line_each_others_unaffected(
     assert "10 MiB" in reasons["huge"].json["reason"]  # type: ignore[union-attr]
     assert [m.text for m in recorder.on(vm_topic("real", "status"))] == ["online", "offline"]
     assert "error" not in [m.text for m in recorder.on(vm_topic("unknownev", "status"))]
+    assert not recorder.on(vm_topic("unknownev", "event/UNREADABLE"))
     log = daemon.log()
+    assert len([ln for ln in log.splitlines() if "unreadable QMP events" in ln]) == 1
     for name, server in servers.items():
         if name == "unknownev":
             continue

@@ -5,7 +5,10 @@ not model: they must be published verbatim as ``unmodelled``, make the VM
 unmigratable and leave ``agree`` null: nothing VFIO-related was predicted or
 observed, so no agreement is claimed (first-use review B6). QEMU <= 10.2 emits
 no DEVICE_ADDED event, so a hot-plugged device is found by the periodic refresh:
-an ivshmem-plain in peer mode adds a blocker, and a new ``blockers`` appears.
+an ivshmem-plain in peer mode adds a blocker, and a new ``blockers`` appears. On a
+host with nothing bound to VFIO, at the shipped ``[vfio]`` defaults, such a hot-plug
+shows within ``hotplug_poll_s`` (the poll asks QEMU's blocked-reasons), not at the
+60 s refresh.
 """
 
 from __future__ import annotations
@@ -68,6 +71,42 @@ def test_vvfat_blocker_published_verbatim_and_hotplug_reevaluates(
                 "blockers after hot-plug")[-1]
         assert len(after["blocked-reasons"]) == len(reasons) + 1
         assert latest["agree"] is None and latest["unmodelled"] == after["blocked-reasons"]
+        assert "VFIO evaluation failed" not in daemon.log()
+    finally:
+        daemon.stop()
+        daemon.close()
+
+
+def test_a_blocking_hot_plug_shows_within_the_poll_on_a_host_without_vfio(
+    broker: Mosquitto, recorder: Recorder, lab_vm: Callable[[QemuSpec], QemuVm], tmp_path: Path
+) -> None:
+    sysfs = tmp_path / "sys"
+    (sysfs / "bus" / "pci" / "drivers" / "nvme").mkdir(parents=True)  # nothing VFIO
+    qmp, ctl = sock(tmp_path, "hp"), sock(tmp_path, "hpctl")
+    vm = lab_vm(QemuSpec(name="hp", qmp_servers=(qmp, ctl), rate_mib=0, extra_args=(
+        "-M", "q35", "-device", "pcie-root-port,id=rp1,chassis=1",
+        "-object", "memory-backend-ram,id=shm0,size=1M")))
+    vm.wait_qmp()
+    table = base_config(broker, vm=[{"qmp": f"unix:{qmp}"}], host={"sysfs_root": str(sysfs)})
+    assert "vfio" not in table  # the shipped defaults: refresh 60 s, poll 5 s
+    daemon = DaemonProcess(tmp_path, table).start()
+    try:
+        first = recorder.wait_for(lambda _m: _payloads(recorder, "hp", "blockers"), 20,
+                                  "blockers")[-1].json
+        with QmpControl(ctl) as control:
+            control.cmd("device_add", driver="ivshmem-plain", memdev="shm0", id="shm", bus="rp1")
+            plugged = time.monotonic()
+            after = control.cmd("query-migrate")
+        assert isinstance(after, dict)
+        reasons = after["blocked-reasons"]
+        assert len(reasons) == len(first["observed"]) + 1
+        # the first refresh comes 30-90 s after the first evaluation: only the poll is
+        # this quick (within 5 s, plus the evaluation on a loaded host)
+        latest = recorder.wait_for(
+            lambda _m: [b.json for b in _payloads(recorder, "hp", "blockers")
+                        if b.json["observed"] == reasons], 12, "blockers after hot-plug")[-1]
+        assert time.monotonic() - plugged < 12
+        assert latest["migratable"] is False and latest["unmodelled"] == reasons
         assert "VFIO evaluation failed" not in daemon.log()
     finally:
         daemon.stop()

@@ -1,7 +1,7 @@
 """The VFIO golden cases end to end: real QEMU, the VFIO stand-in, fake hosts, the real CLI.
 
 One QEMU 10.0.2 (``golden.QEMU_ARGS``, stopped) serves every case: the stand-in
-(``tests/support/vfio_standin.py``) listens on one socket per case and presents that
+(``qmpdirty/demo/lab/vfio_standin.py``) listens on one socket per case and presents that
 case's VM (version, devices, BARs, blockers) over it. Each host group of
 ``golden.HOSTS`` gets one fake host tree and one ``qmpdirty run`` with a ``[[vm]]``
 entry per case (BDFs are unique across cases, so per-BDF ``[[device_caps]]`` do not

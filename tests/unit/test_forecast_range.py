@@ -24,6 +24,7 @@ from qmpdirty.facts.qemu import MAX_BANDWIDTH_DEFAULT
 from qmpdirty.facts.vm import (
     DirtyRateMeasurement,
     GuestMemoryStats,
+    GuestResidency,
     MigrationParams,
     MigrationSnapshot,
     VmBasics,
@@ -170,6 +171,39 @@ def test_content_before_a_migration(guest: GuestMemoryStats | None,
     c = firstpass.content_before(RAM, guest, previous, now, dirtied * MIB)
     assert (c.bytes.low / MIB, c.bytes.central / MIB, c.bytes.high / MIB, c.source) == expected
     assert c.basis
+
+
+HOST = GuestResidency(resident_bytes=154 * MIB, mapped_bytes=RAM, at_s=99.0)
+
+
+@pytest.mark.parametrize(("guest", "previous", "resident", "now", "expected"), [
+    # only the host's backing: the upper bound is the central figure and the high end
+    (None, None, HOST, 100.0, (16, 154, 154, "host-memory")),
+    # a lower bound known: it stays the central figure, the backing caps the high end
+    (GUEST, None, HOST, 100.0, (134, 134, 154, "guest-stats")),
+    (GUEST, SEEN, HOST, 100.0, (139, 139, 154, "previous-migration")),
+    # a stale reading is no reading
+    (None, None, HOST, 99.0 + 601, (16, 512, 512, "unknown")),
+    # a backing read below a lower bound (the guest grew since): never a range upside down
+    (GUEST, None, GuestResidency(100 * MIB, RAM, 99.0), 100.0, (134, 134, 134, "guest-stats")),
+    # backing less than the guest dirtied in a window: the dirtied pages have content
+    (None, None, GuestResidency(8 * MIB, RAM, 99.0), 100.0, (16, 16, 16, "host-memory")),
+])
+def test_content_before_with_what_the_host_backs(
+        guest: GuestMemoryStats | None, previous: firstpass.ContentSeen | None,
+        resident: GuestResidency, now: float, expected: tuple[int, int, int, str]) -> None:
+    c = firstpass.content_before(RAM, guest, previous, now, 16 * MIB, resident=resident)
+    assert (c.bytes.low / MIB, c.bytes.central / MIB, c.bytes.high / MIB, c.source) == expected
+    assert ("host backs" in c.basis) == (now - resident.at_s <= 600)
+
+
+def test_content_left_with_what_the_host_backs() -> None:
+    """The backing is an estimate like the others: what is left of it after what was
+    sent, and never more than what is left to scan."""
+    pages = MIB // PAGE
+    s = snap(remaining_bytes=412 * MIB, normal_pages=40 * pages, zero_pages=60 * pages)
+    prior = firstpass.content_before(RAM, None, None, 100.0, resident=HOST)
+    assert firstpass.content_left(s, prior) == Span(0, 114 * MIB, 412 * MIB)
 
 
 def snap(**over: int | float | str | None) -> MigrationSnapshot:

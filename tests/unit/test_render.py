@@ -343,8 +343,11 @@ def test_blockers_payload_from_observation_alone(observed: tuple[str, ...], migr
 
 def test_daemon_state_is_a_host_topic_without_vm() -> None:
     stats = schema.OutboxStats(capacity=10, queued=2, dropped_total=5, dropped_by_vm={"a": 5})
+    events = schema.QmpEventStats(dropped_total=0, dropped_by_vm={}, unreadable_total=2,
+                                  unreadable_by_vm={"b": 2})
     msg = render.daemon_state(TOPICS, 3, TS, version="0.1.0", started_ts=STARTED, vms_online=1,
-                              vms_known=2, outbox=stats, mqtt_connects=4)
+                              vms_known=2, outbox=stats, qmp_events=events,
+                              mqtt_connects=4)
     assert msg.topic == "qmpdirty/kvm01/daemon"
     assert (msg.retain, msg.qos, msg.is_json) == (True, 1, True)
     data = body(msg)
@@ -352,6 +355,8 @@ def test_daemon_state_is_a_host_topic_without_vm() -> None:
     assert (data["schema"], data["ts"], data["host"], data["seq"]) == (1, TS, "kvm01", 3)
     assert data["outbox"] == {"capacity": 10, "queued": 2, "dropped_total": 5,
                               "dropped_by_vm": {"a": 5}}
+    assert data["qmp_events"] == {"dropped_total": 0, "dropped_by_vm": {},
+                                  "unreadable_total": 2, "unreadable_by_vm": {"b": 2}}
     assert (data["version"], data["vms_online"], data["vms_known"], data["mqtt_connects"]) == (
         "0.1.0", 1, 2, 4)
     schema.DaemonPayload.model_validate_json(msg.payload)

@@ -4,5 +4,6 @@
 ``dirtyrate`` (when and how to measure), ``estimate`` and ``forecast`` (will it
 converge, when, with what downtime), ``forecaster`` (the per-VM state behind the
 forecasts), ``policy`` (what the daemon may change by itself) and ``hooks_due`` (when
-a migration hook fires). Time is always an argument.
+a hook fires: a forecast turned negative, the ``qmp:NAME`` hooks a QMP event runs).
+Time is always an argument.
 """

@@ -11,14 +11,19 @@ migration that took 5.3 s. What the guest has put in its memory, C, is estimated
   failed one; a completed one leaves the VM elsewhere): C >= the bytes it sent as
   pages with content (``previous-migration``). Linux does not clear the pages it
   frees, so content seldom shrinks;
+* the host: C <= the bytes the host backs in the QEMU process's guest-RAM mappings
+  (``host-memory``; a page never backed reads as zeros). An upper bound, rounded up by
+  transparent huge pages: the high end, and the central figure when no lower bound is
+  known;
 * nothing: C anywhere from what the guest dirtied in the last measurement's window
   (pages it wrote have content) to RAM (``unknown``); the central figure is all of RAM,
   as before, so the range's low end is what is new.
 
-Either estimate is the low end and the central figure; the high end stays all of RAM
-(memory filled since, or freed pages that kept their data). During the bulk pass the
-content still to send is the estimate less what was sent (none once that is more),
-else the remaining bytes scaled by the share of content seen so far. Must not do I/O.
+A lower bound is the low end and the central figure; the high end is what the host
+backs, else all of RAM (memory filled since, or freed pages that kept their data).
+During the bulk pass the content still to send is the estimate less what was sent
+(none once that is more), else the remaining bytes scaled by the share of content seen
+so far. Must not do I/O.
 """
 
 from __future__ import annotations
@@ -28,13 +33,15 @@ from typing import Literal
 
 from qmpdirty.decisions.migration.uncertainty import Span
 from qmpdirty.facts.qemu import PAGE_HEADER_BYTES, ZERO_PAGE_WIRE_BYTES
-from qmpdirty.facts.vm import GuestMemoryStats, MigrationSnapshot
+from qmpdirty.facts.vm import GuestMemoryStats, GuestResidency, MigrationSnapshot
 
 #: Where the content estimate comes from (the ``forecast`` payload's ``first_pass_source``).
-FirstPassSource = Literal["guest-stats", "previous-migration", "unknown"]
+FirstPassSource = Literal["guest-stats", "previous-migration", "host-memory", "unknown"]
 PAGE = 4096
 #: Guest statistics older than this no longer stand for the guest's memory.
 GUEST_STATS_MAX_AGE_S = 600.0
+#: Nor is a reading of the host's mappings older than this.
+RESIDENCY_MAX_AGE_S = 600.0
 #: A share of content seen over less of RAM than this is noise (the start of the pass).
 MIN_SEEN_SHARE = 0.05
 
@@ -68,11 +75,14 @@ def wire_bytes(content: float, covered: float, page_size: int = PAGE) -> float:
 
 
 def content_before(ram: int, guest: GuestMemoryStats | None, previous: ContentSeen | None,
-                   now: float, dirtied: float = 0.0) -> Content:
+                   now: float, dirtied: float = 0.0, *,
+                   resident: GuestResidency | None = None) -> Content:
     """The content a migration started now would find: the larger lower bound known
     (guest statistics not older than ``GUEST_STATS_MAX_AGE_S``, the previous bulk pass)
-    as low end and central figure, all of RAM as the high end; else from ``dirtied``
-    (the bytes the guest dirtied in a measurement window) to RAM."""
+    as low end and central figure, else ``dirtied`` (the bytes the guest dirtied in a
+    measurement window) as the low end; what the host backs (``resident``, not older
+    than ``RESIDENCY_MAX_AGE_S``) as the high end, and the central figure when no lower
+    bound is known; else all of RAM."""
     floor = min(max(0.0, dirtied), float(ram))
     bounds: list[tuple[float, FirstPassSource, str]] = []
     if guest is not None and now - guest.updated_at_s <= GUEST_STATS_MAX_AGE_S:
@@ -85,15 +95,30 @@ def content_before(ram: int, guest: GuestMemoryStats | None, previous: ContentSe
         bounds.append((float(seen), "previous-migration", f"the bulk pass of the migration "
                        f"{max(0.0, now - previous.at_s):.0f} s ago sent "
                        f"{previous.content_bytes / 2**20:.0f} MiB of pages with content"))
+    high, backed, cap = float(ram), "", ""
+    if resident is not None and now - resident.at_s <= RESIDENCY_MAX_AGE_S:
+        high = min(float(ram), float(resident.resident_bytes))
+        held = f"{resident.resident_bytes / 2**20:.0f} MiB"
+        age = f"{max(0.0, now - resident.at_s):.0f} s ago"
+        backed = (f"the host backs {held} of its RAM ({age}), and a page it never "
+                  "backed is a zero page")
+        cap = f"; at most the {held} the host backs ({age})"
     if not bounds:
+        if backed:
+            high = max(high, floor)
+            return Content(Span(floor, high, high), "host-memory",
+                           f"{backed}: at most that has content (central and high end), "
+                           f"at least the {floor / 2**20:.0f} MiB the guest dirtied in a "
+                           "measurement window")
         return Content(Span(floor, float(ram), float(ram)), "unknown",
                        "nothing known of the guest's memory: the first pass may send "
                        f"anything from the {floor / 2**20:.0f} MiB the guest dirtied in a "
                        "measurement window (low end) to all of RAM")
     low, source, basis = max(bounds)
     low = max(low, floor)
-    return Content(Span(low, low, float(ram)), source,
-                   basis + "; up to all of RAM if the guest filled more since")
+    high = max(high, low)
+    return Content(Span(low, low, high), source,
+                   basis + (cap or "; up to all of RAM if the guest filled more since"))
 
 
 def content_left(snap: MigrationSnapshot, prior: Content | None) -> Span | None:

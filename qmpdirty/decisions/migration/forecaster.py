@@ -23,6 +23,7 @@ from qmpdirty.facts.qemu import MAX_BANDWIDTH_DEFAULT
 from qmpdirty.facts.vm import (
     DirtyRateMeasurement,
     GuestMemoryStats,
+    GuestResidency,
     MigrationParams,
     MigrationSnapshot,
     VmInfo,
@@ -77,6 +78,7 @@ class Forecaster:
         self.error_bound_rel: float | None = None  # of ``measurement``
         self.params: MigrationParams | None = None
         self.guest_memory: GuestMemoryStats | None = None  # the balloon's statistics
+        self.residency: GuestResidency | None = None  # what the host backs of its RAM
         self.last_bandwidth: Span | None = None  # what the last migration achieved
         self.previous_content: firstpass.ContentSeen | None = None  # its bulk pass
         self._readings: list[float] = []  # this migration's bandwidth readings
@@ -131,7 +133,8 @@ class Forecaster:
         left = None
         if first and snap is not None and snap.remaining_bytes is not None:
             prior = firstpass.content_before(ram, self.guest_memory, self.previous_content,
-                                             now, self._dirtied()) if ram else None
+                                             now, self._dirtied(), resident=self.residency) \
+                if ram else None
             left = firstpass.content_left(snap, prior)
         wire = _wire(left, float(snap.remaining_bytes or 0) if snap else 0.0)
         inputs = ForecastInputs(
@@ -160,7 +163,8 @@ class Forecaster:
                                        f"{m.mode}, {m.window_s:g} s window",
                                        self.error_bound_rel) if m else None
         content = firstpass.content_before(ram, self.guest_memory, self.previous_content,
-                                           now, self._dirtied()) if ram else None
+                                           now, self._dirtied(), resident=self.residency) \
+            if ram else None
         wire = _wire(content.bytes if content else None, float(ram or 0))
         inputs = ForecastInputs(
             bandwidth_bytes_per_s=bw, dirty_bytes_per_s=m.bytes_per_s if m else None,

@@ -13,6 +13,7 @@ debugfs state), ``build`` it, and point ``read_host`` at it through ``tree.host_
 The layout follows the kernel's, with relative symlinks (the tree can be moved):
 
     sys/devices/pci0000:3b/0000:3b:00.1/driver -> ../../../bus/pci/drivers/<driver>
+    sys/bus/pci/drivers/<driver>/0000:3b:00.1   -> ../../../../devices/pci0000:3b/0000:3b:00.1
     sys/devices/pci0000:3b/0000:3b:00.1/iommu  -> ../../virtual/iommu/<unit>
     sys/bus/pci/devices/0000:3b:00.1            -> ../../../devices/pci0000:3b/0000:3b:00.1
     sys/devices/virtual/iommu/dmar0/intel-iommu/{ecap,cap}     ("%llx\\n")
@@ -168,6 +169,7 @@ class FakeTree:
 def build(root: Path, host: FakeHost) -> FakeTree:
     """Write ``host`` under ``root`` (which may exist) and return the tree."""
     tree = FakeTree(root, host)
+    (tree.sysfs / "bus/pci/drivers").mkdir(parents=True, exist_ok=True)
     for unit in host.iommus:
         _write_unit(tree.sysfs, unit)
     for device in host.devices:
@@ -222,6 +224,7 @@ def _write_device(sysfs: Path, device: FakeDevice) -> None:
         driver_dir = sysfs / "bus" / bus / "drivers" / device.driver
         driver_dir.mkdir(parents=True, exist_ok=True)
         _link(home / "driver", driver_dir)
+        _link(driver_dir / device.address, home)
     if device.iommu is not None and not mdev:
         unit_home = sysfs / "devices/virtual/iommu" / device.iommu
         _link(home / "iommu", unit_home)

@@ -117,7 +117,11 @@ class QmpServer:
 
     def broadcast(self, message: Mapping[str, Any]) -> None:
         """Send an event message as it is to every negotiated monitor."""
-        wire = qmpwire.encode(message)
+        self.broadcast_raw(qmpwire.encode(message))
+
+    def broadcast_raw(self, wire: bytes) -> None:
+        """Send bytes as they are to every negotiated monitor (what no QEMU would send:
+        JSON Python cannot read, a reply to no command)."""
         for monitor in list(self.connections):
             if monitor.negotiated:
                 monitor.write(wire)

@@ -4,7 +4,9 @@ For the forecast's system tests and its benchmark. A lab guest dirtying a known 
 migrates over loopback TCP under a ``max-bandwidth`` cap set before the daemon starts
 (so the forecast's bandwidth is QEMU's, ``bandwidth_source: max-bandwidth``). Before
 it, optionally: a balloon with statistics (``guest-stats``), or a first migration
-cancelled once its bulk pass is done (``previous-migration``). ``run_case`` returns the
+cancelled once its bulk pass is done (``previous-migration``); else the daemon reads what
+the host backs of the guest's RAM (``host-memory``), unless the case hides ``/proc``
+from it (``[host] proc_root`` an empty directory: ``unknown``). ``run_case`` returns the
 retained ``forecast`` published just before ``migrate``, every ``migration`` payload of
 the migration and QEMU's own ``total-time``. Must not judge the figures: callers do.
 """
@@ -46,11 +48,19 @@ class MigrationCase:
     balloon: bool = False  # guest-stats polled every second
     previous: bool = False  # a migration cancelled after its bulk pass, first
     sample_pages: int = 16384  # per GiB, for the dirty rate (and so its bound)
+    host_memory: bool = True  # the daemon may read the QEMU process's mappings
+
+    @property
+    def source(self) -> str:
+        """The ``first_pass_source`` the forecast should rest on."""
+        return "guest-stats" if self.balloon else "previous-migration" if self.previous \
+            else "host-memory" if self.host_memory else "unknown"
 
     @property
     def label(self) -> str:
-        known = "guest-stats" if self.balloon else \
-            "previous migration" if self.previous else "nothing known"
+        known = {"guest-stats": "guest-stats", "previous-migration": "previous migration",
+                 "host-memory": "host's backing only",
+                 "unknown": "nothing known"}[self.source]
         return (f"{self.mem_mib} MiB guest, {self.rate_mib} MiB/s dirty over "
                 f"{self.wss_mib} MiB, {self.cap_mib} MiB/s cap, {known}")
 
@@ -79,10 +89,8 @@ def _forecasts(rec: Recorder) -> list[dict[str, Any]]:
 def _settled(rec: Recorder, case: MigrationCase, since: float) -> dict[str, Any] | None:
     """The latest forecast since ``since`` that has figures and rests on what the case
     makes known (its ``first_pass_source``)."""
-    source = "guest-stats" if case.balloon else \
-        "previous-migration" if case.previous else "unknown"
     found = [f for f in _forecasts(rec) if f["ts"] >= since and f["eta_s_low"] is not None
-             and f["first_pass_source"] == source]
+             and f["first_pass_source"] == case.source]
     return found[-1] if found else None
 
 
@@ -135,6 +143,10 @@ def _observe(case: MigrationCase, broker: Mosquitto, *, qmp: Path, ctl: Path,
             "sample_pages": case.sample_pages},
             migration={"poll_interval_s": 0.5, "poll_interval_fast_s": 0.2},
             forecast={"publish_interval_s": 2.0})
+        if not case.host_memory:
+            hidden = work / "no-proc"
+            hidden.mkdir(parents=True, exist_ok=True)
+            table["host"] = {**table.get("host", {}), "proc_root": str(hidden)}
         daemon = DaemonProcess(work, table).start()
         try:
             if case.previous:

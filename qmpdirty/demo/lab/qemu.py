@@ -46,6 +46,10 @@ class QemuSpec:
     #: a ``virtio-balloon-pci`` (id ``balloon0``) with the guest's driver loaded; its
     #: memory statistics flow once ``guest-stats-polling-interval`` is set
     balloon: bool = False
+    #: guest RAM from a ``memory-backend-ram`` with ``reserve=off`` (``MAP_NORESERVE``):
+    #: a guest larger than the host's memory starts, and only what it touches is backed
+    #: (a 64 GiB lab guest holds about 2 GiB)
+    lazy_ram: bool = False
 
     def argv(self, guest: GuestImage, serial_log: Path, binary: str = QEMU_BINARY) -> list[str]:
         """The QEMU command line for this spec."""
@@ -54,6 +58,9 @@ class QemuSpec:
         append = kernel_cmdline(self.rate_mib, self.wss_mib, self.balloon)
         argv = [binary, "-name", self.name, "-accel", "tcg", "-nodefaults", "-display", "none"]
         argv += ["-m", str(self.mem_mib), "-smp", str(self.vcpus), "-no-reboot"]
+        if self.lazy_ram:
+            argv += ["-object", f"memory-backend-ram,id=ram0,size={self.mem_mib}M,reserve=off",
+                     "-machine", "memory-backend=ram0"]
         argv += ["-serial", f"file:{serial_log}", "-kernel", str(guest.kernel)]
         argv += ["-initrd", str(guest.initrd), "-append", append]
         for path in self.qmp_servers:

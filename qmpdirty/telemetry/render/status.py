@@ -53,11 +53,13 @@ def cleared(topics: Topics, vm: str, kind: TopicKind) -> Outgoing:
 
 def daemon_state(
     topics: Topics, seq: int, ts: float, *, version: str, started_ts: float, vms_online: int,
-    vms_known: int, outbox: schema.OutboxStats, mqtt_connects: int,
+    vms_known: int, outbox: schema.OutboxStats, qmp_events: schema.QmpEventStats,
+    mqtt_connects: int,
 ) -> Outgoing:
     """``<prefix>/<host>/daemon``: the daemon's own counters."""
     model = schema.DaemonPayload(
         ts=ts, host=topics.host, seq=seq, version=version, started_ts=started_ts,
-        vms_online=vms_online, vms_known=vms_known, outbox=outbox, mqtt_connects=mqtt_connects,
+        vms_online=vms_online, vms_known=vms_known, outbox=outbox, qmp_events=qmp_events,
+        mqtt_connects=mqtt_connects,
     )
     return json_message(topics.host_topic(TopicKind.DAEMON), TopicKind.DAEMON, model)
