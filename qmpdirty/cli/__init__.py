@@ -78,7 +78,7 @@ def _probe_and_demo(add: AddParser) -> None:
     probe.add_argument("--config", type=Path, help="use this config's [mqtt]/[host]/[qmp]")
     probe.add_argument("--json", action="store_true", help="print the payloads as JSON")
 
-    demo = add("demo", help="boot two VMs, watch them, migrate one, clean up")
+    demo = add("demo", help="three VMs, a simulated VFIO device, hot-plug, admit, migrate")
     demo.add_argument("--workdir", type=Path, help="keep the demo's files here")
 
 

@@ -1,4 +1,4 @@
-"""``qmpdirty demo``: boot two VMs, watch them, migrate one, clean up (shell).
+"""``qmpdirty demo``: three VMs, a simulated VFIO device, hot-plug, admit, migrate (shell).
 
 Stage: cli. The only importer of ``qmpdirty.demo`` (an import-linter contract keeps
 the product from importing it). It must not do more than start the demo.

@@ -1,10 +1,15 @@
-"""``qmpdirty demo``: the whole story in under two minutes, on this machine alone.
+"""``qmpdirty demo``: the whole story in well under a minute, on this machine alone.
 
-Boots two small VMs under TCG (``alpha`` dirties 24 MiB/s; ``beta`` waits with
-``-incoming``), starts a private mosquitto and the real daemon (``qmpdirty run``),
-shows the telemetry arriving over MQTT (dirty rate, migration progress, pass
-records), live-migrates alpha to beta over loopback, prints the summary, and
-stops every process it started.
+Boots three small VMs under TCG: ``alpha`` dirties 24 MiB/s, ``beta`` waits with
+``-incoming``, ``gamma`` has a simulated VFIO device (``simulated``: a real QEMU behind
+the lab's VFIO stand-in, with a fake host tree). Starts a private mosquitto and the real
+daemon (``qmpdirty run``) and shows what it publishes over MQTT, one line per change
+(``screen``): gamma's VFIO tracking mode and how it was reached, its DMA-logging ranges,
+their fit and the optimal plan; alpha's dirty rate and pre-migration forecast. Then
+hot-plugs into gamma a device that blocks migration: the blocker with its remedy,
+``qmpdirty admit gamma`` saying no and why; unplugs it: migratable, admitted. Then
+live-migrates alpha to beta over loopback, prints the summary, and stops every process
+it started.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from qmpdirty.demo import simulated
 from qmpdirty.demo.errors import DemoError
 from qmpdirty.demo.lab import end_child, free_port, track_child
 from qmpdirty.demo.lab.broker import Mosquitto
@@ -33,9 +40,13 @@ from qmpdirty.demo.lab.control import (
 )
 from qmpdirty.demo.lab.guest import ensure_guest
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
+from qmpdirty.demo.screen import Screen
+from qmpdirty.demo.simulated import NAME as GAMMA
+from qmpdirty.demo.simulated import SimulatedVm
 
 MIB = 1024 * 1024
 RATE_MIB = 24
+GAMMA_RATE_MIB, GAMMA_WSS_MIB = 4, 16
 BANDWIDTH_MIB = 48
 
 
@@ -45,75 +56,6 @@ def _cache_dir() -> Path:
         return Path(env)
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "qmpdirty" / "guest"
-
-
-class Screen:
-    """Prints telemetry lines as they arrive (from a ``mosquitto_sub`` child)."""
-
-    def __init__(self, started: float) -> None:
-        self.started = started
-        self.seen: dict[str, list[dict[str, Any]]] = {}
-        self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
-
-    def say(self, vm: str, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:5.1f}s] {vm:<6} {text}", flush=True)
-
-    def feed(self, line: str) -> None:
-        topic, _, payload = line.partition(" ")
-        parts = topic.split("/")
-        if len(parts) < 5 or parts[2] != "vm":
-            return
-        vm, kind = parts[3], "/".join(parts[4:])
-        body: dict[str, Any] = json.loads(payload) if payload.startswith("{") else {"text": payload}
-        with self.lock:
-            self.seen.setdefault(f"{vm}/{kind}", []).append(body)
-            self.changed.notify_all()
-        self._show(vm, kind, body)
-
-    def _show(self, vm: str, kind: str, b: dict[str, Any]) -> None:
-        if kind == "status":
-            self.say(vm, f"QMP session {b['text']}")
-        elif kind == "info":
-            self.say(vm, f"QEMU {b['qemu_version']} {b['machine']} {b['accel']}, "
-                         f"{b['ram_bytes'] // MIB} MiB, {b['run_state']}: {b['role_reason']}")
-        elif kind == "dirty_rate" and "text" in b:  # cleared: the guest no longer runs
-            self.say(vm, "dirty rate cleared (the guest does not run here)")
-        elif kind == "dirty_rate":
-            self.say(vm, f"dirty rate {b['bytes_per_s'] / MIB:6.1f} MiB/s  ({b['source']}, "
-                         f"{b['mode']})")
-        elif kind == "migration":
-            rem = b["remaining_bytes"]
-            bw = b["bandwidth_bytes_per_s"]
-            self.say(vm, f"migration {b['status']:<10} pass {b['pass']}"
-                         + (f"  remaining {rem / MIB:6.1f} MiB" if rem is not None else "")
-                         + (f"  {bw / MIB:5.1f} MiB/s" if bw else ""))
-        elif kind == "migration/pass":
-            dirty = b["dirty_bytes_per_s"]
-            self.say(vm, f"pass {b['pass']} done at {b['elapsed_s']:.1f}s: remaining "
-                         f"{(b['remaining_bytes'] or 0) / MIB:.1f} MiB, dirty "
-                         + (f"{dirty / MIB:.1f} MiB/s" if dirty else "not yet known"))
-        elif kind == "migration/summary" and b["role"] == "destination":
-            self.say(vm, f"incoming migration {b['outcome']} after {b['total_time_ms']} ms")
-        elif kind == "migration/summary":
-            self.say(vm, f"migration {b['outcome']} in {b['total_time_ms']} ms, "
-                         f"downtime {b['downtime_ms']} ms, {b['passes']} passes, "
-                         f"{(b['transferred_bytes'] or 0) / MIB:.0f} MiB sent")
-
-    def wait(self, key: str, count: int = 1, timeout_s: float = 60,
-             match: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Block until ``count`` payloads on ``vm/kind`` (matching ``match``) have arrived."""
-        deadline = time.monotonic() + timeout_s
-        with self.lock:
-            while True:
-                found = [b for b in self.seen.get(key, [])
-                         if all(b.get(k) == v for k, v in (match or {}).items())]
-                if len(found) >= count:
-                    return found[-1]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise DemoError(f"demo: no {key} {match or ''} after {timeout_s:.0f}s")
-                self.changed.wait(left)
 
 
 def _subscribe(broker: Mosquitto, screen: Screen) -> subprocess.Popen[bytes]:
@@ -131,35 +73,76 @@ def _subscribe(broker: Mosquitto, screen: Screen) -> subprocess.Popen[bytes]:
     return sub
 
 
-def _daemon_config(work: Path, broker: Mosquitto, sockets: list[Path]) -> Path:
+def _daemon_config(work: Path, broker: Mosquitto, sockets: list[Path],
+                   gamma: SimulatedVm) -> Path:
+    """The daemon's config: the three VMs, gamma's host tree and device limits, and the
+    bandwidth alpha will be migrated with (so that its forecast uses it)."""
     vms = "\n".join(f'[[vm]]\nqmp = "unix:{s}"\n' for s in sockets)
     path = work / "qmpdirty.toml"
     path.write_text(f"""[mqtt]
 url = "{broker.url}"
 [host]
 name = "demo"
+{gamma.host_toml()}
 {vms}
+{gamma.device_caps_toml()}
 [dirty_rate]
 interval_s = 3.0
 window_s = 1.0
 sample_pages = 16384
+[forecast]
+bandwidth_bytes_per_s = {BANDWIDTH_MIB * MIB}
 [migration]
 poll_interval_s = 0.5
 poll_interval_fast_s = 0.2
+[vfio]
+hotplug_poll_s = 1.0
+debounce_s = 0.2
 [daemon]
 log_level = "info"
 """)
     return path
 
 
-def _start_daemon(work: Path, broker: Mosquitto, sockets: list[Path]) -> subprocess.Popen[bytes]:
+def _start_daemon(config: Path, work: Path) -> subprocess.Popen[bytes]:
     """The real CLI, ``qmpdirty run``, logging to ``work/daemon.log``."""
-    config = _daemon_config(work, broker, sockets)
     with (work / "daemon.log").open("wb") as log:
         daemon = subprocess.Popen([sys.executable, "-m", "qmpdirty", "run", "--config",
                                    str(config)], stdout=log, stderr=log)
     track_child(daemon)
     return daemon
+
+
+def _admit(screen: Screen, config: Path) -> int:
+    """``qmpdirty admit gamma``, as a scheduler would run it; its output, its exit code."""
+    screen.say(GAMMA, f"$ qmpdirty admit {GAMMA}")
+    out = subprocess.run([sys.executable, "-m", "qmpdirty", "admit", GAMMA, "--config",
+                          str(config)], capture_output=True, text=True, timeout=30, check=False)
+    for line in (out.stdout + out.stderr).splitlines():
+        screen.say(GAMMA, f"  {line}")
+    verdict = {0: "admitted", 1: "not admitted"}.get(out.returncode, "cannot tell")
+    screen.say(GAMMA, f"  exit {out.returncode}: {verdict}")
+    return out.returncode
+
+
+def _hotplug(screen: Screen, gamma: SimulatedVm, config: Path) -> bool:
+    """Plug a device that blocks migration into gamma, ask ``admit``, unplug it, ask
+    again. True when admit said no, then yes."""
+    args = simulated.device_add_arguments()
+    with QmpControl(gamma.socket) as qmp:
+        blockers = screen.mark(f"{GAMMA}/blockers")
+        screen.say(GAMMA, "device_add " + ",".join(f"{k}={v}" for k, v in args.items())
+                   + ": a simulated NVMe controller on plain vfio-pci (no migration driver)")
+        qmp.cmd("device_add", **args)
+        screen.wait(f"{GAMMA}/blockers", 15, {"migratable": False}, after=blockers)
+        denied = _admit(screen, config) == 1
+        blockers = screen.mark(f"{GAMMA}/blockers")
+        screen.say(GAMMA, f"device_del id={args['id']}")
+        qmp.cmd("device_del", id=args["id"])
+        screen.wait(f"{GAMMA}/blockers", 15, {"migratable": True}, after=blockers)
+        screen.wait_latest(f"{GAMMA}/forecast", 20, {"verdict": "converges"})
+        admitted = _admit(screen, config) == 0
+    return denied and admitted
 
 
 def _migrate(screen: Screen, sock: dict[str, Path]) -> dict[str, Any]:
@@ -180,28 +163,48 @@ def _report(summary: dict[str, Any]) -> None:
           + json.dumps({k: summary[k] for k in keys}, indent=2), flush=True)
 
 
-def _story(work: Path, screen: Screen, broker: Mosquitto, vms: list[QemuVm],
-           children: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
-    """Everything the demo shows, in order; returns QEMU's final ``query-migrate``."""
+def _boot(work: Path, stack: ExitStack) -> tuple[dict[str, Path], QemuVm, SimulatedVm]:
+    """alpha and beta (two QMP sockets each: the daemon's, the demo's) and gamma."""
     guest = ensure_guest(_cache_dir())
-    broker.start()
-    print(f"mosquitto on {broker.url}; files in {work}", flush=True)
-    children.append(_subscribe(broker, screen))
-    sock = {n: Path(tempfile.mkdtemp(prefix="qd-", dir="/tmp")) / f"{n}.sock"
-            for n in ("alpha", "alpha-ctl", "beta", "beta-ctl")}
+    sockets = Path(tempfile.mkdtemp(prefix="qd-", dir="/tmp"))  # AF_UNIX paths are short
+    stack.callback(shutil.rmtree, sockets, ignore_errors=True)
+    sock = {n: sockets / f"{n}.sock" for n in ("alpha", "alpha-ctl", "beta", "beta-ctl")}
     alpha = QemuVm(QemuSpec("alpha", rate_mib=RATE_MIB,
                             qmp_servers=(sock["alpha"], sock["alpha-ctl"])), guest, work)
     beta = QemuVm(QemuSpec("beta", incoming="defer",
                            qmp_servers=(sock["beta"], sock["beta-ctl"])), guest, work)
-    vms += [alpha.start(), beta.start()]
+    for vm in (alpha, beta):
+        stack.callback(vm.stop)
+        vm.start()
+    gamma = stack.enter_context(
+        simulated.simulated_vm(guest, work, GAMMA_RATE_MIB, GAMMA_WSS_MIB))
     alpha.wait_qmp()
     beta.wait_qmp()
-    daemon = _start_daemon(work, broker, [sock["alpha"], sock["beta"]])
-    children.append(daemon)
-    for name in ("alpha", "beta"):
+    return sock, alpha, gamma
+
+
+def _story(work: Path, screen: Screen, stack: ExitStack) -> bool:
+    """Everything the demo shows, in order; True when it went as it should."""
+    broker = stack.enter_context(Mosquitto())
+    print(f"mosquitto on {broker.url}; files in {work}", flush=True)
+    stack.callback(end_child, _subscribe(broker, screen))
+    sock, alpha, gamma = _boot(work, stack)
+    for line in simulated.INTRO:
+        print(line, flush=True)
+    config = _daemon_config(work, broker, [sock["alpha"], sock["beta"], gamma.socket], gamma)
+    daemon = _start_daemon(config, work)
+    stack.callback(end_child, daemon)
+    for name in ("alpha", "beta", GAMMA):
         screen.wait(f"{name}/status", match={"text": "online"})
-    screen.say("alpha", f"guest up, dirtying {RATE_MIB} MiB/s ({alpha.wait_ready():.1f}s to boot)")
-    screen.wait("alpha/dirty_rate", count=2)
+    screen.wait(f"{GAMMA}/tracking")
+    alpha.wait_ready()
+    gamma.vm.wait_ready()
+    screen.say("alpha", f"guest up, dirtying {RATE_MIB} MiB/s")
+    # a measurement whose window began after the guest's set-up (the first one after
+    # its ready line may have begun before it), then the forecast from it
+    screen.wait("alpha/dirty_rate", 15, after=screen.mark("alpha/dirty_rate") + 1)
+    screen.wait_latest("alpha/forecast", 20, {"verdict": "converges"})
+    admit_ok = _hotplug(screen, gamma, config)
     final = _migrate(screen, sock)
     summary = screen.wait("alpha/migration/summary", timeout_s=10)
     screen.wait("beta/migration/summary", timeout_s=10)
@@ -209,31 +212,27 @@ def _story(work: Path, screen: Screen, broker: Mosquitto, vms: list[QemuVm],
     daemon.wait(15)
     screen.wait("alpha/status", match={"text": "offline"}, timeout_s=5)
     _report(summary)
-    return final
+    if not admit_ok:
+        print("demo: admit did not say no with the device plugged and yes without it",
+              file=sys.stderr)
+    return admit_ok and final.get("status") == "completed"
 
 
 def run_demo(workdir: Path | None) -> int:
-    """Run the demo; 0 when the migration completed, 1 otherwise. Cleans up always."""
+    """Run the demo; 0 when it went as it should, 1 otherwise. Cleans up always."""
     work = workdir or Path(tempfile.mkdtemp(prefix="qmpdirty-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    children: list[subprocess.Popen[bytes]] = []
-    vms: list[QemuVm] = []
-    broker = Mosquitto()
     print("qmpdirty demo: building the guest (cached after the first run)...", flush=True)
+    screen = Screen(started, watched="alpha", simulated=frozenset({GAMMA}))
     try:
-        final = _story(work, Screen(started), broker, vms, children)
+        with ExitStack() as stack:
+            ok = _story(work, screen, stack)
     except (DemoError, subprocess.TimeoutExpired) as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for vm in vms:
-            vm.stop()
-        for child in children:
-            end_child(child)
-        broker.close()
     print(f"\ndone in {time.monotonic() - started:.0f}s"
           + (f"; files in {work}" if workdir else ""))
     if workdir is None:
         shutil.rmtree(work, ignore_errors=True)
-    return 0 if final.get("status") == "completed" else 1
+    return 0 if ok else 1

@@ -1,6 +1,6 @@
 """The host probe (host/sysfs.py) end to end over fake sysfs/debugfs/proc/boot trees.
 
-Trees come from ``tests/support/fakehost.py`` and are laid out like the kernel's, with
+Trees come from ``qmpdirty/demo/lab/fakehost.py`` and are laid out like the kernel's, with
 relative symlinks. Unreadable files use chmod 000 where that works and a file/directory
 swap as root, where it does not (``make_unreadable``).
 """
@@ -19,11 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qmpdirty.config import DeviceCapsConfig
-from qmpdirty.facts.fact import Fact
-from qmpdirty.facts.host import HostFacts
-from qmpdirty.host import read_host
-from qmpdirty.host.sysfs import canonical_address
-from tests.support.fakehost import (
+from qmpdirty.demo.lab.fakehost import (
     ALL_FEATURES,
     ECAP_LEGACY,
     KCONFIG_SM_OFF,
@@ -42,6 +38,10 @@ from tests.support.fakehost import (
     make_unreadable,
     overwrite,
 )
+from qmpdirty.facts.fact import Fact
+from qmpdirty.facts.host import HostFacts
+from qmpdirty.host import read_host
+from qmpdirty.host.sysfs import canonical_address
 
 VF = "0000:3b:00.1"
 MDEV = "5d8f0a4e-0000-4000-8000-000000000001"

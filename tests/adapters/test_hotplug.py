@@ -11,9 +11,9 @@ import pytest
 
 from qmpdirty.daemon.hotplug import HostVfio, watch_host_vfio
 from qmpdirty.decisions.vfio.hotplug import may_hot_plug
+from qmpdirty.demo.lab.fakehost import FakeDevice, FakeHost, build
 from qmpdirty.host.sysfs import read_vfio_devices
 from tests.adapters.pipeline_harness import VM, ScriptedVm, config, online, running
-from tests.support.fakehost import FakeDevice, FakeHost, build
 
 
 async def test_no_poll_while_no_vfio_device_can_come_then_a_hot_plug_is_noticed() -> None:

@@ -18,11 +18,12 @@ import pytest
 from qemu.qmp import ExecuteError, QMPClient
 
 from qmpdirty.demo.lab import end_child
-from qmpdirty.qmp.topology.mtree import flat_view_for
-from tests.support.golden import QEMU_ARGS
-from tests.support.qapi_schema import SchemaMismatch
-from tests.support.vfio_lab import start_qemu
-from tests.support.vfio_scenario import (
+from qmpdirty.demo.lab.qapi_schema import SchemaMismatch
+from qmpdirty.demo.lab.vfio_hotplug import Plug, bridge_bus, with_fabricated
+from qmpdirty.demo.lab.vfio_lab import start_qemu
+from qmpdirty.demo.lab.vfio_scenario import (
+    NVME,
+    PCIE0,
     Bar,
     FabDevice,
     FabViommu,
@@ -30,11 +31,19 @@ from tests.support.vfio_scenario import (
     ScenarioError,
     inject_flat_view,
 )
-from tests.support.vfio_standin import VfioStandIn
+from qmpdirty.demo.lab.vfio_standin import VfioStandIn
+from qmpdirty.qmp.topology.mtree import flat_view_for
+from tests.support.golden import BYPASS_BUS, QEMU_ARGS
 
 BDF = "0000:3b:00.0"
 DEVICE = FabDevice("hostdev0", BDF, 0x20, bars=(Bar(0, 0x3800_0000_0000, 0x200_0000),))
 H0 = "/machine/peripheral/hostdev0"
+H1 = "/machine/peripheral/hostdev1"
+NVME_BDF = "0000:3c:00.0"
+#: an NVMe controller on plain vfio-pci, plugged into the root port behind the pxb
+PLUG = Plug(FabDevice("hostdev1", NVME_BDF, 0, bus=BYPASS_BUS, pci_id=NVME, hotplugged=True),
+            "rpx", blocked_reasons=(f"{NVME_BDF}: VFIO migration is not supported in kernel",))
+PLUG_ARGS = {"driver": "vfio-pci", "host": NVME_BDF, "id": "hostdev1", "bus": "rpx"}
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +217,58 @@ def test_a_bar_over_ram_cannot_be_presented() -> None:
             "  0000000000000000-000000001fffffff (prio 0, ram): pc.ram\n")
     with pytest.raises(ScenarioError, match="overlaps"):
         inject_flat_view(text, [(0x1000_0000, 0x1000_0FFF, "  bar")])
+
+
+async def test_device_add_and_del_of_a_plug(standin: VfioStandIn) -> None:
+    """``device_add`` of the plug realizes it with its blocker; ``device_del`` ejects it:
+    DEVICE_DELETED, and the device and its blocker are gone (migration.c:1133-1140)."""
+    path = Path(tempfile.mkdtemp(prefix="qd-vm-", dir="/tmp")) / "vm.sock"
+    before = Scenario((10, 0, 2), (DEVICE,))
+    endpoint = await standin.serve(path, before, (PLUG,))
+    qmp = QMPClient("test")
+    await qmp.connect(str(path))
+    assert await qmp.execute("device_add", PLUG_ARGS) == {}
+    children = await qmp.execute("qom-list", {"path": "/machine/peripheral"})
+    assert isinstance(children, list)
+    assert {"name": "hostdev1", "type": "child<vfio-pci>"} in children
+    assert await qmp.execute("qom-get", {"path": H1, "property": "hotplugged"}) is True
+    assert await qmp.execute("qom-get", {"path": H1, "property": "parent_bus"}) == BYPASS_BUS
+    info = await qmp.execute("query-migrate")
+    assert isinstance(info, dict) and info["blocked-reasons"] == list(PLUG.blocked_reasons)
+    assert await error_of(qmp, "device_add", PLUG_ARGS) == (
+        "GenericError", "Duplicate device ID 'hostdev1'")
+    # a device no plug offers is the real QEMU's to refuse, in its own words
+    refused = await error_of(qmp, "device_add", {**PLUG_ARGS, "host": "0000:99:00.0",
+                                                 "id": "other"})
+    assert refused[0] == "GenericError" and "0000:99:00.0" in refused[1], refused
+    assert await qmp.execute("device_del", {"id": "hostdev1"}) == {}
+    event = dict(await asyncio.wait_for(qmp.events.get(), 5))
+    assert (event["event"], event["data"]) == ("DEVICE_DELETED",
+                                               {"device": "hostdev1", "path": H1})
+    assert endpoint.scenario == before
+    info = await qmp.execute("query-migrate")
+    assert isinstance(info, dict) and "blocked-reasons" not in info
+    assert (await error_of(qmp, "device_del", {"id": "hostdev1"}))[0] == "DeviceNotFound"
+    await qmp.disconnect()
+    assert standin.failures == []
+
+
+def test_query_pci_lists_a_plug_behind_a_numbered_bridge_only() -> None:
+    """QEMU lists a bridge's ``devices`` once firmware numbered its secondary bus."""
+    plugged = Plug(FabDevice("hostdev1", NVME_BDF, 0, bus=bridge_bus("rp1"), pci_id=NVME,
+                             hotplugged=True), "rp1")
+    scenario = Scenario((10, 0, 2), (DEVICE, plugged.device))
+
+    def port(numbered: bool) -> dict[str, Any]:
+        bridge: dict[str, Any] = {"bus": {"number": 0, "secondary": 1 if numbered else 0,
+                                          "subordinate": 1 if numbered else 0}}
+        if numbered:
+            bridge["devices"] = []
+        return {"bus": 0, "slot": 5, "function": 0, "qdev_id": "rp1", "pci_bridge": bridge}
+
+    devices = with_fabricated([port(numbered=True)], scenario, PCIE0)
+    assert [d.get("qdev_id") for d in devices] == ["hostdev0", "rp1"]  # slot 4, then 5
+    behind = devices[1]["pci_bridge"]["devices"]
+    assert [(d["qdev_id"], d["bus"], d["slot"]) for d in behind] == [("hostdev1", 1, 0)]
+    unnumbered = with_fabricated([port(numbered=False)], scenario, PCIE0)
+    assert "devices" not in unnumbered[1]["pci_bridge"]

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from tests.support.fakehost import (
+from qmpdirty.demo.lab.fakehost import (
     ALL_FEATURES,
     ECAP_DIRTY,
     ECAP_LEGACY,
@@ -46,7 +46,7 @@ from tests.support.fakehost import (
     IntelUnit,
     amd_features,
 )
-from tests.support.vfio_scenario import PCIE0, Bar, FabDevice, PciId, Scenario
+from qmpdirty.demo.lab.vfio_scenario import PCIE0, Bar, FabDevice, PciId, Scenario
 
 Span = tuple[int, int]
 

@@ -22,6 +22,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from qmpdirty.demo.lab.vfio_scenario import (
+    HISI_VF,
+    NVME,
+    PDS_VF,
+    QAT_VF,
+    FabDevice,
+    FabViommu,
+    PciId,
+    Scenario,
+)
 from tests.support.golden import (
     HISI,
     LEGACY_V80,
@@ -41,16 +51,6 @@ from tests.support.golden import (
     host_dev,
     path,
     vdev,
-)
-from tests.support.vfio_scenario import (
-    HISI_VF,
-    NVME,
-    PDS_VF,
-    QAT_VF,
-    FabDevice,
-    FabViommu,
-    PciId,
-    Scenario,
 )
 
 H0, H1 = path("hostdev0"), path("hostdev1")

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from qmpdirty.demo.lab.vfio_scenario import (
+    HISI_VF,
+    NVME,
+    PDS_VF,
+    QAT_VF,
+    FabDevice,
+    FabViommu,
+    Scenario,
+)
 from tests.support.golden import (
     BAR32M,
     BYPASS_BUS,
@@ -32,15 +41,6 @@ from tests.support.golden import (
     host_dev,
     path,
     vdev,
-)
-from tests.support.vfio_scenario import (
-    HISI_VF,
-    NVME,
-    PDS_VF,
-    QAT_VF,
-    FabDevice,
-    FabViommu,
-    Scenario,
 )
 
 H0, H1 = path("hostdev0"), path("hostdev1")

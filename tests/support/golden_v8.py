@@ -7,6 +7,7 @@ each cited in ``source``. The range arithmetic starts from ``golden``'s docstrin
 
 from __future__ import annotations
 
+from qmpdirty.demo.lab.vfio_scenario import QAT_VF, FabViommu, Scenario
 from tests.support.golden import (
     BAR32M,
     HIGH,
@@ -26,7 +27,6 @@ from tests.support.golden import (
     path,
     vdev,
 )
-from tests.support.vfio_scenario import QAT_VF, FabViommu, Scenario
 
 H0, H1 = path("hostdev0"), path("hostdev1")
 FD = "iommufd:/objects/iommufd0"

@@ -1,7 +1,7 @@
 """The VFIO golden cases end to end: real QEMU, the VFIO stand-in, fake hosts, the real CLI.
 
 One QEMU 10.0.2 (``golden.QEMU_ARGS``, stopped) serves every case: the stand-in
-(``tests/support/vfio_standin.py``) listens on one socket per case and presents that
+(``qmpdirty/demo/lab/vfio_standin.py``) listens on one socket per case and presents that
 case's VM (version, devices, BARs, blockers) over it. Each host group of
 ``golden.HOSTS`` gets one fake host tree and one ``qmpdirty run`` with a ``[[vm]]``
 entry per case (BDFs are unique across cases, so per-BDF ``[[device_caps]]`` do not
@@ -31,19 +31,19 @@ from qmpdirty.config.address import QmpAddress
 from qmpdirty.demo.lab import end_child
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.daemon_process import QMPDIRTY, DaemonProcess, base_config, vm_topic
+from qmpdirty.demo.lab.fakehost import build
 from qmpdirty.demo.lab.fakeqmp import Command
 from qmpdirty.demo.lab.qmpwire import ErrorReply
 from qmpdirty.demo.lab.recorder import Received, Recorder
+from qmpdirty.demo.lab.vfio_lab import StandInThread, start_qemu
+from qmpdirty.demo.lab.vfio_standin import Endpoint, VfioStandIn
 from qmpdirty.facts.topology import VmTopology
 from qmpdirty.qmp.gather import gather_topology
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.qmp.topology.exchange import Failed, Reply, Returned
 from qmpdirty.qmp.topology.query import TopologyQuery
 from tests.support import golden, golden_v10
-from tests.support.fakehost import build
 from tests.support.golden import Golden
-from tests.support.vfio_lab import StandInThread, start_qemu
-from tests.support.vfio_standin import Endpoint, VfioStandIn
 
 pytestmark = pytest.mark.system
 

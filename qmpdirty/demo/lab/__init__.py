@@ -6,7 +6,10 @@ drives them over QMP, ``broker`` runs a private mosquitto, ``daemon_process`` ru
 real ``qmpdirty`` with a test config, ``recorder`` records what reaches the broker.
 Fake parts, faithful to QEMU's QMP: ``qmpwire`` (the wire format), ``fakeqmp`` (the
 one fake QMP server core), ``recorded`` (a QEMU 10.0.2 replaying recorded replies);
-and ``vfio_cases`` builds facts. Tests and benchmarks import all of these from here
+the VFIO stand-in (``vfio_standin`` on ``vfio_scenario`` and ``qapi_schema``, run from
+synchronous code by ``vfio_lab``) puts simulated VFIO devices in front of a real QEMU,
+and ``fakehost`` builds the host trees (sysfs, debugfs) that go with them; and
+``vfio_cases`` builds facts. Tests and benchmarks import all of these from here
 (``bench/`` never imports ``tests/``). This module holds what they share: the error
 type, free loopback ports, and the bookkeeping that makes sure no child process
 outlives us. The lab is never imported by the daemon itself.

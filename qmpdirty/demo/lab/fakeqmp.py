@@ -9,7 +9,7 @@ which is faithful to QEMU's (checked against recorded QEMU 10.0.2 replies by
 ``tests/adapters/test_fake_qmp.py``). What a VM *says* is its responder's:
 
 * ``tests/adapters/scripted_qmp.py`` (``ScriptedQmp``): a table of handlers, for tests;
-* ``tests/support/vfio_standin.py``: a real QEMU's replies with VFIO devices added,
+* ``qmpdirty/demo/lab/vfio_standin.py``: a real QEMU's replies with VFIO devices added,
   each fabrication checked against that QEMU's ``query-qmp-schema``;
 * ``qmpdirty/demo/lab/recorded.py`` (``RecordedVm``): QEMU 10.0.2's recorded replies,
   the benchmarks' 1,000-VM fleet (``bench/fleet.py``);

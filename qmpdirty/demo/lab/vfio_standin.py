@@ -1,4 +1,4 @@
-"""A QMP server that puts VFIO devices into a real QEMU's replies (tests).
+"""A QMP server that puts VFIO devices into a real QEMU's replies (lab: tests, demo).
 
 This machine has no VFIO hardware. ``VfioStandIn`` sits between a QMP client (the
 daemon, ``qmpdirty probe``) and a real ``qemu-system-x86_64`` (10.0.2): every command
@@ -10,8 +10,9 @@ present the scenario's version; ``qom-list`` of /machine/peripheral(-anon) and
 (10.1+ only, else ``CommandNotFound``) answer their properties (``GenericError
 "Property 'T.N' not found"`` for ones that version lacks); ``query-pci`` and
 ``info mtree -f -o`` gain the BARs; ``query-migrate`` ``blocked-reasons`` gains the
-scenario's hand-written blockers. Bus walks, host bridges, RAM, the memory map and
-everything else are the real QEMU's.
+scenario's hand-written blockers; ``device_add`` / ``device_del`` of a device the
+endpoint offers as a ``Plug`` hot-plug and unplug it (``vfio_hotplug``). Bus walks, host
+bridges, RAM, the memory map and everything else are the real QEMU's.
 
 Every fabricated or augmented reply, error and event is checked against the real
 QEMU's ``query-qmp-schema`` (``qapi_schema``; fetched once at start). A mismatch is
@@ -23,7 +24,8 @@ QEMU (replies are built per request, so the scenarios do not interfere). Each so
 a ``QmpServer`` of the lab's one fake QMP core (``qmpdirty.demo.lab.fakeqmp``: greeting,
 negotiation, framing, ``id``, in QEMU's shapes), whose responder is this stand-in bound
 to the endpoint; like QEMU, each connection answers its commands in order.
-``StandInThread`` runs one on its own event loop for synchronous tests (``vfio_lab``).
+``StandInThread`` runs one on its own event loop for synchronous callers, the demo and
+the system tests (``vfio_lab``).
 """
 
 from __future__ import annotations
@@ -38,21 +40,32 @@ from typing import Any
 from qemu.qmp import ExecuteError, QMPClient
 
 from qmpdirty.demo.lab import qmpwire
+from qmpdirty.demo.lab import vfio_scenario as fab
 from qmpdirty.demo.lab.fakeqmp import Command, QmpServer
+from qmpdirty.demo.lab.qapi_schema import QOM_LIST_GET_10_1, QapiSchema
 from qmpdirty.demo.lab.qmpwire import ErrorReply
-from tests.support import vfio_scenario as fab
-from tests.support.qapi_schema import QOM_LIST_GET_10_1, QapiSchema
-from tests.support.vfio_scenario import Scenario
+from qmpdirty.demo.lab.vfio_hotplug import (
+    EJECT_DELAY_S,
+    Plug,
+    deleted_event,
+    plugged_in,
+    with_fabricated,
+    with_plug,
+    without_plug,
+)
+from qmpdirty.demo.lab.vfio_scenario import Scenario
 
 MTREE = "info mtree -f -o"
 
 
 @dataclass
 class Endpoint:
-    """One socket presenting one scenario (``scenario`` may be swapped at run time)."""
+    """One socket presenting one scenario (``scenario`` may be swapped at run time, and
+    changes when a client plugs or unplugs one of ``plugs``)."""
 
     path: Path
     scenario: Scenario
+    plugs: tuple[Plug, ...] = ()
     server: QmpServer | None = None
     commands: list[str] = field(default_factory=list)  # names received, for tests
 
@@ -76,6 +89,7 @@ class VfioStandIn:
             "qom-get": self._qom_get, "qom-list-get": self._qom_list_get,
             "query-pci": self._query_pci, "human-monitor-command": self._hmp,
             "query-migrate": self._query_migrate, "query-commands": self._query_commands,
+            "device_add": self._device_add, "device_del": self._device_del,
         }
 
     async def start(self) -> VfioStandIn:
@@ -97,10 +111,11 @@ class VfioStandIn:
             task.cancel()
         await self._qmp.disconnect()
 
-    async def serve(self, path: Path, scenario: Scenario) -> Endpoint:
-        """Listen on ``path`` presenting ``scenario``."""
+    async def serve(self, path: Path, scenario: Scenario, plugs: tuple[Plug, ...] = ()
+                    ) -> Endpoint:
+        """Listen on ``path`` presenting ``scenario``; clients may ``device_add`` ``plugs``."""
         scenario.validate()
-        endpoint = Endpoint(path, scenario)
+        endpoint = Endpoint(path, scenario, plugs)
         endpoint.server = QmpServer(
             _Presenter(self, endpoint), name="VFIO stand-in", failures=self.failures,
             on_message=lambda m: endpoint.commands.append(_name_of(m)))
@@ -233,11 +248,9 @@ class VfioStandIn:
 
     async def _query_pci(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
         buses = _as_list(await self.upstream("query-pci", args))
-        extra = fab.pci_entries(endpoint.scenario)
         for bus in buses:
-            if bus["bus"] == 0 and extra:
-                devices = [*bus["devices"], *extra]
-                bus["devices"] = sorted(devices, key=lambda d: (d["slot"], d["function"]))
+            if bus["bus"] == 0:
+                bus["devices"] = with_fabricated(bus["devices"], endpoint.scenario)
         self.schema.check_return("query-pci", buses)
         return buses
 
@@ -267,6 +280,33 @@ class VfioStandIn:
             names.append({"name": "qom-list-get"})
         self.schema.check_return("query-commands", names)
         return names
+
+    async def _device_add(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        """A plug's device is realized at once; any other request is QEMU's to refuse."""
+        plug = next((p for p in endpoint.plugs if p.requested_by(args)), None)
+        if plug is None:
+            return await self.upstream("device_add", args)
+        if endpoint.scenario.find(plug.device.path) is not None:
+            raise ErrorReply("GenericError", f"Duplicate device ID '{plug.device.id}'")
+        await self.set_scenario(endpoint, with_plug(endpoint.scenario, plug))
+        self.schema.check_return("device_add", {})
+        return {}
+
+    async def _device_del(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
+        """A plugged device goes once the (simulated) guest has ejected it."""
+        plug = next((p for p in plugged_in(endpoint.scenario, endpoint.plugs)
+                     if p.device.id == args.get("id")), None)
+        if plug is None:
+            return await self.upstream("device_del", args)
+        self._tasks.append(asyncio.create_task(self._eject(endpoint, plug),
+                                               name=f"standin-eject {plug.device.id}"))
+        self.schema.check_return("device_del", {})
+        return {}
+
+    async def _eject(self, endpoint: Endpoint, plug: Plug) -> None:
+        await asyncio.sleep(EJECT_DELAY_S)
+        await self.set_scenario(endpoint, without_plug(endpoint.scenario, plug),
+                                deleted_event(plug))
 
     async def _forward_events(self) -> None:
         """The real QEMU's own events go to every client, as they would."""

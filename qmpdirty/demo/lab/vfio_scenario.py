@@ -16,8 +16,8 @@ This module renders the scenario the way QEMU does (sources: QEMU 10.0.2 / 10.2.
 * BAR mmaps in ``info mtree -f -o`` (system/memory.c ``mtree_print_flatview``):
   ``ramd`` sections named ``"<vbasedev name> BAR <n> mmaps[0]"``, owned by the
   device (``owner:{dev id=X}``, or ``dev path=`` without an id);
-* ``query-pci`` entries of devices on ``pcie.0`` (hw/pci/pci-qmp-cmds.c), with the
-  class descriptions of ``pci_class_descriptions[]`` (hw/pci/pci.c).
+* ``query-pci`` entries of devices on ``pcie.0`` or a bridge's bus (hw/pci/pci-qmp-cmds.c),
+  with the class descriptions of ``pci_class_descriptions[]`` (hw/pci/pci.c).
 """
 
 from __future__ import annotations
@@ -26,13 +26,19 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from qmpdirty.demo.errors import DemoError
+
 Version = tuple[int, int, int]
 _RANGE = re.compile(r"^  ([0-9a-f]{16})-([0-9a-f]{16}) ")
 _ROOT = re.compile(r"^ Root memory region: (\S+)")
 
 
-class ScenarioError(AssertionError):
-    """The scenario cannot be presented faithfully (e.g. a BAR over RAM)."""
+class ScenarioError(DemoError, AssertionError):
+    """The scenario cannot be presented faithfully (e.g. a BAR over RAM).
+
+    An ``AssertionError`` too: in a test, what QEMU would not say fails as one.
+    """
+
 
 PCIE0 = "/machine/q35/pcie.0"
 PERIPHERAL = "/machine/peripheral"
@@ -289,18 +295,19 @@ def bar_sections(scenario: Scenario) -> Iterator[tuple[int, int, str]]:
                                      f"{d.name} BAR {bar.index} mmaps[0] owner:{{{d.owner}}}")
 
 
-def pci_entries(scenario: Scenario) -> list[dict[str, object]]:
-    """``query-pci`` ``PciDeviceInfo`` of the devices on pcie.0 (bus 0). Devices behind
-    a bridge are left out, as QEMU does before firmware numbered the bridge."""
+def pci_entries(scenario: Scenario, bus: str = PCIE0, number: int = 0
+                ) -> list[dict[str, object]]:
+    """``query-pci`` ``PciDeviceInfo`` of the devices on ``bus`` (QOM path), whose bus
+    number is ``number`` (pcie.0: 0; a bridge's: what firmware gave it)."""
     out: list[dict[str, object]] = []
     for d in scenario.devices:
-        if d.bus != PCIE0:
+        if d.bus != bus:
             continue
         cls: dict[str, object] = {"class": d.pci_id.class_code}
         if d.pci_id.desc:
             cls["desc"] = d.pci_id.desc
         out.append({
-            "bus": 0, "slot": d.devfn >> 3, "function": d.devfn & 7, "class_info": cls,
+            "bus": number, "slot": d.devfn >> 3, "function": d.devfn & 7, "class_info": cls,
             "id": {"vendor": d.pci_id.vendor, "device": d.pci_id.device,
                    "subsystem-vendor": d.pci_id.vendor, "subsystem": 0},
             "irq_pin": 0, "qdev_id": d.id or "",

@@ -1,4 +1,4 @@
-"""Fake host trees for tests: sysfs, debugfs, proc and /boot under a temporary directory.
+"""Fake host trees (tests, the demo): sysfs, debugfs, proc and /boot under a temporary directory.
 
 Describe a host with ``FakeHost`` (devices, IOMMU units, command line, kernel config,
 debugfs state), ``build`` it, and point ``read_host`` at it through ``tree.host_config``::

@@ -1,8 +1,9 @@
-"""Run the VFIO stand-in for synchronous tests: a real QEMU and a loop thread (tests).
+"""Run the VFIO stand-in from synchronous code: a real QEMU and a loop thread (lab).
 
 ``start_qemu`` launches ``qemu-system-x86_64`` stopped (``-S``) with one QMP socket;
 ``StandInThread`` runs a ``VfioStandIn`` in front of it on its own event loop, so
-that sync tests (the daemon is a subprocess) can serve scenarios and swap them.
+that synchronous callers (tests and the demo, whose daemon is a subprocess) can serve
+scenarios and swap them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qmpdirty.demo.lab import end_child, track_child
-from tests.support.vfio_scenario import Scenario
-from tests.support.vfio_standin import Endpoint, VfioStandIn
+from qmpdirty.demo.lab import DemoError, end_child, log_tail, track_child
+from qmpdirty.demo.lab.vfio_hotplug import Plug
+from qmpdirty.demo.lab.vfio_scenario import Scenario
+from qmpdirty.demo.lab.vfio_standin import Endpoint, VfioStandIn
 
 _T = TypeVar("_T")
 
@@ -34,7 +36,7 @@ def start_qemu(socket: Path, args: Sequence[str], log_path: Path,
     while not socket.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             end_child(proc)
-            raise RuntimeError(f"QEMU did not start: {log_path.read_text(errors='replace')}")
+            raise DemoError(f"QEMU did not start: {log_tail(log_path)}")
         time.sleep(0.02)
     return proc
 
@@ -52,8 +54,8 @@ class StandInThread:
     def call(self, coro: Coroutine[Any, Any, _T], timeout_s: float = 30.0) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
-    def serve(self, path: Path, scenario: Scenario) -> Endpoint:
-        return self.call(self.standin.serve(path, scenario))
+    def serve(self, path: Path, scenario: Scenario, plugs: tuple[Plug, ...] = ()) -> Endpoint:
+        return self.call(self.standin.serve(path, scenario, plugs))
 
     def set_scenario(self, endpoint: Endpoint, scenario: Scenario,
                      event: tuple[str, dict[str, Any]] | None = None) -> None:

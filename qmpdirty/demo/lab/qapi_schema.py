@@ -1,4 +1,4 @@
-"""Check JSON values against a QEMU's own ``query-qmp-schema`` introspection (tests).
+"""Check JSON values against a QEMU's own ``query-qmp-schema`` introspection (lab).
 
 The VFIO stand-in (``vfio_standin.py``) fabricates QMP replies; each one is checked
 here against what the real QEMU underneath says its commands return, so that a
@@ -26,11 +26,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qmpdirty.demo.errors import DemoError
+
 Entity = Mapping[str, Any]
 
 
-class SchemaMismatch(AssertionError):
-    """A value does not have the shape the QEMU schema gives it."""
+class SchemaMismatch(DemoError, AssertionError):
+    """A value does not have the shape the QEMU schema gives it.
+
+    An ``AssertionError`` too: in a test, what QEMU would not say fails as one.
+    """
 
 
 #: qapi/error.json ``QapiErrorClass`` (not reachable from any command, so not introspected).
