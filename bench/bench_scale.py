@@ -4,8 +4,9 @@ Four processes: the daemon (``qmpdirty run`` through the CLI), a fake QEMU fleet
 (``bench/fleet.py``: recorded QEMU 10.0.2 replies, realistic event streams, a few
 VMs migrating in turn), a real mosquitto and this benchmark with a paho subscriber.
 The 100-VM run adds three real QEMUs (``bench/labvms.py``) whose STOP/RESUME events
-are measured apart. The daemon is configured as item 4 says: every socket listed as
-``[[vm]]``, ``[vfio] refresh_interval_s = 10``, ``[dirty_rate] interval_s = 5``.
+are measured apart. The daemon is configured for a busy host: every socket listed as
+``[[vm]]``, ``[vfio] refresh_interval_s = 10``, ``[dirty_rate] interval_s = 5`` with
+``windows = 1``.
 
 * **Latency** (item 2): receipt on MQTT minus the event's QEMU timestamp (one clock),
   for every event whose timestamp falls in the steady window; p50/p99/max.

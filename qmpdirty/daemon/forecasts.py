@@ -5,7 +5,8 @@ the VM's role or blockers change (``VmView.claims_changed``) - and otherwise as 
 heartbeat every ``[forecast] publish_interval_s`` (jittered) after the last publish,
 with QEMU's migration parameters, the guest's memory statistics (a virtio-balloon's
 ``guest-stats``, when the VM has one and the guest reports) and what the host backs of
-its RAM (``host.residency``) read again first. The model
+its RAM (``host.residency``, at most every ``RESIDENCY_REFRESH_S``: the first at the
+first heartbeat, so that VMs started together do not all read at once) read again first. The model
 is ``decisions``' (``forecaster``), and so is what may be claimed (``migration.claim``:
 only a running guest has a forecast; a blocked VM's verdict is ``blocked``). Fires
 ``forecast-negative`` when ``converges`` turns false. Must not compute anything here.
@@ -61,14 +62,21 @@ async def refresh_guest_memory(view: VmView, balloon: str | None) -> None:
         log.info("VM %s: guest-stats of %s: %s", view.name, balloon, exc)
 
 
-async def refresh_residency(view: VmView) -> None:
-    """What the host backs of the VM's RAM into the forecaster (``host.residency``, in a
-    thread: ``smaps`` walks the page tables). Unknown (None) without a pid, the RAM, or
-    the right to read the process's mappings."""
+#: How often what the host backs of a VM's RAM is read again (``refresh_residency``):
+#: it changes slowly, and each reading costs up to a few milliseconds of CPU per VM.
+RESIDENCY_REFRESH_S = 300.0
+
+
+def refresh_residency(view: VmView) -> None:
+    """What the host backs of the VM's RAM into the forecaster (``host.residency``).
+    Unknown (None) without a pid, the RAM, or the right to read the process's memory
+    map. Read on the loop, not in a thread: it takes well under a millisecond for a
+    QEMU's few hundred mappings and a few hundred samples, and a thousand VMs' threads
+    contending for the interpreter held events up to 24 ms at 1,000 VMs."""
     info = view.info
     ram = info.basics.ram_bytes if info else None
-    view.forecaster.residency = await asyncio.to_thread(
-        read_residency, view.cfg.host.proc_root, view.identity.pid, ram, view.clock())
+    view.forecaster.residency = read_residency(view.cfg.host.proc_root, view.identity.pid,
+                                               ram, view.clock())
 
 
 class Forecasts:
@@ -80,6 +88,7 @@ class Forecasts:
         self._last_converges: bool | None = None
         self._published = asyncio.Event()  # restarts the heartbeat's wait
         self._balloon: str | None = None  # its QOM path, looked up once per session
+        self._residency_read: float | None = None  # loop time of the last reading
 
     async def run(self) -> None:
         """Until cancelled: a changed claim at once (when material), the heartbeat
@@ -88,7 +97,6 @@ class Forecasts:
         interval = self._view.cfg.forecast.publish_interval_s
         self._balloon = await find_balloon(self._view)
         await refresh_guest_memory(self._view, self._balloon)
-        await refresh_residency(self._view)
         loop = asyncio.get_running_loop()
         due = loop.time() + interval * random.uniform(0.5, 1.5)
         self._published.clear()  # the session's first forecast keeps the wide spread
@@ -99,7 +107,10 @@ class Forecasts:
                 case "due":
                     await refresh_params(self._view)
                     await refresh_guest_memory(self._view, self._balloon)
-                    await refresh_residency(self._view)
+                    if self._residency_read is None or \
+                            loop.time() - self._residency_read >= RESIDENCY_REFRESH_S:
+                        self._residency_read = loop.time()
+                        refresh_residency(self._view)
                     self.publish()
             if self._published.is_set():
                 self._published.clear()

@@ -146,17 +146,17 @@ class QmpEvent:
 @dataclass(frozen=True, slots=True)
 class GuestResidency:
     """How much of the guest's RAM the host holds for it, read from the QEMU process's
-    mappings (``/proc/<pid>/smaps``): bytes resident or swapped out in the mappings that
-    are guest RAM, of ``mapped_bytes`` mapped, and when (epoch seconds). A page the
-    host never backed reads as zeros, so this is an upper bound on the guest's pages
-    with content (rounded up by transparent huge pages)."""
+    mappings (``/proc/<pid>/maps`` and ``pagemap``, sampled): bytes resident or swapped
+    out in the mappings that are guest RAM, of ``mapped_bytes`` mapped, and when (epoch
+    seconds). A page the host never backed reads as zeros, so this is an upper bound on
+    the guest's pages with content (rounded up by transparent huge pages)."""
 
     resident_bytes: int
     mapped_bytes: int
     at_s: float
     #: where in the largest guest-RAM mapping (the block a migration scans first) the
     #: host backs memory: one byte per ``chunk_bytes``, 1 when the chunk's first page is
-    #: resident or swapped (a transparent huge page is all or nothing); empty: not read
+    #: backed (a transparent huge page is all or nothing); empty: not read
     resident_map: bytes = b""
     chunk_bytes: int = 0
 
