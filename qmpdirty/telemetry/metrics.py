@@ -74,6 +74,12 @@ FAMILIES: dict[str, tuple[MetricType, str, tuple[str, ...]]] = {
                                         "broker", ()),
     "qmpdirty_outbox_dropped_messages": ("counter", "non-retained messages dropped on "
                                          "outbox overflow", ()),
+    "qmpdirty_vm_outbox_dropped_messages": ("counter", "the VM's non-retained messages "
+                                            "dropped on outbox overflow", ("vm",)),
+    "qmpdirty_vm_qmp_events_dropped": ("counter", "the VM's QMP events dropped because its "
+                                       "event queue was full", ("vm",)),
+    "qmpdirty_vm_qmp_events_unreadable": ("counter", "the VM's QMP events dropped because "
+                                          "they could not be read or published", ("vm",)),
     "qmpdirty_mqtt_connects": ("counter", "successful broker connections", ()),
     "qmpdirty_start_time_seconds": ("gauge", "when the daemon started, epoch seconds", ()),
     "qmpdirty_build_info": ("gauge", "the daemon's version (always 1)", ("version",)),
@@ -145,7 +151,8 @@ class MetricsState:
     def samples(self) -> list[Sample]:
         """Every sample now, the daemon's first, then VM by VM in name order."""
         host = self.topics.host
-        out = daemon_samples(host, self.daemon) if self.daemon is not None else []
+        out = daemon_samples(host, self.daemon, set(self.vms)) \
+            if self.daemon is not None else []
         for name in sorted(self.vms):
             out.extend(vm_samples(host, name, self.vms[name]))
         return out
@@ -158,8 +165,9 @@ def _parse(model: type[_M], payload: bytes) -> _M | None:
         return None
 
 
-def daemon_samples(host: str, d: schema.DaemonPayload) -> list[Sample]:
-    """The daemon's own series, from its ``daemon`` payload."""
+def daemon_samples(host: str, d: schema.DaemonPayload, vms: set[str]) -> list[Sample]:
+    """The daemon's own series, from its ``daemon`` payload; its per-VM counts only for
+    ``vms`` (a forgotten VM leaves no series behind)."""
     h = {"host": host}
     return [
         Sample("qmpdirty_sessions", h, d.vms_online),
@@ -170,6 +178,12 @@ def daemon_samples(host: str, d: schema.DaemonPayload) -> list[Sample]:
         Sample("qmpdirty_mqtt_connects", h, d.mqtt_connects),
         Sample("qmpdirty_start_time_seconds", h, d.started_ts),
         Sample("qmpdirty_build_info", {**h, "version": d.version}, 1),
+        *(Sample("qmpdirty_vm_outbox_dropped_messages", {**h, "vm": vm}, n)
+          for vm, n in sorted(d.outbox.dropped_by_vm.items()) if vm in vms),
+        *(Sample("qmpdirty_vm_qmp_events_dropped", {**h, "vm": vm}, n)
+          for vm, n in sorted(d.qmp_events.dropped_by_vm.items()) if vm in vms),
+        *(Sample("qmpdirty_vm_qmp_events_unreadable", {**h, "vm": vm}, n)
+          for vm, n in sorted(d.qmp_events.unreadable_by_vm.items()) if vm in vms),
     ]
 
 

@@ -59,10 +59,12 @@ TRACKING = _vm(TopicKind.TRACKING, schema.TrackingPayload, 6, qemu_version="10.0
 DAEMON = render.daemon_state(TOPICS, 1, 1_800_000_000.0, version="0.1.0",
                              started_ts=1_799_999_000.0, vms_online=1, vms_known=1,
                              outbox=schema.OutboxStats(capacity=10_000, queued=3,
-                                                       dropped_total=7, dropped_by_vm={}),
-                             qmp_events=schema.QmpEventStats(dropped_total=0, dropped_by_vm={},
-                                                             unreadable_total=0,
-                                                             unreadable_by_vm={}),
+                                                       dropped_total=7,
+                                                       dropped_by_vm={VM: 7}),
+                             qmp_events=schema.QmpEventStats(dropped_total=5,
+                                                             dropped_by_vm={VM: 5},
+                                                             unreadable_total=2,
+                                                             unreadable_by_vm={VM: 2}),
                              mqtt_connects=2)
 ONLINE = render.vm_state(TOPICS, VM, "online")
 

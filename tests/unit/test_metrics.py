@@ -63,6 +63,9 @@ EXPECTED = {
     ("qmpdirty_sessions", frozenset(H.items())): 1,
     ("qmpdirty_outbox_queued_messages", frozenset(H.items())): 3,
     ("qmpdirty_outbox_dropped_messages", frozenset(H.items())): 7,
+    key("qmpdirty_vm_outbox_dropped_messages"): 7,
+    key("qmpdirty_vm_qmp_events_dropped"): 5,
+    key("qmpdirty_vm_qmp_events_unreadable"): 2,
     ("qmpdirty_build_info", frozenset({**H, "version": "0.1.0"}.items())): 1,
 }
 
