@@ -103,7 +103,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         raise_open_files()
-        listener = self._listener()
+        listener = open_listener(self.cfg)
         if self.exporter is not None and (where := self.cfg.prometheus.address) is not None:
             self.exporter.start(*where)
         ha = self.cfg.homeassistant
@@ -140,15 +140,6 @@ class Daemon:
             # (after the offline messages went out: a full collection takes a moment).
             gc.unfreeze()
             gc.collect()
-
-    def _listener(self) -> QmpListener | None:
-        s = self.cfg.server
-        if s.socket is None:
-            return None
-        listener = QmpListener(s.socket, s.mode_bits, s.group)
-        listener.open()
-        log.info("server mode: QEMUs may dial %s", s.socket)
-        return listener
 
     async def _serve_until_stopped(self, listener: QmpListener | None) -> None:
         deadline_s = self.cfg.daemon.shutdown_deadline_s
@@ -195,25 +186,39 @@ class Daemon:
                 reload.cancel()
                 if self._reload.is_set():
                     self._reload.clear()
-                    self._reread_vm_list()
+                    self.cfg = reread_vm_list(self.cfg, self.config_path)
+                    self.ctx.cfg = self.cfg
                 if not self._stop.is_set():
                     await fleet.reconcile(self.cfg)
         finally:
             stop.cancel()
 
-    def _reread_vm_list(self) -> None:
-        """SIGHUP: take the new ``[[vm]]`` list and discovery globs; keep the rest."""
-        if self.config_path is None:
-            return
-        try:
-            fresh = load_config(self.config_path)
-        except ConfigError as exc:
-            log.error("SIGHUP: %s; keeping the running VM list", exc)
-            return
-        self.cfg = self.cfg.model_copy(update={"vm": fresh.vm, "discovery": fresh.discovery})
-        self.ctx.cfg = self.cfg
-        log.info("SIGHUP: %d static VMs, %d discovery globs", len(fresh.vm),
-                 len(fresh.discovery.globs))
+
+
+def open_listener(cfg: Config) -> QmpListener | None:
+    """Server mode's socket, open (None without ``[server] socket``)."""
+    s = cfg.server
+    if s.socket is None:
+        return None
+    listener = QmpListener(s.socket, s.mode_bits, s.group)
+    listener.open()
+    log.info("server mode: QEMUs may dial %s", s.socket)
+    return listener
+
+
+def reread_vm_list(cfg: Config, config_path: Path | None) -> Config:
+    """SIGHUP: ``cfg`` with the new ``[[vm]]`` list and discovery globs, the rest kept
+    (``cfg`` itself when the file is gone or broken: logged)."""
+    if config_path is None:
+        return cfg
+    try:
+        fresh = load_config(config_path)
+    except ConfigError as exc:
+        log.error("SIGHUP: %s; keeping the running VM list", exc)
+        return cfg
+    log.info("SIGHUP: %d static VMs, %d discovery globs", len(fresh.vm),
+             len(fresh.discovery.globs))
+    return cfg.model_copy(update={"vm": fresh.vm, "discovery": fresh.discovery})
 
 
 class StatsSink(Protocol):
