@@ -1,9 +1,9 @@
 """One hook run: start the command, feed its stdin, wait for its own exit (shell).
 
-Stage: sink (``sinks.hooks`` queues runs and calls ``execute`` for each). The command
-starts in a session of its own with the JSON on stdin, stdout on ``/dev/null`` and
-stderr on a pipe, through the loop's low-level ``subprocess_exec`` so that the
-transport can be closed when the run ends.
+Stage: sink (``sinks.hooks`` queues runs; ``sinks.hook_workers`` calls ``execute`` for
+each). The command starts in a session of its own with the JSON on stdin, stdout on
+``/dev/null`` and stderr on a pipe, through the loop's low-level ``subprocess_exec`` so
+that the transport can be closed when the run ends.
 
 A run ends when the hook itself exits (or is killed at its timeout), never when its
 pipes reach end-of-file. Under uvloop the children of a hook inherit extra copies of

@@ -1,7 +1,7 @@
 """The hook runs waiting for a worker: one bounded queue with two lanes (shell).
 
-Stage: sink (``sinks.hooks`` puts runs in and its workers take them out). Runs wait
-in the order their events happened, in the ``normal`` lane. At stop the daemon's
+Stage: sink (``sinks.hooks`` puts runs in, ``sinks.hook_workers`` takes them out). Runs
+wait in the order their events happened, in the ``normal`` lane. At stop the daemon's
 ``vm-offline`` runs move to the ``first`` lane, which every worker serves before the
 other and the stop's own workers serve alone: a backlog of other events cannot keep
 them from running within the shutdown deadline.

@@ -5,19 +5,20 @@ publishes telemetry (``fire_kind`` when its kind is already a ``HookKind``), and
 ``fire_qmp(vm, event)`` for every QMP event (the ``qmp:NAME`` hooks it is due for,
 ``decisions.migration.hooks_due``, read the message as QEMU sent it); it only
 queues (``sinks.hook_queue``: bounded, the oldest run is dropped on overflow, counted
-and logged) and returns. ``HookRunner.run()`` is a pool of ``[hooks] max_concurrent``
-workers, owned by the daemon's TaskGroup, each running one ``[[hook]]`` command at a
-time (``sinks.hook_process``: a run ends with the hook's own exit).
+and logged) and returns. ``HookRunner.run()`` is the pool of ``sinks.hook_workers``:
+``[hooks] max_concurrent`` workers, owned by the daemon's TaskGroup, each running one
+``[[hook]]`` command at a time (``sinks.hook_process``: a run ends with the hook's own
+exit).
 
 ``vm-offline`` hooks read a ``VmOfflineInput`` (``sinks.hook_input``) built here. At
 stop (``stopping``, then ``finish``) they run first, on workers of their own as well,
 so a backlog of other hooks cannot keep them from running within the deadline.
 
-This module must not:
+This module (with the modules it hands runs to) must not:
 * run a shell or search PATH for the executable (commands are absolute argv lists);
 * pass the daemon's environment (a hook sees ``QMPDIRTY_EVENT``, ``QMPDIRTY_VM``,
-  ``QMPDIRTY_HOST`` and ``PATH`` only) or put a VM name anywhere but an environment
-  value and the JSON on stdin;
+  ``QMPDIRTY_HOST`` and ``PATH`` only, ``sinks.hook_workers``) or put a VM name
+  anywhere but an environment value and the JSON on stdin;
 * block or raise in ``fire``, or let a slow hook delay telemetry;
 * let a hook (or its children: each runs in its own session) outlive its timeout.
 Every failure (exit status, timeout, missing executable) goes to ``on_result`` as a
@@ -27,10 +28,8 @@ See docs/hooks.md.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard, get_args
@@ -40,15 +39,9 @@ from qmpdirty.config.hooks import HookKind, HookTrigger, qmp_hook_event
 from qmpdirty.decisions.migration.hooks_due import qmp_hooks_due
 from qmpdirty.facts.vm import QmpEvent
 from qmpdirty.sinks.hook_input import offline_input
-from qmpdirty.sinks.hook_process import (
-    STDERR_TAIL_BYTES,
-    GroupSweeper,
-    HookOutcome,
-    execute,
-    outcome,
-    printable,
-)
+from qmpdirty.sinks.hook_process import STDERR_TAIL_BYTES, HookOutcome, outcome, printable
 from qmpdirty.sinks.hook_queue import HookJob, HookQueue
+from qmpdirty.sinks.hook_workers import DEFAULT_PATH, HookWorkers, OnResult, hook_environment
 from qmpdirty.telemetry.topics import sanitise
 
 __all__ = [
@@ -70,13 +63,8 @@ log = logging.getLogger(__name__)
 
 #: The event kinds a hook can name (besides ``*``, which matches them all).
 HOOK_EVENTS: tuple[HookKind, ...] = get_args(HookKind)
-#: PATH given to hooks when the daemon itself has none.
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: VMs whose ``vm-online`` payload is kept for their ``vm-offline`` hooks, at most.
 MAX_REMEMBERED = 10_000
-
-#: ``on_result(kind, vm, command, outcome)``, called for failed runs only.
-OnResult = Callable[[HookTrigger, str, tuple[str, ...], HookOutcome], None]
 
 
 def is_hook_kind(kind: str) -> TypeGuard[HookKind]:
@@ -89,40 +77,36 @@ def matching(hooks: Sequence[HookConfig], kind: HookKind) -> list[HookConfig]:
     return [h for h in hooks if h.event in (kind, "*")]
 
 
-def hook_environment(kind: HookTrigger, vm: str, host: str, path: str) -> dict[str, str]:
-    """The whole environment of a hook: nothing of the daemon's leaks but PATH.
-    ``QMPDIRTY_EVENT`` is the event as the hook names it (``qmp:GUEST_PANICKED``)."""
-    return {"QMPDIRTY_EVENT": kind, "QMPDIRTY_VM": vm, "QMPDIRTY_HOST": host, "PATH": path}
-
-
 def _is_offline(job: HookJob) -> bool:
     return job.kind == "vm-offline"
 
 
 class HookRunner:
-    """A bounded queue of hook runs and the worker pool that executes them."""
+    """What the daemon fires, turned into queued runs in order; ``HookWorkers`` run them."""
 
     def __init__(self, cfg: Config, on_result: OnResult,
                  clock: Callable[[], float] = time.time) -> None:
         self._cfg = cfg.hooks
         self._hooks = tuple(h for h in cfg.hook if h.qmp_event is None)
         self._qmp_hooks = tuple(h for h in cfg.hook if h.qmp_event is not None)
-        self._on_result = on_result
         self._clock = clock
         self._host = sanitise(cfg.host.resolved_name)
-        self._path = os.environ.get("PATH") or DEFAULT_PATH
         self._queue = HookQueue(self._cfg.queue_size)
+        self._workers = HookWorkers(self._queue, self._cfg.max_concurrent, self._host, on_result)
         self._offline_hooks = bool(matching(self._hooks, "vm-offline"))
         self._last_info: dict[str, Mapping[str, Any]] = {}
         self._stopping = False
-        self._sweeper = GroupSweeper()
         self.dropped_total = 0
-        self.started_total = 0
 
     @property
     def queued(self) -> int:
         """Runs waiting for a worker."""
         return len(self._queue)
+
+    @property
+    def started_total(self) -> int:
+        """Runs the workers have started (a dropped run never starts)."""
+        return self._workers.started_total
 
     def waiting(self) -> list[HookJob]:
         """The runs waiting, in the order they will start."""
@@ -227,29 +211,7 @@ class HookRunner:
     async def run(self) -> None:
         """Run queued hooks, ``max_concurrent`` at a time, until cancelled; then kill
         what finished hooks left in their process groups."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for n in range(self._cfg.max_concurrent):
-                    tg.create_task(self._worker(), name=f"hook-worker-{n}")
-        finally:
-            self._sweeper.sweep_all()
-
-    async def _worker(self, first_only: bool = False) -> None:
-        """One run at a time; nothing a hook does can end the worker (or the daemon)."""
-        while True:
-            job = await self._queue.get(first_only)
-            self.started_total += 1
-            started = time.monotonic()
-            try:
-                result = await self._execute(job)
-            except Exception as exc:
-                log.exception("hook %s for VM %s: unexpected failure", job.command[0], job.vm)
-                result = outcome(job.kind, job.command, exit_code=None, timed_out=False,
-                                 error=f"internal error: {exc!r}",
-                                 duration_s=time.monotonic() - started)
-            finally:
-                self._queue.done()
-            self._report(job, result)
+        await self._workers.run()
 
     async def finish(self, timeout_s: float) -> bool:
         """At stop: run what is queued, ``vm-offline`` runs first and also on
@@ -257,34 +219,4 @@ class HookRunner:
         hooks), for at most ``timeout_s``. False (and a warning with the count of
         runs left) when some had not run; the daemon then cancels ``run()``."""
         self.stopping()
-        async with asyncio.TaskGroup() as tg:
-            lane = [tg.create_task(self._worker(first_only=True), name=f"hook-stop-worker-{n}")
-                    for n in range(self._cfg.max_concurrent)]
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await self._queue.join()
-                done = True
-            except TimeoutError:
-                done = False
-            for task in lane:
-                task.cancel()
-        if not done:
-            log.warning("stopping: %d hook runs (%d of them vm-offline) still queued after "
-                        "%.1fs; not run", len(self._queue), self._queue.first_waiting,
-                        timeout_s)
-        return done
-
-    def _report(self, job: HookJob, result: HookOutcome) -> None:
-        if not result.failed:
-            log.debug("hook %s for VM %s: %s ok in %ss", job.kind, job.vm, job.command[0],
-                      result.duration_s)
-            return
-        try:
-            self._on_result(job.kind, job.vm, job.command, result)
-        except Exception:
-            log.exception("hook result callback failed for %s", job.command[0])
-
-    async def _execute(self, job: HookJob) -> HookOutcome:
-        """Run one job with the hook's environment (``sinks.hook_process``)."""
-        env = hook_environment(job.kind, job.vm, self._host, self._path)
-        return await execute(job, env=env, sweeper=self._sweeper)
+        return await self._workers.finish(timeout_s)

@@ -259,7 +259,7 @@ async def test_an_unexpected_failure_is_reported_and_the_worker_goes_on(
     start: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner, results = await start([{"event": "*", "command": ["/bin/true"]}], max_concurrent=1)
-    real = runner._execute
+    real = runner._workers._execute
     calls = 0
 
     async def flaky(job: Any) -> HookOutcome:
@@ -269,7 +269,7 @@ async def test_an_unexpected_failure_is_reported_and_the_worker_goes_on(
             raise RuntimeError("boom")
         return await real(job)
 
-    monkeypatch.setattr(runner, "_execute", flaky)
+    monkeypatch.setattr(runner._workers, "_execute", flaky)
     runner.fire("vm-online", "a", {})
     runner.fire("vm-online", "b", {})
     await until(lambda: calls == 2)
