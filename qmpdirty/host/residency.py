@@ -21,6 +21,7 @@ migration). Never raises.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ MIN_BLOCK = 16 * 2**20
 CHUNK = 2 * 2**20
 #: At most this many samples per mapping (a 64 GiB block is sampled every 16 MiB).
 MAX_SAMPLES = 4096
-PAGE = 4096
+#: ``pagemap`` has one entry per page of the host (not the guest's 4 KiB page).
+PAGE = mmap.PAGESIZE
 _SHARED_RAM = ("/memfd:", "/dev/hugepages", "/hugetlbfs", "/dev/shm/")
 _PRESENT, _SWAPPED, _EXCLUSIVE = 1 << 63, 1 << 62, 1 << 56
 

@@ -178,12 +178,12 @@ def daemon_samples(host: str, d: schema.DaemonPayload, vms: set[str]) -> list[Sa
         Sample("qmpdirty_mqtt_connects", h, d.mqtt_connects),
         Sample("qmpdirty_start_time_seconds", h, d.started_ts),
         Sample("qmpdirty_build_info", {**h, "version": d.version}, 1),
-        *(Sample("qmpdirty_vm_outbox_dropped_messages", {**h, "vm": vm}, n)
-          for vm, n in sorted(d.outbox.dropped_by_vm.items()) if vm in vms),
-        *(Sample("qmpdirty_vm_qmp_events_dropped", {**h, "vm": vm}, n)
-          for vm, n in sorted(d.qmp_events.dropped_by_vm.items()) if vm in vms),
-        *(Sample("qmpdirty_vm_qmp_events_unreadable", {**h, "vm": vm}, n)
-          for vm, n in sorted(d.qmp_events.unreadable_by_vm.items()) if vm in vms),
+        *(Sample(name, {**h, "vm": vm}, n)
+          for name, by_vm in (("qmpdirty_vm_outbox_dropped_messages", d.outbox.dropped_by_vm),
+                              ("qmpdirty_vm_qmp_events_dropped", d.qmp_events.dropped_by_vm),
+                              ("qmpdirty_vm_qmp_events_unreadable",
+                               d.qmp_events.unreadable_by_vm))
+          for vm, n in sorted(by_vm.items()) if vm in vms),
     ]
 
 

@@ -19,7 +19,6 @@ import logging
 import os
 import random
 import signal
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -30,24 +29,12 @@ from qmpdirty.sinks.mqtt import MqttSink
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing
 from qmpdirty.telemetry.topics import Topics
-from tests.support.gate import Gate
+from tests.support.gate import Gate, until
 from tests.support.seqcheck import backwards
 
 TOPICS = Topics.create("qmpdirty", "h")
 STATUS = "qmpdirty/h/status"
 
-
-async def until(check: Callable[[], object], timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not check():  # noqa: ASYNC110 - polls the sink's real state; no event exists
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def gate(broker: Mosquitto) -> AsyncIterator[Gate]:
-    g = Gate(broker.port)
-    yield g
-    await g.shut()
 
 
 async def start(cfg: MqttConfig, connect_timeout_s: float = 10.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from qmpdirty.sinks.mqtt import WINDOW, MqttSink
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing
 from qmpdirty.telemetry.topics import Topics
-from tests.support.gate import Gate
+from tests.support.gate import Gate, until
 
 TOPICS = Topics.create("qmpdirty", "h")
 
@@ -30,18 +29,6 @@ def record(n: int) -> Outgoing:
 def state(value: str) -> Outgoing:
     return Outgoing("qmpdirty/h/vm/a/info", json.dumps({"v": value}).encode(), 1, True)
 
-
-async def until(check: Callable[[], object], timeout_s: float = 10.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not check():  # noqa: ASYNC110 - polls the sink's real state; no event exists
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def gate(broker: Mosquitto) -> AsyncIterator[Gate]:
-    g = Gate(broker.port)
-    yield g
-    await g.shut()
 
 
 async def start(cfg: MqttConfig) -> tuple[MqttSink, asyncio.Task[None]]:

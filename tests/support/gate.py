@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from qmpdirty.demo.lab.qemu import free_port
 
@@ -53,3 +54,10 @@ class Gate:
             dst.close()
 
         await asyncio.gather(copy(r, uw), copy(ur, w))
+
+
+async def until(check: Callable[[], object], timeout_s: float = 10.0) -> None:
+    """Poll ``check`` until it is truthy (a sink's real state: no event signals it)."""
+    async with asyncio.timeout(timeout_s):
+        while not check():  # noqa: ASYNC110 - polls the sink's real state; no event exists
+            await asyncio.sleep(0.02)

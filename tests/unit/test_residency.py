@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qmpdirty.host.residency import (
     CHUNK,
+    PAGE,
     Mapping,
     guest_ram_mappings,
     mappings_from_maps,
@@ -25,7 +26,7 @@ from qmpdirty.host.residency import (
 MIB = 2**20
 PRESENT, SWAPPED, EXCLUSIVE = 1 << 63, 1 << 62, 1 << 56
 BACKED = PRESENT | EXCLUSIVE
-PER_CHUNK = CHUNK // 4096  # pages
+PER_CHUNK = CHUNK // PAGE  # host pages
 
 
 def line(start: int, size_mib: float, perms: str, path: str = "") -> str:
@@ -80,9 +81,9 @@ def test_a_stride_keeps_the_samples_bounded() -> None:
 def _pagemap(path: Path, entries: dict[int, int], pages: int, base: int = 0) -> None:
     """A sparse file shaped like ``pagemap``: ``entries`` are pages from ``base``."""
     with path.open("wb") as out:
-        out.truncate(8 * (base // 4096 + pages))
+        out.truncate(8 * (base // PAGE + pages))
         for page, flags in entries.items():
-            out.seek(8 * (base // 4096 + page))
+            out.seek(8 * (base // PAGE + page))
             out.write(flags.to_bytes(8, "little"))
 
 
