@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from qmpdirty.cancel import raise_if_cancelled
 from qmpdirty.config import Config
 from qmpdirty.config.address import QmpAddress
 from qmpdirty.daemon.pipeline import VmPipeline
@@ -118,7 +119,7 @@ async def run_session(
             slot.release()
         failure = failure or await session.close()
         _publish_end(ctx, pipeline, owner, fallback_name, failure)
-    _raise_if_cancelled()
+    raise_if_cancelled()  # the handlers above may have taken a cancelled group's errors
     return failure
 
 
@@ -134,15 +135,6 @@ def _publish_end(ctx: Context, pipeline: VmPipeline | None, owner: SessionOwner,
         pipeline.offline()
     if vm is not None:
         ctx.release(vm, owner)
-
-
-def _raise_if_cancelled() -> None:
-    """A TaskGroup cancelled from outside raises its tasks' errors instead of the
-    cancellation when some failed meanwhile (QEMU hung up as the daemon stopped), and
-    the handlers above took them: a cancelled supervisor must still end."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def supervise(ctx: Context, target: Target) -> None:

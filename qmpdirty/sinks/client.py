@@ -33,6 +33,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 
+from qmpdirty.cancel import first_error
 from qmpdirty.config import MqttConfig, read_secret
 from qmpdirty.errors import SinkError
 from qmpdirty.telemetry.message import Outgoing
@@ -104,9 +105,10 @@ async def connect(client: aiomqtt.Client) -> None:
             entering = tg.create_task(client.__aenter__(), name="mqtt-connect")
             watching = tg.create_task(_fail_when(lost), name="mqtt-connect-watch")
             entering.add_done_callback(lambda _done: watching.cancel())
+            await asyncio.wait({entering, watching})  # the body waits: see qmpdirty.cancel
     except BaseExceptionGroup as group:
         abort(client)
-        raise group.exceptions[0] from None
+        raise first_error(group) from None
     except BaseException:
         abort(client)
         raise

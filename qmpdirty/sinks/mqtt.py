@@ -33,6 +33,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from qmpdirty.cancel import first_error
 from qmpdirty.config import MqttConfig
 from qmpdirty.errors import SinkError
 from qmpdirty.sinks.client import abort, connect, disconnect, mqtt_client
@@ -171,11 +172,13 @@ class MqttSink:
     async def _serve(self, client: aiomqtt.Client) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._watch(client), name="mqtt-watch")
-                tg.create_task(self._window.drain(functools.partial(self._send, client)),
-                               name="mqtt-drain")
+                tasks = {tg.create_task(self._watch(client), name="mqtt-watch"),
+                         tg.create_task(self._window.drain(functools.partial(self._send,
+                                                                             client)),
+                                        name="mqtt-drain")}
+                await asyncio.wait(tasks)  # the body waits: see qmpdirty.cancel
         except ExceptionGroup as group:  # the connection's end, reported once
-            raise group.exceptions[0] from None
+            raise first_error(group) from None
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Raise MqttError as soon as the connection drops (iteration ends then)."""
