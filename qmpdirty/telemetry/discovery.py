@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Literal, NotRequired, TypedDict
 
 from qmpdirty import __version__
 from qmpdirty.telemetry.message import Outgoing
@@ -39,6 +40,67 @@ _PROGRESS = (
 )
 
 
+class EntityOptions(TypedDict, total=False):
+    """The keys an entity adds to its config: HA's own names, so mypy checks each one."""
+
+    unit_of_measurement: str
+    device_class: str
+    state_class: str
+    icon: str
+    payload_on: str
+    payload_off: str
+    json_attributes_template: str
+    options: list[str]
+
+
+class HaAvailability(TypedDict):
+    """One availability topic and the payloads that mean up and down."""
+
+    topic: str
+    payload_available: str
+    payload_not_available: str
+
+
+class HaDevice(TypedDict):
+    """The HA device an entity belongs to (a VM's, or its host's)."""
+
+    identifiers: list[str]
+    name: str
+    manufacturer: str
+    model: str
+    via_device: NotRequired[str]
+    sw_version: NotRequired[str]
+    hw_version: NotRequired[str]
+
+
+class HaOrigin(TypedDict):
+    """Who published the discovery config (HA shows it in the device's page)."""
+
+    name: str
+    sw_version: str
+
+
+class Placement(TypedDict, total=False):
+    """Where an entity reads its attributes and availability, and when its value expires."""
+
+    json_attributes_topic: str
+    availability: list[HaAvailability]
+    expire_after: int
+
+
+class DiscoveryConfig(EntityOptions, Placement):
+    """One retained discovery payload: what HA reads to build one entity."""
+
+    name: str
+    unique_id: str
+    state_topic: str
+    value_template: str
+    availability_mode: Literal["all"]
+    qos: int
+    device: HaDevice
+    origin: HaOrigin
+
+
 @dataclass(frozen=True, slots=True)
 class Entity:
     """One HA entity: which payload it reads and how."""
@@ -48,7 +110,7 @@ class Entity:
     name: str
     kind: TopicKind
     value_template: str
-    options: dict[str, object] = field(default_factory=dict)
+    options: EntityOptions = field(default_factory=EntityOptions)
     #: available while the host is (a VM's status must show ``offline`` too)
     host_only: bool = False
 
@@ -139,10 +201,11 @@ def device_id(topics: Topics, vm: str) -> str:
     return f"qmpdirty_{ha_id(topics.host)}_{ha_id(vm)}"
 
 
-def availability(topics: Topics, vm: str) -> list[dict[str, str]]:
+def availability(topics: Topics, vm: str) -> list[HaAvailability]:
     """The host's status (birth/last will) and the VM's status (QMP session)."""
     return [
-        {"topic": topic, "payload_available": "online", "payload_not_available": "offline"}
+        HaAvailability(topic=topic, payload_available="online",
+                       payload_not_available="offline")
         for topic in (topics.host_topic(TopicKind.HOST_STATUS),
                       topics.vm_topic(vm, TopicKind.VM_STATUS))
     ]
@@ -153,11 +216,11 @@ def host_device_id(topics: Topics) -> str:
     return f"qmpdirty_{ha_id(topics.host)}"
 
 
-def vm_device(topics: Topics, vm: str, device: VmDevice) -> dict[str, object]:
+def vm_device(topics: Topics, vm: str, device: VmDevice) -> HaDevice:
     """The HA device of one VM: under its host's, with QEMU's version and machine."""
-    out: dict[str, object] = {
-        "identifiers": [device_id(topics, vm)], "name": f"{vm} on {topics.host}",
-        "manufacturer": "qmpdirty", "model": "QEMU VM", "via_device": host_device_id(topics)}
+    out = HaDevice(identifiers=[device_id(topics, vm)], name=f"{vm} on {topics.host}",
+                   manufacturer="qmpdirty", model="QEMU VM",
+                   via_device=host_device_id(topics))
     if device.qemu_version is not None:
         out["sw_version"] = f"QEMU {device.qemu_version}"
     if device.machine is not None:
@@ -166,20 +229,22 @@ def vm_device(topics: Topics, vm: str, device: VmDevice) -> dict[str, object]:
 
 
 def entity_config(topics: Topics, vm: str, entity: Entity,
-                  device: VmDevice = VmDevice()) -> dict[str, object]:
+                  device: VmDevice = VmDevice()) -> DiscoveryConfig:
     """The discovery payload of one entity of ``vm``."""
-    state_topic = topics.vm_topic(vm, entity.kind)
-    config = _config(f"{device_id(topics, vm)}_{entity.key}", state_topic, entity,
-                     vm_device(topics, vm, device))
-    config["availability"] = availability(topics, vm)[:1 if entity.host_only else 2]
+    placement = Placement(availability=availability(topics, vm)[:1 if entity.host_only else 2])
     if entity.kind is TopicKind.DIRTY_RATE and device.dirty_rate_expire_s is not None:
-        config["expire_after"] = device.dirty_rate_expire_s
-    return config
+        placement["expire_after"] = device.dirty_rate_expire_s
+    return _config(f"{device_id(topics, vm)}_{entity.key}", topics.vm_topic(vm, entity.kind),
+                   entity, vm_device(topics, vm, device), placement)
 
 
-def _config(unique_id: str, state_topic: str, entity: Entity,
-            device: dict[str, object]) -> dict[str, object]:
-    config: dict[str, object] = {
+def _config(unique_id: str, state_topic: str, entity: Entity, device: HaDevice,
+            placement: Placement) -> DiscoveryConfig:
+    if "json_attributes_template" in entity.options:
+        placement = {**placement, "json_attributes_topic": state_topic}
+    return {
+        **entity.options,
+        **placement,
         "name": entity.name,
         "unique_id": unique_id,
         "state_topic": state_topic,
@@ -187,12 +252,8 @@ def _config(unique_id: str, state_topic: str, entity: Entity,
         "availability_mode": "all",
         "qos": entity.kind.qos,
         "device": device,
-        "origin": {"name": "qmpdirty", "sw_version": __version__},
-        **entity.options,
+        "origin": HaOrigin(name="qmpdirty", sw_version=__version__),
     }
-    if "json_attributes_template" in entity.options:
-        config["json_attributes_topic"] = state_topic
-    return config
 
 
 def discovery_topic(topics: Topics, vm: str, entity: Entity, prefix: str) -> str:
@@ -217,16 +278,15 @@ def host_messages(topics: Topics, prefix: str = DEFAULT_PREFIX) -> list[Outgoing
     """Retained QoS 1 config messages of the host's device and its entities: the daemon
     (connectivity, from the host's status and last will) and its QMP sessions."""
     host = host_device_id(topics)
-    device: dict[str, object] = {"identifiers": [host], "name": f"qmpdirty on {topics.host}",
-                                 "manufacturer": "qmpdirty", "model": "KVM host",
-                                 "sw_version": __version__}
+    device = HaDevice(identifiers=[host], name=f"qmpdirty on {topics.host}",
+                      manufacturer="qmpdirty", model="KVM host", sw_version=__version__)
     levels = "/".join(sanitise(p) for p in prefix.split("/") if p) or DEFAULT_PREFIX
     out = []
     for entity in HOST_ENTITIES:
+        placement = (Placement() if entity.kind is TopicKind.HOST_STATUS
+                     else Placement(availability=availability(topics, "")[:1]))
         config = _config(f"{host}_{entity.key}", topics.host_topic(entity.kind), entity,
-                         device)
-        if entity.kind is not TopicKind.HOST_STATUS:
-            config["availability"] = availability(topics, "")[:1]
+                         device, placement)
         out.append(Outgoing(f"{levels}/{entity.component}/{host}/{entity.key}/config",
                             json.dumps(config, sort_keys=True).encode(), qos=1, retain=True))
     return out
