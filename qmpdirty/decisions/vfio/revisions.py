@@ -57,7 +57,7 @@ def apply(host: HostFacts, revisions: Sequence[Revision]) -> HostFacts:
 
 
 def _revised(hd: HostDevice, r: Revision) -> HostDevice:
-    old: Fact[bool] = getattr(hd, r.fact)
+    old = _fact(hd, r.fact)
     if old.value is r.value and old.basis == "host":
         return hd
     if old.value is None:
@@ -66,7 +66,29 @@ def _revised(hd: HostDevice, r: Revision) -> HostDevice:
         source = f"{r.reason} (agrees with {old.source})"
     else:
         source = f"{r.reason}; {old.source} said {word(old.value)}, overridden by QEMU"
-    changes: dict[str, object] = {r.fact: Fact(r.value, source, r.basis)}
-    if r.init_error is not None:
-        changes["init_error"] = r.init_error
-    return replace(hd, **changes)  # type: ignore[arg-type]
+    revised = _with_fact(hd, r.fact, Fact(r.value, source, r.basis))
+    return revised if r.init_error is None else replace(revised, init_error=r.init_error)
+
+
+def _fact(hd: HostDevice, name: FactName) -> Fact[bool]:
+    match name:
+        case "migration":
+            return hd.migration
+        case "p2p":
+            return hd.p2p
+        case "dma_logging":
+            return hd.dma_logging
+        case "iommu_dirty_tracking":
+            return hd.iommu_dirty_tracking
+
+
+def _with_fact(hd: HostDevice, name: FactName, fact: Fact[bool]) -> HostDevice:
+    match name:
+        case "migration":
+            return replace(hd, migration=fact)
+        case "p2p":
+            return replace(hd, p2p=fact)
+        case "dma_logging":
+            return replace(hd, dma_logging=fact)
+        case "iommu_dirty_tracking":
+            return replace(hd, iommu_dirty_tracking=fact)
