@@ -20,6 +20,7 @@ from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.vm import VmPublisher, VmRecord
 from qmpdirty.decisions.migration.claim import BlockerState
 from qmpdirty.decisions.migration.forecaster import Forecaster
+from qmpdirty.decisions.migration.republish import InfoShown
 from qmpdirty.decisions.migration.tracker import Role
 from qmpdirty.decisions.role import RoleVerdict, measures_dirty_rate, role_of
 from qmpdirty.facts.qemu import QemuVersion
@@ -58,7 +59,7 @@ class VmView:
     #: a topology event arrived (the VFIO task waits for it)
     topology_changed: asyncio.Event = field(default_factory=asyncio.Event)
     #: what ``info`` showed last: its facts and the role (re-published on a change)
-    info_shown: tuple[VmInfo, RoleVerdict] | None = None
+    info_shown: InfoShown | None = None
     settled: RoleVerdict | None = None  # the role the tasks were last told
 
     @property
