@@ -5,8 +5,9 @@ guest runs and no migration does; the task waits on ``VmView.measurable``), when
 ``decisions.migration.dirtyrate`` says a measurement is due, starts one, waits its
 window, reads it with ``query-dirty-rate`` and publishes ``dirty_rate`` (with its error
 bound) unless QEMU reported the previous result again or the role moved meanwhile; the
-forecaster takes it and the ``forecast`` is republished if it moved. Must not choose
-modes or intervals itself.
+forecaster takes it and the view signals the forecast task (``claims_changed``), which
+republishes ``forecast`` if its claim moved. Must not choose modes or intervals itself,
+nor publish the forecast.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import logging
 import random
 
 from qmpdirty.daemon import dirty_windows
-from qmpdirty.daemon.forecasts import Forecasts
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig
 from qmpdirty.decisions.migration.dirtyrate import (
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 Seen = tuple[float | None, float]
 
 
-async def measure_dirty_rate(view: VmView, forecasts: Forecasts) -> None:
+async def measure_dirty_rate(view: VmView) -> None:
     """The task: measure whenever due, until cancelled."""
     dcfg = view.cfg.dirty_rate
     schedule = plan_measurement(dcfg, dcfg.mode, None)  # only its interval is used
@@ -64,13 +64,13 @@ async def measure_dirty_rate(view: VmView, forecasts: Forecasts) -> None:
             log.info("VM %s: dirty rate by %s: %s", view.name, mode, why)
         plan = plan_measurement(dcfg, mode, view.info.basics.ram_bytes if view.info else None)
         try:
-            last_seen = await _measure(view, forecasts, plan, last_seen)
+            last_seen = await _measure(view, plan, last_seen)
         except QmpTimeoutError:
             log.debug("VM %s: dirty-rate measurement timed out", view.name)
 
 
-async def _measure(view: VmView, forecasts: Forecasts, plan: DirtyRatePlan,
-                   last_seen: Seen | None) -> Seen | None:
+async def _measure(view: VmView, plan: DirtyRatePlan, last_seen: Seen | None
+                   ) -> Seen | None:
     """One ``calc-dirty-rate``; publish it unless it is the previous result again."""
     try:
         await queries.start_dirty_rate(view.session, plan, view.version)
@@ -91,8 +91,7 @@ async def _measure(view: VmView, forecasts: Forecasts, plan: DirtyRatePlan,
                 view.out.stamp(), figure, view.dirty_rate_expiry(), error_bound_rel=bound,
                 basis=basis))
             view.vm.dirty_rate_retained = True
-            view.forecaster.measured(figure, view.clock(), bound)
-            forecasts.publish(only_if_moved=True)
+            view.measured(figure, bound)
             return (found.started_at_s, found.bytes_per_s)
         await asyncio.sleep(0.1)
     log.warning("VM %s: dirty-rate measurement did not finish in time", view.name)

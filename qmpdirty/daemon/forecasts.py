@@ -1,7 +1,7 @@
 """The retained pre-migration ``forecast`` of one VM (shell, one task).
 
-Published when its claim changes materially - after a dirty-rate measurement, when
-the VM's role or blockers change (``VmView.claims_changed``) - and otherwise as a
+Published by this task alone: when its claim changes materially - after a dirty-rate
+measurement, when the VM's role or blockers change (``VmView.claims_changed``) - and otherwise as a
 heartbeat every ``[forecast] publish_interval_s`` (jittered) after the last publish,
 with QEMU's migration parameters, the guest's memory statistics (a virtio-balloon's
 ``guest-stats``, when the VM has one and the guest reports) and what the host backs of
@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from typing import Literal
 
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import ForecastClaim, claim, material_change
@@ -29,10 +28,6 @@ from qmpdirty.qmp import queries
 from qmpdirty.telemetry.render import forecast as fc
 
 log = logging.getLogger(__name__)
-
-#: What ends the forecast task's wait (``Forecasts._next``).
-Wake = Literal["claims", "published", "due"]
-
 
 async def refresh_params(view: VmView) -> None:
     """``query-migrate-parameters`` into the forecaster (kept as they were on failure)."""
@@ -80,13 +75,12 @@ def refresh_residency(view: VmView) -> None:
 
 
 class Forecasts:
-    """The ``forecast`` topic of one VM's session."""
+    """The ``forecast`` topic of one VM's session: this task alone publishes it."""
 
     def __init__(self, view: VmView) -> None:
         self._view = view
         self._last: ForecastClaim | None = None
         self._last_converges: bool | None = None
-        self._published = asyncio.Event()  # restarts the heartbeat's wait
         self._balloon: str | None = None  # its QOM path, looked up once per session
         self._residency_read: float | None = None  # loop time of the last reading
 
@@ -99,57 +93,48 @@ class Forecasts:
         await refresh_guest_memory(self._view, self._balloon)
         loop = asyncio.get_running_loop()
         due = loop.time() + interval * random.uniform(0.5, 1.5)
-        self._published.clear()  # the session's first forecast keeps the wide spread
         while True:
-            match await self._next(max(0.0, due - loop.time())):
-                case "claims":
-                    self.publish(only_if_moved=True)
-                case "due":
-                    await refresh_params(self._view)
-                    await refresh_guest_memory(self._view, self._balloon)
-                    if self._residency_read is None or \
-                            loop.time() - self._residency_read >= RESIDENCY_REFRESH_S:
-                        self._residency_read = loop.time()
-                        refresh_residency(self._view)
-                    self.publish()
-            if self._published.is_set():
-                self._published.clear()
+            if await self._claims_changed(max(0.0, due - loop.time())):
+                published = self.publish(only_if_moved=True)
+            else:
+                await refresh_params(self._view)
+                await refresh_guest_memory(self._view, self._balloon)
+                if self._residency_read is None or \
+                        loop.time() - self._residency_read >= RESIDENCY_REFRESH_S:
+                    self._residency_read = loop.time()
+                    refresh_residency(self._view)
+                published = self.publish()
+            if published:
                 due = loop.time() + interval * random.uniform(0.9, 1.1)
 
-    async def _next(self, wait_s: float) -> Wake:
-        """What ends the wait: the role or blockers changed (``claims``), something
-        published the forecast (``published``: the heartbeat starts again), or ``due``."""
-        claims, published = self._view.claims_changed, self._published
-        waits = {asyncio.ensure_future(claims.wait()), asyncio.ensure_future(published.wait())}
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_s):
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
+    async def _claims_changed(self, wait_s: float) -> bool:
+        """Whether the role, blockers or measured rate changed (``claims_changed``)
+        before the heartbeat fell due."""
+        claims = self._view.claims_changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(claims.wait(), wait_s)
         if claims.is_set():
             claims.clear()
-            return "claims"
-        return "published" if published.is_set() else "due"
+            return True
+        return False
 
-    def publish(self, *, only_if_moved: bool = False) -> None:
+    def publish(self, *, only_if_moved: bool = False) -> bool:
         """The retained ``forecast``; ``only_if_moved``: skip it unless its claim changed
-        materially (``material_change``)."""
+        materially (``material_change``). Whether it was published."""
         v = self._view
         if v.blockers_pending:
-            return  # held until the first VFIO evaluation: never "converges" on a blocked VM
+            return False  # held until the first VFIO evaluation: never "converges" on a blocked VM
         view = v.forecaster.before(v.clock(), v.info, v.has_vfio)
         claimed = claim(v.role, v.blockers, view.outlook, view.advice)
         if only_if_moved and not material_change(self._last, claimed):
-            return
+            return False
         self._last = claimed
         msg = fc.forecast(v.out.stamp(), view.inputs, claimed,
                           bandwidth_source=view.bandwidth_source, dirty=view.dirty,
                           content=view.content, notes=view.notes)
         v.out.publish(msg)
-        self._published.set()
         converges = claimed.converges
         if forecast_turned_negative(self._last_converges, converges):
             v.out.fire("forecast-negative", msg)
         self._last_converges = converges
+        return True

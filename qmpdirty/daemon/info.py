@@ -3,10 +3,11 @@
 ``refresh_info`` reads the facts (``query-status`` and friends) when the run state may
 have moved; ``follow_role`` runs after that and after a migration began or ended (the
 role depends on both, ``decisions.role``): it publishes ``info`` when its content
-changed, clears the retained ``dirty_rate`` once the guest no longer runs (README §
-Role: no stale rate stays retained at switchover, on a paused guest or a destination),
-and the view wakes the tasks that act on the role (dirty rate, forecast). Must not
-decide a role or what follows from it: ``decisions.role`` does.
+changed (``decisions.migration.republish``), clears the retained ``dirty_rate`` once
+the guest no longer runs (README § Role: no stale rate stays retained at switchover, on
+a paused guest or a destination), and the view wakes the tasks that act on the role
+(dirty rate, forecast). Must not decide a role, what follows from it, or whether
+``info`` changed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from qmpdirty.daemon.view import VmView
+from qmpdirty.decisions.migration.republish import InfoShown, republish_info
 from qmpdirty.decisions.role import reports_dirty_rate
 from qmpdirty.errors import QmpTimeoutError
 from qmpdirty.qmp import queries
@@ -49,11 +51,12 @@ def follow_role(view: VmView, *, always: bool = False) -> Outgoing | None:
     if moved:
         log.info("VM %s: role %s (%s)", view.name, role.role, role.reason)
     msg = None
-    if always or view.info_shown != (view.info, role):
+    shown = InfoShown(view.info, role)
+    if republish_info(view.info_shown, shown, always=always):
         msg = render.info(view.out.stamp(), view.info, role, view.qmp_label,
                           view.identity.pid)
         view.out.publish(msg)
-        view.info_shown = (view.info, role)
+        view.info_shown = shown
     if not reports_dirty_rate(role) and view.vm.dirty_rate_retained is not False:
         view.out.clear(TopicKind.DIRTY_RATE)
         view.vm.dirty_rate_retained = False

@@ -121,8 +121,7 @@ class VmPipeline:
             tg.create_task(self.forecasts.run(), name=f"{name}:forecast")
             tg.create_task(watch_liveness(view), name=f"{name}:liveness")
             if view.cfg.dirty_rate.enabled:
-                tg.create_task(measure_dirty_rate(view, self.forecasts),
-                               name=f"{name}:dirty-rate")
+                tg.create_task(measure_dirty_rate(view), name=f"{name}:dirty-rate")
             if view.cfg.vfio.enabled:
                 tg.create_task(self.vfio.run(), name=f"{name}:vfio")
             await view.session.wait_closed()

@@ -20,10 +20,11 @@ from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.vm import VmPublisher, VmRecord
 from qmpdirty.decisions.migration.claim import BlockerState
 from qmpdirty.decisions.migration.forecaster import Forecaster
+from qmpdirty.decisions.migration.republish import InfoShown
 from qmpdirty.decisions.migration.tracker import Role
 from qmpdirty.decisions.role import RoleVerdict, measures_dirty_rate, role_of
 from qmpdirty.facts.qemu import QemuVersion
-from qmpdirty.facts.vm import VmIdentity, VmInfo
+from qmpdirty.facts.vm import DirtyRateMeasurement, VmIdentity, VmInfo
 from qmpdirty.qmp.session import QmpSession
 
 
@@ -52,12 +53,13 @@ class VmView:
     migrating: asyncio.Event = field(default_factory=asyncio.Event)
     #: set while the role calls for ``calc-dirty-rate`` (the dirty-rate task waits)
     measurable: asyncio.Event = field(default_factory=asyncio.Event)
-    #: the role or the blockers changed (the forecast task waits for it)
+    #: the role, the blockers or the measured dirty rate changed (the forecast task
+    #: waits for it and republishes when its claim moved)
     claims_changed: asyncio.Event = field(default_factory=asyncio.Event)
     #: a topology event arrived (the VFIO task waits for it)
     topology_changed: asyncio.Event = field(default_factory=asyncio.Event)
     #: what ``info`` showed last: its facts and the role (re-published on a change)
-    info_shown: tuple[VmInfo, RoleVerdict] | None = None
+    info_shown: InfoShown | None = None
     settled: RoleVerdict | None = None  # the role the tasks were last told
 
     @property
@@ -90,6 +92,12 @@ class VmView:
             (self.measurable.set if measures_dirty_rate(role) else self.measurable.clear)()
             self.claims_changed.set()
         return role, moved
+
+    def measured(self, m: DirtyRateMeasurement, error_bound_rel: float | None) -> None:
+        """A dirty-rate measurement for the forecaster; the forecast task is told
+        (``claims_changed``), so that one task alone publishes ``forecast``."""
+        self.forecaster.measured(m, self.clock(), error_bound_rel)
+        self.claims_changed.set()
 
     def migration_running(self, running: bool) -> None:
         """Tell the waiting tasks whether a migration runs."""

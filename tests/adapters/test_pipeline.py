@@ -232,6 +232,26 @@ async def test_dirty_rate_is_measured_then_published_and_waits_while_migrating()
     assert published == [84.5 * 2**20, 90.5 * 2**20]  # whole MiB/s + 0.5 (QEMU truncates)
 
 
+async def test_a_measurement_that_moves_the_forecast_republishes_it_once() -> None:
+    """The dirty-rate task tells the forecast task (``claims_changed``); that one alone
+    publishes, and only when the claim moved: the same rate measured again is not news."""
+    vm = ScriptedVm()
+    async with running(config(dirty_rate={"enabled": True}), vm) as r:
+        await online(r)
+        await r.out.wait_for(lambda: [f for f in r.out.json(f"{VM}/forecast")
+                                      if f["dirty_bytes_per_s"]], "a measured forecast")
+        vm.dirty_rate = {**recorded("query-dirty-rate.page-sampling.measured"),
+                         "start-time": 1795271600}  # the same rate, measured again
+        await r.out.wait_for(lambda: len(r.out.on(f"{VM}/dirty_rate")) == 2, "a 2nd rate")
+        await asyncio.sleep(0.1)
+        await r.hang_up()
+    topics = r.out.topics()
+    forecasts = r.out.json(f"{VM}/forecast")
+    assert [f["dirty_bytes_per_s"] for f in forecasts] == [None, 84.5 * 2**20]
+    assert topics.index(f"{VM}/dirty_rate") < len(topics) - 1 - topics[::-1].index(
+        f"{VM}/forecast")
+
+
 # --- liveness --------------------------------------------------------------------------
 
 

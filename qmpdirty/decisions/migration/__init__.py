@@ -3,7 +3,8 @@
 ``tracker`` (the migration state machine), ``errors`` (causes of failures),
 ``dirtyrate`` (when and how to measure), ``estimate`` and ``forecast`` (will it
 converge, when, with what downtime), ``forecaster`` (the per-VM state behind the
-forecasts), ``policy`` (what the daemon may change by itself) and ``hooks_due`` (when
-a hook fires: a forecast turned negative, the ``qmp:NAME`` hooks a QMP event runs).
+forecasts), ``policy`` (what the daemon may change by itself), ``hooks_due`` (when
+a hook fires: a forecast turned negative, the ``qmp:NAME`` hooks a QMP event runs) and
+``republish`` (whether ``migration``, its dirty rate and ``info`` go out again).
 Time is always an argument.
 """

@@ -344,6 +344,12 @@ def is_terminal(status: str | None) -> bool:
     return PHASE_OF.get(status) is Phase.TERMINAL
 
 
+def rereads_params(status: str | None) -> bool:
+    """``setup``: the migration has just been started, perhaps right after its
+    parameters were set; its forecast must rest on them, so they are read again."""
+    return status == "setup"
+
+
 def passes_done(m: Migration) -> int:
     """Pre-copy passes finished. QEMU numbers the pass under way (``MIGRATION_PASS``
     ``pass`` is its dirty-bitmap sync count; sync 1, at setup, starts the bulk pass):
