@@ -95,7 +95,8 @@ class Forecasts:
         due = loop.time() + interval * random.uniform(0.5, 1.5)
         while True:
             if await self._claims_changed(max(0.0, due - loop.time())):
-                published = self.publish(only_if_moved=True)
+                if not self.publish(only_if_moved=True):
+                    continue
             else:
                 await refresh_params(self._view)
                 await refresh_guest_memory(self._view, self._balloon)
@@ -103,9 +104,8 @@ class Forecasts:
                         loop.time() - self._residency_read >= RESIDENCY_REFRESH_S:
                     self._residency_read = loop.time()
                     refresh_residency(self._view)
-                published = self.publish()
-            if published:
-                due = loop.time() + interval * random.uniform(0.9, 1.1)
+                self.publish()  # held while blockers are pending: the next beat is due anyway
+            due = loop.time() + interval * random.uniform(0.9, 1.1)
 
     async def _claims_changed(self, wait_s: float) -> bool:
         """Whether the role, blockers or measured rate changed (``claims_changed``)
