@@ -79,16 +79,18 @@ async def test_event_is_published_verbatim_and_a_run_state_change_refreshes_info
     assert (stop.retain, stop.qos, stop.expiry_s) == (False, 1, 3600)
     payload = json.loads(stop.payload)
     assert CLOCK_TS <= payload.pop("ts") < CLOCK_TS + 5
-    assert payload == {"schema": 1, "host": "h1", "vm": "vm1", "seq": 3, "event": "STOP",
+    # the VM's first info came before; a forecast (the role changed) may come in between
+    assert payload.pop("seq") > r.out.json(f"{VM}/info")[0]["seq"]
+    assert payload == {"schema": 1, "host": "h1", "vm": "vm1", "event": "STOP",
                        "data": {}, "qemu_ts": 1795000000.000001}
     io_error = r.out.json(f"{VM}/event/BLOCK_IO_ERROR")[0]
     assert io_error["data"] == {"device": "d0", "operation": "write", "action": "report"}
     # STOP is a run-state change: info is read and published again; the other is not.
     # Events are published as they come, the reaction to one beside them.
-    after = r.out.topics()[3:6]
-    assert [t for t in after if "/event/" in t] == [f"{VM}/event/STOP",
-                                                    f"{VM}/event/BLOCK_IO_ERROR"]
-    assert after.index(f"{VM}/info") > 0
+    # (the forecast the pause moves is its own task's, so it is left out here)
+    after = [t for t in r.out.topics() if "/event/" in t or t == f"{VM}/info"][1:4]
+    assert after in ([f"{VM}/event/STOP", f"{VM}/info", f"{VM}/event/BLOCK_IO_ERROR"],
+                     [f"{VM}/event/STOP", f"{VM}/event/BLOCK_IO_ERROR", f"{VM}/info"]), after
     assert r.out.json(f"{VM}/info")[-1]["run_state"] == "paused"
     assert len(r.out.on(f"{VM}/info")) == 2
     assert len(r.sent("query-status")) == 2
