@@ -37,7 +37,7 @@ from qmpdirty.cli.common import (
     Runner,
     load_or_print,
 )
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.decisions.admission import Presence, judge
 from qmpdirty.errors import PayloadError, SinkError
 from qmpdirty.sinks.retained import read_retained

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from qmpdirty.cli.common import READ_ONLY, Runner
 from qmpdirty.cli.ranges_report import RangeInputs, build_report, human
-from qmpdirty.config import QmpConfig
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
+from qmpdirty.config.sections import QmpConfig
 from qmpdirty.decisions.vfio.ranges import log_max_ranges
 from qmpdirty.errors import QmpDirtyError
 from qmpdirty.facts.qemu import ASSUMED_FOR_FILES, QemuVersion

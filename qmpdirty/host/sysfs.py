@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from qmpdirty.config import DeviceCapsConfig, HostConfig
+from qmpdirty.config.sections import DeviceCapsConfig, HostConfig
 from qmpdirty.decisions.vfio.host_caps import (
     interpret_host,
     iommu_kind,

@@ -34,7 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from qmpdirty.cancel import first_error
-from qmpdirty.config import MqttConfig
+from qmpdirty.config.sections import MqttConfig
 from qmpdirty.errors import SinkError
 from qmpdirty.sinks.client import abort, connect, disconnect, mqtt_client
 from qmpdirty.sinks.window import WINDOW, PublishWindow

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.config import DeviceCapsConfig
+from qmpdirty.config.sections import DeviceCapsConfig
 from qmpdirty.decisions.vfio import host_caps as interpret
 from qmpdirty.decisions.vfio.host_caps import (
     DRIVER_TABLE,
