@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from qmpdirty.cli.common import READ_ONLY, Runner
+from qmpdirty.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, READ_ONLY, Runner
 from qmpdirty.cli.ranges_report import RangeInputs, build_report, human
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.config.sections import QmpConfig
@@ -111,12 +111,12 @@ def ranges_command(
         report = build_report(inputs, sections, budget, mmap.PAGESIZE)
     except UsageError as exc:
         print(f"ranges: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except QmpDirtyError as exc:
         print(f"ranges: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     print(report.to_json() if as_json else human(report))
-    return 0
+    return EXIT_OK
 
 
 def _address(text: str) -> QmpAddress:
