@@ -21,7 +21,13 @@ wrapped. Outcomes such as "VM blocked" are values, not exceptions.
      +-- AddressError                a QMP address that does not parse (also a ValueError)
      +-- RangeInputError             IOVA mappings or a range count the kernel would refuse
      |                               (also a ValueError)
+     +-- UsageError                  a bad command-line argument or input file (exit 2)
      +-- InternalError               a broken invariant inside qmpdirty: a bug to report
+
+``qmp/session.py`` raises two private subclasses of its own, so that ``qemu.qmp``'s
+reader ends or fails a command with qmpdirty's error: ``_Oversized`` (a
+``QmpClosedError``) and ``_UnreadableReply`` (a ``QmpReplyError``). The demo's
+``DemoError`` (``demo/errors.py``) is the demo's, outside this tree.
 """
 
 
@@ -115,3 +121,7 @@ class InternalError(QmpDirtyError):
 class RangeInputError(QmpDirtyError, ValueError):
     """IOVA mappings or a range count that the kernel's DMA-logging code would refuse
     (overlaps, negative values, a count that is not a u32)."""
+
+
+class UsageError(QmpDirtyError):
+    """A bad command-line argument or input file (``qmpdirty ranges``: exit 2)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from qmpdirty import __version__
 from qmpdirty.cli.common import EXIT_FAILURE, run_loop
-from qmpdirty.config import DEFAULT_PATH
+from qmpdirty.config.load import DEFAULT_PATH
 
 #: ``qmpdirty --help``: what the program is, and its commands.
 DESCRIPTION = (

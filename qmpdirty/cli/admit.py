@@ -37,7 +37,7 @@ from qmpdirty.cli.common import (
     Runner,
     load_or_print,
 )
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.decisions.admission import Presence, judge
 from qmpdirty.errors import PayloadError, SinkError
 from qmpdirty.sinks.retained import read_retained
@@ -71,13 +71,15 @@ class Retained:
 
 
 class AdmitReport(BaseModel):
-    """The answer, as ``--json`` prints it (the text shows its reasons or error)."""
+    """The answer: ``--json`` prints it whole, the text is ``text_lines``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     vm: str
     host: str = Field(description="the host whose retained state was judged (or wanted)")
     reasons: list[str] = Field(default_factory=list, description="why not admitted")
+    summary: str | None = Field(default=None, description="admitted: the one line the "
+                                "text prints (the forecast's verdict)")
     error: str | None = Field(default=None, description="why no verdict (exit 3)")
     role: str | None = Field(default=None, description="the VM's role (README § Role); "
                              "null when no info is retained")
@@ -88,6 +90,12 @@ class AdmitReport(BaseModel):
                                "null when the broker gave none")
     exit_code: int
     admit: bool
+
+    def text_lines(self) -> list[str]:
+        """The text form: the error, else the summary when admitted, else the reasons."""
+        if self.error is not None:
+            return [f"admit: {self.error}"]
+        return [self.summary or ""] if self.admit else list(self.reasons)
 
 
 class _Stamp(BaseModel):
@@ -201,14 +209,14 @@ def admit_command(
     if not timeout_s > 0:
         print("--timeout: must be more than 0 seconds", file=sys.stderr)
         return EXIT_USAGE
-    report, lines = _admit(cfg, sanitise(vm), host=host, timeout_s=timeout_s,
-                           allow_unknown=allow_unknown, run=run)
-    return _emit(report, lines, as_json)
+    report = _admit(cfg, sanitise(vm), host=host, timeout_s=timeout_s,
+                    allow_unknown=allow_unknown, run=run)
+    return _emit(report, as_json)
 
 
 def _admit(cfg: Config, vm: str, *, host: str | None, timeout_s: float, allow_unknown: bool,
-           run: Runner) -> tuple[AdmitReport, list[str]]:
-    """The report, and the lines of its text form."""
+           run: Runner) -> AdmitReport:
+    """Read the retained state and judge it."""
     base = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
     wanted = host if host == ANY_HOST else sanitise(host) if host else base.host
     topics = Topics(base.prefix, wanted)
@@ -228,27 +236,25 @@ def _admit(cfg: Config, vm: str, *, host: str | None, timeout_s: float, allow_un
         return _unknown(vm, state.host, str(exc), state.vm_status)
     verdict = judge(state.presence, info, blockers, forecast, allow_unknown)
     code = EXIT_ADMIT if verdict.admit else EXIT_DENY
-    report = AdmitReport(vm=vm, host=state.host, reasons=list(verdict.reasons),
-                         role=info.role if info else None,
-                         role_reason=info.role_reason if info else None,
-                         blockers=blockers, forecast=forecast, status=state.vm_status,
-                         exit_code=code, admit=verdict.admit)
-    return report, [verdict.summary] if verdict.admit else list(verdict.reasons)
+    return AdmitReport(vm=vm, host=state.host, reasons=list(verdict.reasons),
+                       summary=verdict.summary if verdict.admit else None,
+                       role=info.role if info else None,
+                       role_reason=info.role_reason if info else None,
+                       blockers=blockers, forecast=forecast, status=state.vm_status,
+                       exit_code=code, admit=verdict.admit)
 
 
-def _unknown(vm: str, host: str, error: str, status: str | None = None
-             ) -> tuple[AdmitReport, list[str]]:
+def _unknown(vm: str, host: str, error: str, status: str | None = None) -> AdmitReport:
     """No verdict (exit 3): the report says why."""
-    report = AdmitReport(vm=vm, host=host, error=error, status=status, exit_code=EXIT_UNKNOWN,
-                         admit=False)
-    return report, [f"admit: {error}"]
+    return AdmitReport(vm=vm, host=host, error=error, status=status, exit_code=EXIT_UNKNOWN,
+                       admit=False)
 
 
-def _emit(report: AdmitReport, lines: list[str], as_json: bool) -> int:
+def _emit(report: AdmitReport, as_json: bool) -> int:
     if as_json:
         print(json.dumps(report.model_dump(by_alias=True), indent=2))
     else:
         out = sys.stderr if report.exit_code == EXIT_UNKNOWN else sys.stdout
-        for line in lines:
+        for line in report.text_lines():
             print(line, file=out)
     return report.exit_code

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from qmpdirty.cli.common import EXIT_OK, EXIT_USAGE, load_or_print
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.telemetry.topics import Topics
 
 

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
-from qmpdirty.config import Config, load_config
+from qmpdirty.config.load import Config, load_config
 from qmpdirty.errors import ConfigError
 from qmpdirty.qmp.commands import CommandPolicy
 

@@ -30,8 +30,8 @@ from qmpdirty.cli.common import (
     print_problems,
     run_loop,
 )
-from qmpdirty.config import Config, load_config
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
+from qmpdirty.config.load import Config, load_config
 from qmpdirty.daemon.vfio import gather_and_evaluate
 from qmpdirty.decisions.role import role_from_poll
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict

@@ -26,12 +26,12 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from qmpdirty.cli.common import READ_ONLY, Runner
+from qmpdirty.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, READ_ONLY, Runner
 from qmpdirty.cli.ranges_report import RangeInputs, build_report, human
-from qmpdirty.config import QmpConfig
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
+from qmpdirty.config.sections import QmpConfig
 from qmpdirty.decisions.vfio.ranges import log_max_ranges
-from qmpdirty.errors import QmpDirtyError
+from qmpdirty.errors import QmpDirtyError, UsageError
 from qmpdirty.facts.qemu import ASSUMED_FOR_FILES, QemuVersion
 from qmpdirty.facts.topology import VFIO_PCI_TYPES
 from qmpdirty.qmp import gather, queries
@@ -39,10 +39,6 @@ from qmpdirty.qmp.session import QmpSession
 from qmpdirty.qmp.topology.mtree import flat_view_for
 from qmpdirty.qmp.topology.query import FLAT_VIEW, PERIPHERALS, ListingQuery
 from qmpdirty.qmp.topology.replies import QomChild, owner_name, text_from
-
-
-class UsageError(QmpDirtyError):
-    """A bad argument or input file (exit 2)."""
 
 
 def parse_version(text: str) -> QemuVersion:
@@ -115,12 +111,12 @@ def ranges_command(
         report = build_report(inputs, sections, budget, mmap.PAGESIZE)
     except UsageError as exc:
         print(f"ranges: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except QmpDirtyError as exc:
         print(f"ranges: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     print(report.to_json() if as_json else human(report))
-    return 0
+    return EXIT_OK
 
 
 def _address(text: str) -> QmpAddress:

@@ -30,7 +30,7 @@ from rich.text import Text
 
 from qmpdirty import logs
 from qmpdirty.cli.common import EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, Runner, load_or_print
-from qmpdirty.config import MqttConfig
+from qmpdirty.config.sections import MqttConfig
 from qmpdirty.errors import SinkError
 from qmpdirty.sinks.retained import scan_retained
 from qmpdirty.sinks.watch import watch

@@ -18,6 +18,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from qmpdirty.errors import InternalError
+
 HEADER = """\
 # qmpdirty example configuration: every key, commented out, at its default.
 # Generated from the code by scripts/gen-config-example; do not edit by hand.
@@ -36,7 +38,7 @@ def toml_value(value: Any) -> str | None:
         value = str(value)
     if isinstance(value, int | float | str | list):
         return json.dumps(value)
-    raise TypeError(f"no TOML literal for {value!r}")
+    raise InternalError(f"no TOML literal for {value!r}: a config default of a new type")
 
 
 def section_model(field: FieldInfo) -> tuple[type[BaseModel], bool]:

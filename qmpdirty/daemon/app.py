@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from qmpdirty import __version__
-from qmpdirty.config import Config, load_config
+from qmpdirty.config.load import Config, load_config
 from qmpdirty.daemon.collector import freeze_survivors
 from qmpdirty.daemon.fleet import Fleet, serve
 from qmpdirty.daemon.forget import Forgetting

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qmpdirty.cancel import raise_if_cancelled
-from qmpdirty.config import Config
 from qmpdirty.config.address import QmpAddress
+from qmpdirty.config.load import Config
 from qmpdirty.daemon.pipeline import VmPipeline
 from qmpdirty.daemon.starts import StartSlot
 from qmpdirty.daemon.tally import Tally

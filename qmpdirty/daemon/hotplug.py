@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.host.sysfs import read_vfio_devices
 
 

@@ -17,7 +17,7 @@ import logging
 import math
 import random
 
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import BlockerState, blocker_state
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.daemon.hotplug import HostVfio
 from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.vm import VmPublisher, VmRecord

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.daemon.hotplug import HostVfio
 from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.starts import StartGate

@@ -1,12 +1,11 @@
-"""The demo's and its lab's one error (not part of the daemon's error tree in errors.py).
+"""The demo's and its lab's one error (the demo's own, outside the product's tree).
 
-It still descends from ``QmpDirtyError`` so that the CLI reports it like any other.
+Stage: demo. Not a ``QmpDirtyError``: the product never raises or catches it (nothing
+but ``cli/demo.py`` imports the demo), and ``demo/show.py`` reports it itself.
 """
 
 from __future__ import annotations
 
-from qmpdirty.errors import QmpDirtyError
 
-
-class DemoError(QmpDirtyError):
+class DemoError(Exception):
     """The demo or its lab could not build a guest, start a process or drive a VM."""

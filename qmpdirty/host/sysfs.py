@@ -3,9 +3,12 @@
 Stage: shell (host I/O). Reads files under the roots of ``[host]`` (``sysfs_root``,
 ``debugfs_root``, ``proc_root``, ``boot_root``) and nothing else. It only reads: it
 never writes, never opens a device node, never mounts debugfs. It must not raise for a
-missing, unreadable or garbled file and must not decide anything: every file goes to
-``host/interpret.py`` as ``Text`` or as ``Unread`` with the reason, and becomes a fact
-(or an unknown fact with that reason) there.
+missing, unreadable or garbled file: every file is read as ``Text`` or as ``Unread``
+with the reason (``facts.host``). It must not decide what a file means either: that is
+the pure ``decisions.vfio.host_caps``, which this module calls where a meaning decides
+what to read next (which IOMMU's registers; the kernel config only when the command
+line is silent on scalable mode), and at the end (``read_host``: ``interpret_host``
+turns the reads into ``HostFacts``, an unknown fact carrying the ``Unread`` reason).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from qmpdirty.config import DeviceCapsConfig, HostConfig
+from qmpdirty.config.sections import DeviceCapsConfig, HostConfig
 from qmpdirty.decisions.vfio.host_caps import (
     interpret_host,
     iommu_kind,

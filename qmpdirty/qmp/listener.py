@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from qmpdirty.errors import QmpConnectError
+from qmpdirty.errors import InternalError, QmpConnectError
 
 #: ``accept()`` failures that mean "no descriptor or memory for one more connection now"
 #: (accept(2)): the listener waits and tries again instead of failing. Anyone allowed to
@@ -89,7 +89,8 @@ class QmpListener:
         socket is open: out of descriptors (``EXHAUSTED``) it backs off, doubling up to
         ``MAX_BACKOFF_S``, and counts it in ``refused``; a peer that went away before
         its credentials were read is skipped."""
-        assert self._sock is not None, "open() first"
+        if self._sock is None:
+            raise InternalError(f"accept on {self.path} before open()")
         loop = asyncio.get_running_loop()
         backoff = 0.01
         while True:

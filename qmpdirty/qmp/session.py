@@ -1,6 +1,7 @@
 """One QMP session with a timeout on every command and a bounded event queue (shell).
 
-Stage: shell; the only module that imports ``qemu.qmp``. Wraps ``QMPClient``:
+Stage: shell; the product's only module that imports ``qemu.qmp`` (an import-linter
+contract; the demo's VFIO stand-in has a client of its own). Wraps ``QMPClient``:
 * library errors become qmpdirty's (``errors.py``) at this boundary;
 * every command passes the allow-list (``commands.CommandPolicy``) and a timeout
   (a SIGSTOPped QEMU never answers);

@@ -34,7 +34,8 @@ import aiomqtt
 import paho.mqtt.client as paho
 
 from qmpdirty.cancel import first_error
-from qmpdirty.config import MqttConfig, read_secret
+from qmpdirty.config.load import read_secret
+from qmpdirty.config.sections import MqttConfig
 from qmpdirty.errors import SinkError
 from qmpdirty.telemetry.message import Outgoing
 

@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard, get_args
 
-from qmpdirty.config import Config, HookConfig
-from qmpdirty.config.hooks import HookKind, HookTrigger, qmp_hook_event
+from qmpdirty.config.hooks import HookConfig, HookKind, HookTrigger, qmp_hook_event
+from qmpdirty.config.load import Config
 from qmpdirty.decisions.migration.hooks_due import qmp_hooks_due
 from qmpdirty.facts.vm import QmpEvent
 from qmpdirty.sinks.hook_input import offline_input

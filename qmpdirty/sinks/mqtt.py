@@ -1,8 +1,9 @@
 """The MQTT sink: one broker connection, reconnected forever, fed from the outbox (shell).
 
-Stage: shell (a sink); with ``sinks.client`` (the client both sinks build),
+Stage: shell (a sink). With ``sinks.client`` (the client both sinks build),
 ``sinks.retained`` (the reader of retained state) and ``sinks.watch`` (the live
-reader), the only module that imports ``aiomqtt`` / ``paho``. It only publishes.
+reader), the product's only importers of ``aiomqtt`` / ``paho`` (an import-linter
+contract). It only publishes.
 Behaviour (Home Assistant's MQTT conventions, design.md § MQTT contract):
 * birth ``online`` / last will ``offline`` on ``<prefix>/<host>/status`` (retained);
 * after every (re)connect all retained state is published again;
@@ -34,7 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from qmpdirty.cancel import first_error
-from qmpdirty.config import MqttConfig
+from qmpdirty.config.sections import MqttConfig
 from qmpdirty.errors import SinkError
 from qmpdirty.sinks.client import abort, connect, disconnect, mqtt_client
 from qmpdirty.sinks.window import WINDOW, PublishWindow

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from qmpdirty.config import MqttConfig
+from qmpdirty.config.sections import MqttConfig
 from qmpdirty.errors import SinkError
 from qmpdirty.sinks.client import mqtt_client
 from qmpdirty.telemetry.topics import topic_matches

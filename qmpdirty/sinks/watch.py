@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import aiomqtt
 
-from qmpdirty.config import MqttConfig
+from qmpdirty.config.sections import MqttConfig
 from qmpdirty.errors import SinkError
 from qmpdirty.sinks.client import mqtt_client
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qmpdirty.config import Config
 from qmpdirty.config.address import QmpAddress
+from qmpdirty.config.load import Config
 from qmpdirty.daemon import fleet
 from qmpdirty.daemon.app import policy_from
 from qmpdirty.daemon.vm import Context, HookKind

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.sinks.hooks import HookOutcome, HookRunner
 
 Result = tuple[str, str, tuple[str, ...], HookOutcome]

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qmpdirty.config import DeviceCapsConfig
+from qmpdirty.config.sections import DeviceCapsConfig
 from qmpdirty.demo.lab.fakehost import (
     ALL_FEATURES,
     ECAP_LEGACY,

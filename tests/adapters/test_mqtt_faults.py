@@ -22,7 +22,7 @@ import signal
 
 import pytest
 
-from qmpdirty.config import MqttConfig
+from qmpdirty.config.sections import MqttConfig
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.recorder import Received, Recorder
 from qmpdirty.sinks.mqtt import MqttSink

@@ -11,7 +11,7 @@ from paho.mqtt import publish
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from qmpdirty.config import MqttConfig
+from qmpdirty.config.sections import MqttConfig
 from qmpdirty.demo.lab import free_port
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.errors import SinkError

@@ -108,7 +108,9 @@ def test_template_differs_from_main_unit_only_per_instance() -> None:
 
 def test_lifecycle_settings_match_the_daemon() -> None:
     """Type=notify + watchdog + SIGHUP reload; stop timeout above the shutdown deadline."""
-    from qmpdirty.config import DaemonConfig  # here, so a config change breaks only this test
+    from qmpdirty.config.sections import (
+        DaemonConfig,  # here, so a config change breaks only this test
+    )
 
     lines = dict(_service_lines((SYSTEMD_DIR / "qmpdirty.service").read_text()))
     assert lines["Type"] == "notify"

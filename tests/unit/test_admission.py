@@ -186,11 +186,22 @@ def test_json_report_is_the_model(config: Path, capsys: pytest.CaptureFixture[st
     code, out, _ = admit(config, retained("h1", converges=False), "json", capsys=capsys)
     report = AdmitReport.model_validate_json(out)
     assert code == report.exit_code == 1 and report.admit is False
-    assert list(json.loads(out)) == ["vm", "host", "reasons", "error", "role", "role_reason",
-                                     "blockers", "forecast", "status", "exit_code", "admit"]
+    assert list(json.loads(out)) == ["vm", "host", "reasons", "summary", "error", "role",
+                                     "role_reason", "blockers", "forecast", "status",
+                                     "exit_code", "admit"]
     assert report.role == "running" and report.role_reason == "the guest is running"
     assert report.forecast is not None and report.forecast.converges is False
     assert report.status == "online" and report.reasons[0].startswith("forecast: will not")
+
+
+def test_text_and_json_are_the_one_report(config: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, text, _ = admit(config, retained("h1"), capsys=capsys)
+    _, out, _ = admit(config, retained("h1"), "json", capsys=capsys)
+    report = AdmitReport.model_validate_json(out)
+    assert code == report.exit_code == 0 and report.admit is True
+    assert text.splitlines() == report.text_lines() == [report.summary]
+    assert report.summary is not None and report.summary.startswith("admit: VM vm1 on h1 ")
 
 
 @pytest.mark.parametrize(("answer", "error"), [

@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.daemon.vm import Context, SessionOwner
 from qmpdirty.facts.vm import VmIdentity
 from qmpdirty.qmp.commands import CommandPolicy

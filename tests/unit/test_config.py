@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.config import Config, load_config, read_secret
 from qmpdirty.config.address import ADDRESS_HINT
+from qmpdirty.config.load import Config, load_config, read_secret
 from qmpdirty.errors import ConfigError, QmpDirtyError
 
 SECRET = "hunter2-s3cr3t"

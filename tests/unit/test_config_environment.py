@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.config import load_config
 from qmpdirty.config.environment import env_source
+from qmpdirty.config.load import load_config
 from qmpdirty.errors import ConfigError
 
 

@@ -9,8 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from qmpdirty.config import Config
 from qmpdirty.config.example import example_toml, section_model
+from qmpdirty.config.load import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "contrib" / "qmpdirty.toml.example"

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from qmpdirty.config import Config, HookConfig, HooksConfig, load_config
+from qmpdirty.config.hooks import HookConfig, HooksConfig
+from qmpdirty.config.load import Config, load_config
 from qmpdirty.errors import ConfigError
 from qmpdirty.sinks.hooks import (
     HOOK_EVENTS,

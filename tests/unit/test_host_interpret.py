@@ -1,4 +1,4 @@
-"""Host interpretation (host/interpret.py): raw sysfs/debugfs/proc text -> facts.
+"""Host interpretation (decisions/vfio/host_caps.py): raw sysfs/debugfs/proc text -> facts.
 
 Table-driven over reference §5.1 (IOMMU dirty tracking), §5.2 (debugfs features) and
 §5.3 (driver table), plus the precedence debugfs > [[device_caps]] > driver table.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qmpdirty.config import DeviceCapsConfig
+from qmpdirty.config.sections import DeviceCapsConfig
 from qmpdirty.decisions.vfio import host_caps as interpret
 from qmpdirty.decisions.vfio.host_caps import (
     DRIVER_TABLE,

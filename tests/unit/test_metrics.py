@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from qmpdirty.config import PrometheusConfig
+from qmpdirty.config.sections import PrometheusConfig
 from qmpdirty.sinks.prometheus import PrometheusExporter, Tee
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.message import Outgoing

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from qmpdirty.config import Config, HookConfig, load_config
-from qmpdirty.config.hooks import qmp_event_name, qmp_hook_event
+from qmpdirty.config.hooks import HookConfig, qmp_event_name, qmp_hook_event
+from qmpdirty.config.load import Config, load_config
 from qmpdirty.decisions.migration.hooks_due import data_matches, json_equal, qmp_hooks_due
 from qmpdirty.errors import ConfigError
 from qmpdirty.facts.vm import QmpEvent

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from qmpdirty.cli import EPILOG, build_parser
-from qmpdirty.config import Config
+from qmpdirty.config.load import Config
 from qmpdirty.telemetry.discovery import ENTITIES, HOST_ENTITIES, discovery_topic, host_messages
 from qmpdirty.telemetry.render.status import VmStatus
 from qmpdirty.telemetry.topics import TopicKind, Topics

@@ -85,9 +85,8 @@ def _from_slope(samples: Sequence[Sample]) -> DirtyEstimate | None:
     ra, rb = a.snapshot.remaining_bytes, b.snapshot.remaining_bytes
     total = b.snapshot.total_bytes
     dt = b.ts - a.ts
-    if None in (pa, pb, ra, rb) or not total or dt <= 0:
+    if pa is None or pb is None or ra is None or rb is None or not total or dt <= 0:
         return None
-    assert pa is not None and pb is not None and ra is not None and rb is not None
     redirty = max(0.0, (rb - ra + pb - pa) / dt)
     sent_share = min(1.0, max(pb / total, 0.05))
     return DirtyEstimate(redirty / sent_share, "estimate", PROGRESS_SLOPE,

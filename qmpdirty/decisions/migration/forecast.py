@@ -68,18 +68,16 @@ class Forecast:
 
 def forecast(i: ForecastInputs) -> Forecast:
     """Run the model; unknown inputs give ``converges: None`` and say which."""
-    missing = [name for name, value in (
-        ("bandwidth", i.bandwidth_bytes_per_s), ("dirty rate", i.dirty_bytes_per_s),
-        ("remaining bytes", i.remaining_bytes), ("downtime limit", i.downtime_limit_ms))
-        if value is None]
-    if missing:
+    b, d, limit = i.bandwidth_bytes_per_s, i.dirty_bytes_per_s, i.downtime_limit_ms
+    if b is None or d is None or i.remaining_bytes is None or limit is None:
+        missing = [name for name, value in (
+            ("bandwidth", b), ("dirty rate", d),
+            ("remaining bytes", i.remaining_bytes), ("downtime limit", limit))
+            if value is None]
         return Forecast(None, None, None, None, (f"unknown: {', '.join(missing)}",))
-    assert i.bandwidth_bytes_per_s is not None and i.dirty_bytes_per_s is not None
-    assert i.remaining_bytes is not None and i.downtime_limit_ms is not None
-    b, d = i.bandwidth_bytes_per_s, i.dirty_bytes_per_s
     if b <= 0:
         return Forecast(False, None, None, None, ("bandwidth is 0: nothing moves",))
-    budget = b * i.downtime_limit_ms / 1000  # QEMU's threshold_size
+    budget = b * limit / 1000  # QEMU's threshold_size
     cap = float(i.ram_bytes) if i.ram_bytes else float("inf")
     if i.vfio_bytes > budget:
         return Forecast(False, None, i.vfio_bytes / b * 1000, None, (

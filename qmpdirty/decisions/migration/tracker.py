@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Literal
 
+from qmpdirty.errors import InternalError
 from qmpdirty.facts.events import DeviceStateSeen
 from qmpdirty.facts.vm import MigrationSnapshot
 
@@ -207,6 +208,13 @@ def _outcome(status: str | None) -> Outcome:
 _Handler = Callable[[TrackerState, StatusSeen, float, Role], Step]
 
 
+def _running(state: TrackerState) -> Migration:
+    """The migration a RUNNING-phase handler works on (``observe`` sees that it is there)."""
+    if state.current is None:
+        raise InternalError("a running-phase transition with no migration tracked")
+    return state.current
+
+
 def _ignore(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
     if not seen.from_event and seen.snapshot is not None:
         return replace(state, idle_poll=seen.snapshot), ()
@@ -219,14 +227,12 @@ def _begin(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Ste
 
 
 def _update(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
-    assert state.current is not None
-    updated = _absorb(state.current, seen.status, seen.snapshot)
+    updated = _absorb(_running(state), seen.status, seen.snapshot)
     return TrackerState(updated, state.ended), (MigrationChanged(updated),)
 
 
 def _finish(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
-    assert state.current is not None
-    done = _absorb(state.current, seen.status, seen.snapshot)
+    done = _absorb(_running(state), seen.status, seen.snapshot)
     ended = MigrationEnded(done, _outcome(seen.status), now)
     return TrackerState(None, done, done.snapshot), (MigrationChanged(done), ended)
 
@@ -256,8 +262,8 @@ def _same_result(a: MigrationSnapshot, b: MigrationSnapshot | None) -> bool:
 
 def _vanished(state: TrackerState, seen: StatusSeen, now: float, role: Role) -> Step:
     """QEMU reports no migration although one was running: it restarted. ``lost``."""
-    assert state.current is not None
-    return TrackerState(None, state.current), (MigrationEnded(state.current, "lost", now),)
+    current = _running(state)
+    return TrackerState(None, current), (MigrationEnded(current, "lost", now),)
 
 
 TRANSITIONS: dict[tuple[Phase, Phase], _Handler] = {
@@ -299,9 +305,8 @@ def _on_pass(state: TrackerState, seen: PassSeen, now: float, role: Role) -> Ste
     effects: tuple[Effect, ...] = ()
     current = state.current
     if current is None:
-        state, effects = _begin(state, StatusSeen(status or "active", None), now, role)
-        current = state.current
-        assert current is not None
+        current = _start(status or "active", None, now, role)
+        effects = (MigrationChanged(current),)
     absorbed = _absorb(current, None, seen.snapshot)
     precopy = max(current.precopy_passes, seen.pass_no) if current.status in PRECOPY \
         else current.precopy_passes

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from qmpdirty.config import HostConfig
+from qmpdirty.config.sections import HostConfig
 
 # --- building blocks ------------------------------------------------------------------
 
