@@ -54,6 +54,7 @@ from qmpdirty.demo.lab.vfio_hotplug import (
     without_plug,
 )
 from qmpdirty.demo.lab.vfio_scenario import Scenario
+from qmpdirty.facts.qemu import QOM_LIST_GET
 
 MTREE = "info mtree -f -o"
 
@@ -218,7 +219,7 @@ class VfioStandIn:
     async def _qom_list_get(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
         """QEMU 10.1 ``qmp_qom_list_get`` (qom/qom-qmp-cmds.c): every property of each
         path with its value, ``value`` absent when the getter fails."""
-        if endpoint.scenario.version[:2] < (10, 1):
+        if not endpoint.scenario.has(QOM_LIST_GET):
             raise ErrorReply("CommandNotFound", "The command qom-list-get has not been found")
         self.schema.check_arguments("qom-list-get", args)
         results = [{"properties": await self._values_of(endpoint, str(p))}
@@ -276,7 +277,7 @@ class VfioStandIn:
         """``qom-list-get`` is listed exactly when the presented version has it."""
         names = [c for c in _as_list(await self.upstream("query-commands", args))
                  if c["name"] != "qom-list-get"]
-        if endpoint.scenario.version[:2] >= (10, 1):
+        if endpoint.scenario.has(QOM_LIST_GET):
             names.append({"name": "qom-list-get"})
         self.schema.check_return("query-commands", names)
         return names
