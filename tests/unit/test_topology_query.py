@@ -10,6 +10,7 @@ do without) ``QmpCommandError``, never another exception (hypothesis).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -199,3 +200,23 @@ def test_hostile_replies_end_in_a_value_or_a_qmp_error(data: st.DataObject,
 
     with contextlib.suppress(QmpReplyError, QmpCommandError):
         drive(TopologyQuery(STAND_IN, version=version), answer)
+
+
+def test_basics_given_are_not_asked_again_and_are_the_topologys() -> None:
+    basics = VmBasics((10, 0, 2), "pc-q35-10.0", base_ram_bytes=2**30)
+    answer = Recorded("q35-intel-pxb")
+    alone = rounds(TopologyQuery(STAND_IN), Recorded("q35-intel-pxb"))
+    query = TopologyQuery(STAND_IN, basics=basics)
+    given = rounds(query, answer)
+    skipped = {"query-version", "query-memory-size-summary"}
+    assert [(r.command, r.arguments) for r in given[0]] == [
+        (r.command, r.arguments) for r in alone[0] if r.command not in skipped
+        and r.arguments != {"path": "/machine", "property": "type"}]
+    assert given[1:] == alone[1:]
+    assert query.gathered is not None and query.gathered.topology.basics is basics
+
+    first = TopologyQuery()  # no VFIO device: the next one is a refresh
+    drive(first, Recorded("q35-intel-pxb"))
+    later = dataclasses.replace(basics, plugged_ram_bytes=2**30)
+    refresh = TopologyQuery(previous=first.gathered, basics=later)
+    assert drive(refresh, Recorded("q35-intel-pxb")).basics is later
