@@ -91,7 +91,7 @@ class Query(Generic[T]):
         self._advance(lambda: self._steps.send(replies))
 
     def result(self) -> T:
-        """The answer; RuntimeError before the last round was received."""
+        """The answer; ``InternalError`` before the last round was received."""
         if self._result is None:
             raise InternalError("the query is not finished (or failed)")
         return self._result[0]
