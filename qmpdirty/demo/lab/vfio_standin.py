@@ -23,7 +23,8 @@ One stand-in serves several sockets (``serve``), one scenario each, all over the
 QEMU (replies are built per request, so the scenarios do not interfere). Each socket is
 a ``QmpServer`` of the lab's one fake QMP core (``qmpdirty.demo.lab.fakeqmp``: greeting,
 negotiation, framing, ``id``, in QEMU's shapes), whose responder is this stand-in bound
-to the endpoint; like QEMU, each connection answers its commands in order.
+to the endpoint; like QEMU, each connection answers its commands in order. ``topology``
+answers the sans-I/O ``TopologyQuery`` in-process, with no socket at all.
 ``StandInThread`` runs one on its own event loop for synchronous callers, the demo and
 the system tests (``vfio_lab``).
 """
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,9 @@ from qmpdirty.demo.lab.vfio_hotplug import (
 )
 from qmpdirty.demo.lab.vfio_scenario import Scenario
 from qmpdirty.facts.qemu import QOM_LIST_GET
+from qmpdirty.facts.topology import VmTopology
+from qmpdirty.qmp.topology.exchange import Failed, Reply, Returned, drive_awaiting
+from qmpdirty.qmp.topology.query import TopologyQuery
 
 MTREE = "info mtree -f -o"
 
@@ -164,6 +168,18 @@ class VfioStandIn:
         except ErrorReply as exc:
             self.schema.check_error(exc.cls, exc.desc)
             raise
+
+    async def topology(self, endpoint: Endpoint, query: TopologyQuery | None = None
+                       ) -> VmTopology:
+        """The daemon's topology query answered by the stand-in itself: no socket between
+        them (only its own link to QEMU), the replies as the stand-in makes them."""
+        async def reply(command: str, arguments: Mapping[str, object] | None) -> Reply:
+            try:
+                return Returned(await self.answer(
+                    endpoint, Command(command, dict(arguments or {}), {})))
+            except ErrorReply as exc:
+                return Failed(exc.cls, exc.desc)
+        return await drive_awaiting(query or TopologyQuery(), reply)
 
     # --- augmented commands --------------------------------------------------------------
 
