@@ -16,16 +16,16 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qmpdirty.demo.lab.recorded_topology import Arguments, RecordedTopology
 from qmpdirty.errors import QmpCommandError, QmpReplyError
 from qmpdirty.facts.qemu import QemuVersion
 from qmpdirty.facts.topology import VFIO_TYPES
@@ -58,33 +58,12 @@ FAILED = st.builds(Failed, st.sampled_from(["GenericError", "DeviceNotFound", "C
 HOSTILE = st.dictionaries(st.integers(min_value=0, max_value=70),
                           RETURNED | RETURNED | RETURNED | FAILED, min_size=1, max_size=6)
 GATHER = st.tuples(HOSTILE, st.none() | st.sampled_from([(8, 0, 0), (9, 1, 0), (10, 1, 0)]))
-Arguments = Mapping[str, object] | None
-
-
-def _key(command: str, arguments: Arguments) -> str:
-    return json.dumps([command, dict(arguments or {})], sort_keys=True)
 
 
 @functools.cache
-def _recording() -> tuple[dict[str, object], dict[str, object]]:
-    """The recorded replies by command, and every object read as ``qom-list-get`` has it."""
-    doc = json.loads(RECORDED.read_text())
-    return {_key(e["execute"], e["arguments"]): Failed(e["error"]["class"], e["error"]["desc"])
-            if "error" in e else Returned(e["return"]) for e in doc["transcript"]}, doc["objects"]
-
-
-def _recorded(command: str, arguments: Arguments) -> object:
-    """The recorded reply; for the other versions' reads, what that QEMU would say."""
-    replies, objects = _recording()
-    if (reply := replies.get(_key(command, arguments))) is not None:
-        return reply
-    args = dict(arguments or {})
-    if command == "qom-get":  # a property 10.0.2 was not asked for
-        return Failed("GenericError", f"Property '{args['path']}.{args['property']}' not found")
-    paths = args.get("paths")
-    if command == "qom-list-get" and isinstance(paths, list) and all(p in objects for p in paths):
-        return [{"properties": objects[p]} for p in paths]
-    return Failed("DeviceNotFound", f"{command}: nothing recorded")
+def _recording() -> RecordedTopology:
+    """QEMU 10.0.2's gather, read once for every case."""
+    return RecordedTopology(RECORDED)
 
 
 def gather(case: tuple[dict[int, object], QemuVersion | None]) -> object:
@@ -94,7 +73,7 @@ def gather(case: tuple[dict[int, object], QemuVersion | None]) -> object:
     asked = itertools.count()
 
     def answer(command: str, arguments: Arguments) -> object:
-        return hostile.get(next(asked)) or _recorded(command, arguments)
+        return hostile.get(next(asked)) or _recording().answer(command, arguments)
 
     try:
         return drive(TopologyQuery(VFIO_TYPES | {"virtio-net-pci"}, version=version), answer)

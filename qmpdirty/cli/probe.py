@@ -32,7 +32,7 @@ from qmpdirty.cli.common import (
 )
 from qmpdirty.config.address import QmpAddress, parse_qmp_address
 from qmpdirty.config.load import Config, load_config
-from qmpdirty.daemon.vfio import gather_and_evaluate
+from qmpdirty.daemon.vfio_verdict import gather_and_evaluate
 from qmpdirty.decisions.role import role_from_poll
 from qmpdirty.decisions.vfio.evaluate import VfioVerdict
 from qmpdirty.errors import AddressError, ConfigError, QmpConnectError, QmpDirtyError
@@ -110,7 +110,7 @@ async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
         events = await queries.migration_events_on(session)
         info = await queries.gather_info(session, version, identity, events)
         snapshot = await queries.migration_snapshot(session)
-        view = await gather_and_evaluate(session, cfg)
+        view = await gather_and_evaluate(session, cfg, basics=info.basics)
     finally:
         await session.close()
     topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)

@@ -30,7 +30,13 @@ from qmpdirty.daemon.vfio import VfioWatch
 from qmpdirty.daemon.view import VmView
 from qmpdirty.daemon.vm import Context, SessionOwner, VmPublisher, VmRecord
 from qmpdirty.errors import QmpClosedError, QmpCommandError
-from qmpdirty.facts.qemu import OLDEST_SUPPORTED, QemuVersion, since
+from qmpdirty.facts.qemu import (
+    OLDEST_SUPPORTED,
+    QemuVersion,
+    release_text,
+    since,
+    version_text,
+)
 from qmpdirty.facts.vm import VmIdentity
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.session import QmpSession
@@ -63,8 +69,8 @@ class VmPipeline:
         ``SessionOwner.key``)."""
         version = await queries.qemu_version(session)
         if not since(version, OLDEST_SUPPORTED):
-            log.warning("%s: QEMU %s is older than 8.0; replies may not match",
-                        owner.label, ".".join(map(str, version)))
+            log.warning("%s: QEMU %s is older than %s; replies may not match",
+                        owner.label, version_text(version), release_text(OLDEST_SUPPORTED))
         identity = await queries.identify(session, pid)
         vm = ctx.claim(sanitise(identity.name or fallback_name), owner, owner.key(identity))
         return cls(ctx, session, vm, version=version, identity=identity,

@@ -1,11 +1,7 @@
-"""Gather one VM's VFIO facts, decide, and keep ``tracking``/``blockers`` current
-(shell; one task).
+"""Keep one VM's ``tracking``/``blockers`` current (shell; one task).
 
-Stage: shell glue. ``gather_and_evaluate`` gathers the VM's topology over QMP
-(``qmp.gather``) and the host's facts from sysfs/debugfs/proc (``host.sysfs``, in a
-worker thread: file reads must not stall the event loop), then runs the pure engine
-(``decisions.vfio.evaluate``); ``probe`` uses it too. ``VfioWatch`` is the daemon's
-task: it evaluates again on topology events, hot-plugs and a timer, and publishes when
+Stage: shell glue. ``VfioWatch`` is the daemon's task: it evaluates (``vfio_verdict``)
+at once, again on topology events, hot-plugs and a timer, and publishes when
 ``decisions.vfio.republish`` says so. Must not decide or compare payloads itself.
 """
 
@@ -17,36 +13,18 @@ import logging
 import math
 import random
 
-from qmpdirty.config.load import Config
+from qmpdirty.daemon.vfio_verdict import gather_and_evaluate
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import BlockerState, blocker_state
-from qmpdirty.decisions.vfio.evaluate import VfioVerdict, evaluate
-from qmpdirty.decisions.vfio.host_caps import interpret_host
 from qmpdirty.decisions.vfio.hotplug import may_hot_plug
 from qmpdirty.decisions.vfio.republish import Shown, republish, shown
 from qmpdirty.errors import QmpQueryError
-from qmpdirty.facts.fact import Fact
-from qmpdirty.host.sysfs import read_host
 from qmpdirty.qmp import gather, queries
-from qmpdirty.qmp.gather import TopologyReader, gather_topology
-from qmpdirty.qmp.session import QmpSession
+from qmpdirty.qmp.gather import TopologyReader
 from qmpdirty.qmp.topology.replies import QomChild
 from qmpdirty.telemetry.render import vfio
 
 log = logging.getLogger(__name__)
-
-
-async def gather_and_evaluate(session: QmpSession, cfg: Config,
-                              reader: TopologyReader | None = None, *,
-                              full: bool = False) -> VfioVerdict:
-    """Gather over QMP (through the session's ``reader`` when it has one: cheaper
-    refreshes) and from the host, then decide. Host files are read only for devices:
-    without one there is nothing to read (and no worker thread per VM per refresh)."""
-    topology = await (reader.read(full=full) if reader else gather_topology(session))
-    bdfs = [d.bdf for d in topology.devices if d.bdf]
-    host = await asyncio.to_thread(read_host, cfg.host, cfg.device_caps, bdfs) if bdfs \
-        else interpret_host({}, Fact[bool].unknown("no VFIO device"), cfg.device_caps)
-    return evaluate(topology, host)
 
 
 class VfioWatch:
@@ -117,7 +95,8 @@ class VfioWatch:
     async def _evaluate(self, full: bool) -> None:
         v = self._view
         try:
-            verdict = await gather_and_evaluate(v.session, v.cfg, self._reader, full=full)
+            verdict = await gather_and_evaluate(v.session, v.cfg, self._reader, full=full,
+                                                basics=v.info.basics if v.info else None)
         except QmpQueryError as exc:
             log.warning("VM %s: VFIO evaluation failed: %s", v.name, exc)
             self._share(v.blockers)

@@ -93,8 +93,33 @@ READONLY_BYPASS: QemuVersion = (11, 0, 0)
 LARGE_MEMORY_BLOCKER: QemuVersion = (11, 0, 0)
 
 
+#: Stands for "no version known" where a version is required (never a real release).
+UNKNOWN_VERSION: QemuVersion = (0, 0, 0)
+#: QEMU makes three feature releases a year, x.0, x.1 and x.2 (since 7.0; older majors
+#: had fewer, all before ``OLDEST_SUPPORTED``): the last minor of a major.
+LAST_MINOR = 2
+
+
 def since(version: QemuVersion, first: QemuVersion) -> bool:
     """True when ``version`` has the behaviour introduced in ``first`` (every constant
     above is an x.y.0 release, so major.minor decides: a stable 10.0.2 has 10.0's)."""
     return version[:2] >= first[:2]
+
+
+def version_text(version: QemuVersion) -> str:
+    """A version as QEMU prints it, and as ``info`` publishes it: ``"10.0.2"``."""
+    return ".".join(str(part) for part in version)
+
+
+def release_text(release: QemuVersion) -> str:
+    """A feature release as texts name it: ``"10.1"`` (the micro part is a stable fix,
+    which ``since`` ignores too)."""
+    return f"{release[0]}.{release[1]}"
+
+
+def release_before(release: QemuVersion) -> QemuVersion:
+    """The feature release before ``release`` (x.0's is the previous major's x.2), so
+    a text can say "QEMU <= 10.2" of what changed in 11.0 (``LAST_MINOR``)."""
+    major, minor = release[0], release[1]
+    return (major, minor - 1, 0) if minor else (major - 1, LAST_MINOR, 0)
 

@@ -131,7 +131,9 @@ class PciBar:
 class VmTopology:
     """Everything about one VM that decides VFIO dirty tracking and its ranges."""
 
-    basics: VmBasics  # version, machine, RAM (the same value as ``VmInfo.basics``)
+    #: version, machine, RAM: in the daemon and probe the very ``VmInfo.basics`` value
+    #: (``TopologyQuery(basics=...)``); read by the query itself when used alone
+    basics: VmBasics
     devices: tuple[VfioDevice, ...] = ()  # in realize order
     iommufd_objects: tuple[str, ...] = ()
     viommus: tuple[Viommu, ...] = ()

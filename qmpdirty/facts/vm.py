@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qmpdirty.facts.qemu import QemuVersion
+from qmpdirty.facts.qemu import QemuVersion, version_text
 
 #: QEMU's ``DirtyRateMeasureMode`` (qapi/migration.json).
 DirtyRateMode = Literal["page-sampling", "dirty-bitmap", "dirty-ring"]
@@ -57,7 +57,7 @@ class VmBasics:
     @property
     def version_text(self) -> str:
         """The version as published: ``"10.0.2"``."""
-        return ".".join(str(part) for part in self.version)
+        return version_text(self.version)
 
 
 @dataclass(frozen=True, slots=True)

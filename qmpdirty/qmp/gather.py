@@ -21,6 +21,7 @@ from typing import TypeVar
 from qmpdirty.errors import CommandNotAllowed, QmpCommandError, QmpTimeoutError
 from qmpdirty.facts.qemu import QemuVersion
 from qmpdirty.facts.topology import VFIO_TYPES, VmTopology
+from qmpdirty.facts.vm import VmBasics
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.qmp.topology.exchange import Failed, Query, Reply, Request, Returned
 from qmpdirty.qmp.topology.query import PERIPHERALS, Gathered, ListingQuery, TopologyQuery
@@ -48,13 +49,16 @@ async def _reply(session: QmpSession, request: Request) -> Reply:
 
 
 async def gather_topology(session: QmpSession, *, device_types: frozenset[str] = VFIO_TYPES,
-                          version: QemuVersion | None = None) -> VmTopology:
+                          version: QemuVersion | None = None,
+                          basics: VmBasics | None = None) -> VmTopology:
     """Everything about the VM that decides VFIO dirty tracking and its ranges.
 
     ``device_types``: the QOM types gathered as devices (see ``TopologyQuery``);
-    ``version``: the QEMU version when the caller knows it (saves a ``query-version``).
+    ``version``: the QEMU version when the caller knows it (saves a ``query-version``);
+    ``basics``: the ``VmInfo.basics`` the caller read (saves three commands, and the
+    topology's basics are that value).
     """
-    return await run(session, TopologyQuery(device_types, version=version))
+    return await run(session, TopologyQuery(device_types, version=version, basics=basics))
 
 
 class TopologyReader:
@@ -82,8 +86,9 @@ class TopologyReader:
         """QEMU's ``blocked-reasons`` at the last read; None before one finished."""
         return self._last.topology.blocked_reasons if self._last else None
 
-    async def read(self, *, full: bool = False) -> VmTopology:
-        query = TopologyQuery(self._types, version=self._version,
+    async def read(self, *, full: bool = False, basics: VmBasics | None = None) -> VmTopology:
+        """Refresh or (``full``) gather again; ``basics`` as ``gather_topology``'s."""
+        query = TopologyQuery(self._types, version=self._version, basics=basics,
                               previous=None if full else self._last)
         topology = await run(self._session, query)
         self._last = query.gathered

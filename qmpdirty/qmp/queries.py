@@ -18,10 +18,11 @@ from qmpdirty.facts.vm import (
     VmIdentity,
     VmInfo,
 )
-from qmpdirty.qmp import translate
+from qmpdirty.qmp import gather, translate
 from qmpdirty.qmp.arguments import DirtyRateRequest, calc_dirty_rate_args, query_dirty_rate_args
 from qmpdirty.qmp.commands import EVENTS_ON
 from qmpdirty.qmp.session import QmpSession
+from qmpdirty.qmp.topology.query import PERIPHERALS, ListingQuery
 
 
 async def identify(session: QmpSession, pid: int | None) -> VmIdentity:
@@ -100,23 +101,16 @@ async def read_dirty_rate(
     return translate.dirty_rate_from(reply)
 
 
-#: Where user-created devices live in the QOM tree (``-device`` with and without ``id``).
-DEVICE_CONTAINERS = ("/machine/peripheral", "/machine/peripheral-anon")
-
-
 async def balloon_path(session: QmpSession) -> str | None:
     """The QOM path of the VM's virtio-balloon, or None: ``query-balloon`` refuses when
-    there is none (DeviceNotActive), else the device containers are listed."""
+    there is none (DeviceNotActive), else the first one ``-device`` put in a peripheral
+    container (listed as the topology query lists them)."""
     try:
         await session.execute("query-balloon")
     except QmpCommandError:
         return None
-    for container in DEVICE_CONTAINERS:
-        found = translate.balloon_path_from(
-            container, await session.execute("qom-list", {"path": container}))
-        if found is not None:
-            return found
-    return None
+    listed = await gather.run(session, ListingQuery(PERIPHERALS))
+    return translate.balloon_in(listed)
 
 
 async def guest_memory(session: QmpSession, path: str) -> GuestMemoryStats | None:

@@ -10,8 +10,8 @@ once: ``observation_from`` is the only code that looks at an event's name or
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from typing import Any, TypeVar, get_args
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -39,6 +39,9 @@ from qmpdirty.facts.vm import (
     VmInfo,
 )
 from qmpdirty.qmp import wire
+
+if TYPE_CHECKING:  # replies parses with this module's helpers: no import at run time
+    from qmpdirty.qmp.topology.replies import QomChild
 
 _M = TypeVar("_M", bound=BaseModel)
 _MIB = 1024 * 1024
@@ -207,12 +210,10 @@ BALLOON_TYPES = frozenset({"virtio-balloon-pci", "virtio-balloon-pci-transitiona
 _UNREPORTED = 2**64 - 1  # a guest-stats value the guest has not reported
 
 
-def balloon_path_from(container: str, reply: object) -> str | None:
-    """``qom-list`` of ``container`` -> the path of its first virtio-balloon, if any."""
-    for child in parse_reply_list(wire.ObjectPropertyInfo, f"qom-list {container}", reply):
-        if child.type.startswith("child<") and child.type[6:-1] in BALLOON_TYPES:
-            return f"{container}/{child.name}"
-    return None
+def balloon_in(listed: Mapping[str, Sequence[QomChild]]) -> str | None:
+    """The path of the first virtio-balloon among listed containers' children, if any."""
+    return next((c.path for children in listed.values() for c in children
+                 if c.qom_type in BALLOON_TYPES), None)
 
 
 def guest_memory_from(reply: object) -> GuestMemoryStats | None:

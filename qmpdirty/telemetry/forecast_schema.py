@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qmpdirty.decisions.migration.claim import ForecastVerdict
 from qmpdirty.decisions.migration.firstpass import FirstPassSource
 from qmpdirty.decisions.migration.uncertainty import ModelVerdict
+from qmpdirty.facts.qemu import DIRTY_LIMIT, release_text
 from qmpdirty.telemetry.payload import VmPayload
 
 
@@ -29,7 +30,8 @@ class Recommendation(BaseModel):
                                 "max-bandwidth bytes/s; null for capabilities")
     reason: str
     applicable: bool = Field(description="QEMU and this VM support it (e.g. no postcopy with "
-                             "VFIO, dirty-limit needs QEMU >= 8.1 and a KVM dirty ring)")
+                             f"VFIO, dirty-limit needs QEMU >= {release_text(DIRTY_LIMIT)} "
+                             "and a KVM dirty ring)")
     applied: bool = Field(default=False, description="the daemon applied it (opt-in policy)")
 
 

@@ -71,7 +71,9 @@ class InfoPayload(VmPayload):
     uuid: str | None
     machine: str | None
     accel: str | None
-    ram_bytes: int | None
+    ram_bytes: int | None = Field(description="all the guest's RAM now: base-memory (-m) + "
+                                  "plugged-memory (memory devices) of "
+                                  "query-memory-size-summary")
     vcpus: int | None
     run_state: str | None
     role: VmRole = Field(description="what the VM does, from run_state and its migration "

@@ -294,6 +294,9 @@ async def test_vfio_is_evaluated_again_after_device_deleted_and_published_if_cha
         await device_deleted(then_blockers=2)  # the same again: nothing published
         vm.migrate = {}
         await device_deleted(then_blockers=3)  # read after the one before had finished
+        # four gathers, but the version, machine and RAM are info's: read once, not again
+        assert [len(r.sent(c)) for c in ("query-version", "query-memory-size-summary")] == [1, 1]
+        assert [a["property"] for a in r.sent("qom-get")] == ["type"] + ["iommu"] * 4
         await r.hang_up()
     blockers = r.out.json(f"{VM}/blockers")
     assert [(b["migratable"], b["observed"], b["unmodelled"]) for b in blockers] == [

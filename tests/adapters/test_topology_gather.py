@@ -14,9 +14,8 @@ the shape of reference §4.1 = qapi/qom.json of the 10.1 patch (``ObjectProperti
 
 from __future__ import annotations
 
-import json
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +24,14 @@ from typing import Any
 import pytest
 
 from qmpdirty.config.address import QmpAddress
+from qmpdirty.demo.lab.recorded_topology import RecordedTopology
 from qmpdirty.errors import QmpCommandError, QmpReplyError
 from qmpdirty.facts.topology import VFIO_TYPES, VfioDevice, Viommu, VmTopology
 from qmpdirty.facts.vm import VmBasics
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.qmp.gather import gather_topology
 from qmpdirty.qmp.session import QmpSession
+from qmpdirty.qmp.topology.exchange import Failed, Returned
 from tests.adapters.scripted_qmp import QmpError, ScriptedQmp
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "topology"
@@ -41,13 +42,7 @@ ANSWERED = ("query-version", "qom-list", "qom-get", "qom-list-get", "query-pci",
 Override = Callable[[dict[str, Any]], object]
 
 
-def load(scenario: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((DATA / f"{scenario}.json").read_text())
-    return doc
-
-
-def key(command: str, arguments: Mapping[str, Any] | None) -> str:
-    return json.dumps([command, arguments or {}], sort_keys=True)
+key = RecordedTopology.key
 
 
 @dataclass
@@ -68,11 +63,10 @@ class Replay:
     version: tuple[int, int, int] = (10, 0, 2)
     devices: list[FakeDevice] = field(default_factory=list)
     overrides: dict[str, Override] = field(default_factory=dict)
-    misses: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.doc = load(self.scenario)
-        self.recorded = {key(e["execute"], e["arguments"]): e for e in self.doc["transcript"]}
+        self.recording = RecordedTopology(DATA / f"{self.scenario}.json")
+        self.doc = self.recording.doc
         self.types = {p["name"]: p["type"] for p in self.doc["vfio_pci_properties"]}
         self.types.update({"parent_bus": "link<bus>", "hotplugged": "bool",
                            "x-enable-migration": "bool"})
@@ -104,14 +98,16 @@ class Replay:
         reply = self.recorded_reply(command, arguments)
         return self.with_fakes(arguments["path"], reply) if command == "qom-list" else reply
 
+    @property
+    def misses(self) -> list[str]:
+        """The requests the recording does not hold."""
+        return self.recording.misses
+
     def recorded_reply(self, command: str, arguments: dict[str, Any]) -> object:
-        entry = self.recorded.get(key(command, arguments))
-        if entry is None:
-            self.misses.append(key(command, arguments))
-            return QmpError("GenericError", f"replay: nothing recorded for {command}")
-        if "error" in entry:
-            return QmpError(entry["error"]["class"], entry["error"]["desc"])
-        return entry["return"]
+        reply = self.recording(command, arguments)
+        if isinstance(reply, Failed):
+            return QmpError(reply.error_class or "GenericError", reply.desc)
+        return reply.value if isinstance(reply, Returned) else reply
 
     def with_fakes(self, container: str, reply: object) -> object:
         if not isinstance(reply, list):

@@ -32,16 +32,12 @@ from qmpdirty.demo.lab import end_child
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.daemon_process import QMPDIRTY, DaemonProcess, base_config, vm_topic
 from qmpdirty.demo.lab.fakehost import build
-from qmpdirty.demo.lab.fakeqmp import Command
-from qmpdirty.demo.lab.qmpwire import ErrorReply
 from qmpdirty.demo.lab.recorder import Received, Recorder
 from qmpdirty.demo.lab.vfio_lab import StandInThread, start_qemu
-from qmpdirty.demo.lab.vfio_standin import Endpoint, VfioStandIn
+from qmpdirty.demo.lab.vfio_standin import Endpoint
 from qmpdirty.facts.topology import VmTopology
 from qmpdirty.qmp.gather import gather_topology
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.qmp.topology.exchange import Failed, Reply, Returned
-from qmpdirty.qmp.topology.query import TopologyQuery
 from tests.support import golden, golden_v10
 from tests.support.golden import Golden
 
@@ -300,24 +296,6 @@ def test_hot_plug_is_reevaluated_within_seconds(bed: Bed) -> None:
     check_blockers(after, blockers)
 
 
-async def _in_process(standin: VfioStandIn, endpoint: Endpoint) -> VmTopology:
-    """The daemon's topology query, answered by the stand-in directly: no socket between
-    them (only the stand-in's own link to QEMU), the replies as the stand-in makes them."""
-    query = TopologyQuery()
-    while batch := query.next_requests():
-        replies: list[Reply] = []
-        for request in batch:
-            arguments = dict(request.arguments or {})
-            try:
-                value = await standin.answer(endpoint, Command(request.command, arguments, {}))
-            except ErrorReply as exc:
-                replies.append(Failed(exc.cls, exc.desc))
-            else:
-                replies.append(Returned(value))
-        query.receive(replies)
-    return query.result()
-
-
 async def _over_socket(path: Path) -> VmTopology:
     session = await QmpSession.open(
         QmpAddress(kind="unix", path=path), policy=READ_ONLY, command_timeout_s=10.0,
@@ -333,7 +311,7 @@ def test_standin_drives_the_query_without_a_socket(bed: Bed, case: Golden) -> No
     """The sans-I/O ``TopologyQuery`` gives the same ``VmTopology`` answered in-process
     by the stand-in as over a QMP socket through ``qmp.gather`` (the daemon's path)."""
     endpoint = bed.endpoints[case.name]
-    direct = bed.standin.call(_in_process(bed.standin.standin, endpoint))
+    direct = bed.standin.call(bed.standin.standin.topology(endpoint))
     assert direct == bed.standin.call(_over_socket(endpoint.path))
     presented = case.presented
     assert sorted(d.qom_path for d in direct.devices) == sorted(d.path for d in presented.devices)

@@ -14,6 +14,8 @@ from qmpdirty.errors import QmpReplyError
 from qmpdirty.facts.qemu import MAX_BANDWIDTH_DEFAULT
 from qmpdirty.qmp import translate
 from qmpdirty.qmp.commands import CommandPolicy
+from qmpdirty.qmp.topology.exchange import Failed, drive
+from qmpdirty.qmp.topology.query import PERIPHERALS, ListingQuery
 
 RECORDED = Path(__file__).resolve().parent.parent / "data" / "qemu-10.0.2-balloon"
 
@@ -27,12 +29,13 @@ def test_qemus_default_max_bandwidth_is_the_one_recorded() -> None:
     assert params.max_bandwidth_bytes_per_s == MAX_BANDWIDTH_DEFAULT == 128 * 2**20
 
 
-def test_the_balloon_is_found_under_peripheral() -> None:
-    reply = load("qom-list.peripheral.json")
-    assert translate.balloon_path_from("/machine/peripheral", reply) == \
-        "/machine/peripheral/balloon0"
-    others = [e for e in reply if e["name"] != "balloon0"]
-    assert translate.balloon_path_from("/machine/peripheral", others) is None
+def test_the_balloon_is_found_under_peripheral_by_its_qom_type() -> None:
+    listed = drive(ListingQuery(PERIPHERALS), lambda _command, arguments: (
+        load("qom-list.peripheral.json") if arguments == {"path": "/machine/peripheral"}
+        else Failed("DeviceNotFound", "no peripheral-anon")))
+    assert translate.balloon_in(listed) == "/machine/peripheral/balloon0"
+    del listed["/machine/peripheral"]
+    assert translate.balloon_in(listed) is None
 
 
 def test_a_vm_without_a_balloon_says_so() -> None:

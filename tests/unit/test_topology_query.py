@@ -10,7 +10,7 @@ do without) ``QmpCommandError``, never another exception (hypothesis).
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qmpdirty.demo.lab.recorded_topology import RecordedTopology
 from qmpdirty.errors import InternalError, QmpCommandError, QmpReplyError
 from qmpdirty.facts.topology import VFIO_TYPES, Viommu
 from qmpdirty.facts.vm import VmBasics
@@ -34,35 +35,12 @@ STAND_IN = VFIO_TYPES | {"virtio-net-pci"}
 Arguments = Mapping[str, object] | None
 
 
-class Recorded:
-    """Answers from a recording; ``asked`` logs every command, in order."""
-
-    def __init__(self, scenario: str, **overrides: object) -> None:
-        doc = json.loads((DATA / f"{scenario}.json").read_text())
-        self.replies: dict[str, object] = {
-            self.key(e["execute"], e["arguments"]):
-                Failed(e["error"]["class"], e["error"]["desc"]) if "error" in e
-                else Returned(e["return"])
-            for e in doc["transcript"]
-        }
-        self.transcript = sorted(self.key(e["execute"], e["arguments"])
-                                 for e in doc["transcript"])
-        self.overrides = overrides  # command -> reply
-        self.asked: list[str] = []
-
-    @staticmethod
-    def key(command: str, arguments: Arguments) -> str:
-        return json.dumps([command, dict(arguments or {})], sort_keys=True)
-
-    def __call__(self, command: str, arguments: Arguments) -> object:
-        key = self.key(command, arguments)
-        self.asked.append(key)
-        if command in self.overrides:
-            return self.overrides[command]
-        return self.replies[key]
+def recorded(scenario: str, **overrides: object) -> RecordedTopology:
+    """Answers from ``tests/data/topology/<scenario>.json`` (``overrides``: command -> reply)."""
+    return RecordedTopology(DATA / f"{scenario}.json", **overrides)
 
 
-def rounds(query: TopologyQuery, answer: Recorded) -> list[list[Request]]:
+def rounds(query: TopologyQuery, answer: RecordedTopology) -> list[list[Request]]:
     """Drive by hand, keeping each round's batch."""
     batches = []
     while batch := query.next_requests():
@@ -73,7 +51,7 @@ def rounds(query: TopologyQuery, answer: Recorded) -> list[list[Request]]:
 
 
 def test_recorded_replies_give_the_topology_without_a_socket() -> None:
-    answer = Recorded("q35-intel-pxb")
+    answer = recorded("q35-intel-pxb")
     topology = drive(TopologyQuery(STAND_IN), answer)
     assert sorted(answer.asked) == answer.transcript  # the recording, command for command
     assert topology.basics == VmBasics((10, 0, 2), "pc-q35-10.0", base_ram_bytes=256 * 2**20)
@@ -90,7 +68,7 @@ def test_recorded_replies_give_the_topology_without_a_socket() -> None:
 
 
 def test_rounds_and_a_known_version() -> None:
-    batches = rounds(TopologyQuery(STAND_IN), Recorded("q35-intel-pxb"))
+    batches = rounds(TopologyQuery(STAND_IN), recorded("q35-intel-pxb"))
     # 10.0: a qom-get per property (3 stand-ins x 11, intel-iommu 3), then 2 bus levels
     assert [len(b) for b in batches] == [9, 3, 36, 9, 6]
     first = [(r.command, r.optional) for r in batches[0]]
@@ -98,13 +76,13 @@ def test_rounds_and_a_known_version() -> None:
     assert first[-2:] == [("qom-get", True), ("qom-get", True)]  # /machine type, iommu
     assert [r.command for r in batches[1]] == ["query-pci", "query-memory-devices",
                                                "human-monitor-command"]
-    known = rounds(TopologyQuery(STAND_IN, version=(10, 0, 2)), Recorded("q35-intel-pxb"))
+    known = rounds(TopologyQuery(STAND_IN, version=(10, 0, 2)), recorded("q35-intel-pxb"))
     assert [r.command for r in known[0]] == [r.command for r in batches[0][1:]]
     assert known[1:] == batches[1:]
 
 
 def test_without_vfio_devices_no_memory_map_and_a_cheap_refresh() -> None:
-    answer = Recorded("q35-intel-pxb")
+    answer = recorded("q35-intel-pxb")
     query = TopologyQuery()
     first = drive(query, answer)
     assert (first.devices, first.pci_bars, first.flat_view) == ((), (), None)
@@ -115,7 +93,7 @@ def test_without_vfio_devices_no_memory_map_and_a_cheap_refresh() -> None:
     refresh = TopologyQuery(previous=query.gathered)
     assert [(r.command, r.arguments) for r in refresh.next_requests()] == [
         ("query-migrate", None), *(("qom-list", {"path": c}) for c in MUTABLE_CONTAINERS)]
-    none_blocked = Recorded("q35-intel-pxb", **{"query-migrate": {}})
+    none_blocked = recorded("q35-intel-pxb", **{"query-migrate": {}})
     again = drive(refresh, none_blocked)
     assert len(none_blocked.asked) == 4
     assert again.blocked_reasons == () and again == type(first)(
@@ -124,8 +102,8 @@ def test_without_vfio_devices_no_memory_map_and_a_cheap_refresh() -> None:
 
 def test_a_new_device_turns_the_refresh_into_a_full_gather() -> None:
     query = TopologyQuery(STAND_IN - {"virtio-net-pci"})
-    drive(query, Recorded("q35-intel-pxb"))
-    answer = Recorded("q35-intel-pxb")
+    drive(query, recorded("q35-intel-pxb"))
+    answer = recorded("q35-intel-pxb")
     answer.overrides["qom-list"] = []  # every container now lists other children
     refresh = TopologyQuery(previous=query.gathered)
     drive(refresh, answer)
@@ -135,15 +113,15 @@ def test_a_new_device_turns_the_refresh_into_a_full_gather() -> None:
 def test_failures_are_values_until_the_query_cannot_do_without() -> None:
     gone = Failed("DeviceNotFound", "Device '/machine/peripheral/rp0' not found")
     timed_out = Failed(None, "human-monitor-command: no reply within 5s")
-    topology = drive(TopologyQuery(STAND_IN), Recorded(
+    topology = drive(TopologyQuery(STAND_IN), recorded(
         "q35-intel-pxb", **{"human-monitor-command": timed_out}))
     assert topology.flat_view is None
     assert topology.flat_view_source == "unknown: human-monitor-command: no reply within 5s"
     with pytest.raises(QmpCommandError) as err:
-        drive(TopologyQuery(STAND_IN), Recorded("q35-intel-pxb", **{"qom-get": gone}))
+        drive(TopologyQuery(STAND_IN), recorded("q35-intel-pxb", **{"qom-get": gone}))
     assert (err.value.command, err.value.error_class) == ("qom-get", "DeviceNotFound")
     with pytest.raises(QmpReplyError, match="query-memory-size-summary"):
-        drive(TopologyQuery(), Recorded("q35-intel-pxb", **{"query-memory-size-summary": []}))
+        drive(TopologyQuery(), recorded("q35-intel-pxb", **{"query-memory-size-summary": []}))
 
 
 def test_listing_keeps_qemus_order_and_a_missing_container_is_empty() -> None:
@@ -190,12 +168,32 @@ HOSTILE = st.one_of(JSON.map(Returned), st.builds(Failed, st.sampled_from(
 def test_hostile_replies_end_in_a_value_or_a_qmp_error(data: st.DataObject,
                                                         version: tuple[int, int, int] | None
                                                         ) -> None:
-    recorded = Recorded("q35-intel-pxb")
+    recording = recorded("q35-intel-pxb")
 
     def answer(command: str, arguments: Arguments) -> object:
         if data.draw(st.booleans()):
             return data.draw(HOSTILE)
-        return recorded.replies.get(recorded.key(command, arguments), Returned([]))
+        return recording.recorded(command, arguments) or Returned([])
 
     with contextlib.suppress(QmpReplyError, QmpCommandError):
         drive(TopologyQuery(STAND_IN, version=version), answer)
+
+
+def test_basics_given_are_not_asked_again_and_are_the_topologys() -> None:
+    basics = VmBasics((10, 0, 2), "pc-q35-10.0", base_ram_bytes=2**30)
+    answer = recorded("q35-intel-pxb")
+    alone = rounds(TopologyQuery(STAND_IN), recorded("q35-intel-pxb"))
+    query = TopologyQuery(STAND_IN, basics=basics)
+    given = rounds(query, answer)
+    skipped = {"query-version", "query-memory-size-summary"}
+    assert [(r.command, r.arguments) for r in given[0]] == [
+        (r.command, r.arguments) for r in alone[0] if r.command not in skipped
+        and r.arguments != {"path": "/machine", "property": "type"}]
+    assert given[1:] == alone[1:]
+    assert query.gathered is not None and query.gathered.topology.basics is basics
+
+    first = TopologyQuery()  # no VFIO device: the next one is a refresh
+    drive(first, recorded("q35-intel-pxb"))
+    later = dataclasses.replace(basics, plugged_ram_bytes=2**30)
+    refresh = TopologyQuery(previous=first.gathered, basics=later)
+    assert drive(refresh, recorded("q35-intel-pxb")).basics is later

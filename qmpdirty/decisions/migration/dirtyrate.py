@@ -41,6 +41,7 @@ from qmpdirty.facts.qemu import (
     SAMPLE_PAGES_MIN,
     TRACKING_STARTED,
     QemuVersion,
+    release_text,
     since,
 )
 from qmpdirty.facts.vm import DirtyRateMeasurement, DirtyRateMode
@@ -103,7 +104,7 @@ def choose_mode(configured: DirtyRateMode, version: QemuVersion, has_vfio: bool
         return configured, ""
     if has_vfio and since(version, TRACKING_STARTED):
         return "page-sampling", (f"{configured} would start VFIO dirty tracking on QEMU "
-                                 ">= 10.0; using page-sampling")
+                                 f">= {release_text(TRACKING_STARTED)}; using page-sampling")
     return configured, ""
 
 

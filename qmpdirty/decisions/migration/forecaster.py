@@ -19,7 +19,7 @@ from qmpdirty.decisions.migration import estimate, firstpass
 from qmpdirty.decisions.migration.forecast import Advice, Forecast, ForecastInputs, recommend
 from qmpdirty.decisions.migration.tracker import Migration
 from qmpdirty.decisions.migration.uncertainty import Outlook, Span, outlook
-from qmpdirty.facts.qemu import MAX_BANDWIDTH_DEFAULT
+from qmpdirty.facts.qemu import MAX_BANDWIDTH_DEFAULT, UNKNOWN_VERSION
 from qmpdirty.facts.vm import (
     DirtyRateMeasurement,
     GuestMemoryStats,
@@ -197,7 +197,7 @@ class Forecaster:
         on, f = (o.worst_inputs, o.worst) if o.verdict == "uncertain" and o.worst_inputs \
             else (inputs, o.central)
         advice = recommend(on, f, vcpus=info.vcpus if info else None, has_vfio=has_vfio,
-                           qemu_version=info.basics.version if info else (0, 0, 0),
+                           qemu_version=info.basics.version if info else UNKNOWN_VERSION,
                            kvm=bool(info and info.accel == "kvm"))
         return ForecastView(inputs, o, advice, source, dirty, content, notes)
 

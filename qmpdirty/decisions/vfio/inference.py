@@ -53,9 +53,15 @@ from qmpdirty.facts.qemu import (
     IOMMUFD_DIRTY,
     VIOMMU_RELAXED,
     QemuVersion,
+    release_before,
+    release_text,
     since,
 )
 from qmpdirty.facts.topology import VfioDevice, VmTopology
+
+#: How the notes name the releases on either side of ``VIOMMU_RELAXED``.
+_RELAXED = release_text(VIOMMU_RELAXED)
+_STRICT = release_text(release_before(VIOMMU_RELAXED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +140,7 @@ def device_revisions(version: QemuVersion, d: VfioDevice, hd: HostDevice,
                                behind=behind)
     found, open_ = _passed(version, d, hd)
     if behind and BlockerKind.VIOMMU not in kinds:
-        open_.append(Note(path, "behind_viommu", f"QEMU <= 10.2 blocks every device behind a "
+        open_.append(Note(path, "behind_viommu", f"QEMU <= {_STRICT} blocks every device behind a "
                           f"vIOMMU, but reports no vIOMMU blocker for {n}"))
     return [init, *found], open_
 
@@ -200,22 +206,23 @@ def _relaxed_viommu(version: QemuVersion, d: VfioDevice, hd: HostDevice, init: R
     n, path = d.vbasedev_name, d.qom_path
     if blocked:
         if d.device_dirty_page_tracking == "off":
-            return [init], [Note(path, "x-device-dirty-page-tracking", f"QEMU 11.0 reports the "
-                                 f"vIOMMU blocker for {n}, whose DMA logging is off")]
+            return [init], [Note(path, "x-device-dirty-page-tracking",
+                                 f"QEMU {_RELAXED} reports the vIOMMU blocker for {n}, "
+                                 "whose DMA logging is off")]
         return [init, Revision(hd.bdf, "dma_logging", True, "viommu-devlog",
-                               f"QEMU 11.0: '{n}: Migration is currently not supported with "
+                               f"QEMU {_RELAXED}: '{n}: Migration is currently not supported with "
                                "vIOMMU enabled' is raised only for a device that DMA-logs")], []
     if not behind:
         found, open_ = _passed(version, d, hd)
         return [init, *found], open_
     if not (d.iommufd and not hd.mdev):
-        return [init], [Note(path, "behind_viommu", f"QEMU 11.0 would block {n} behind the "
+        return [init], [Note(path, "behind_viommu", f"QEMU {_RELAXED} would block {n} behind the "
                              "vIOMMU (type1 passes only with DMA logging), but reports nothing")]
     found = [Revision(hd.bdf, "iommu_dirty_tracking", True, "viommu-hwpt",
-                      f"QEMU 11.0: no blocker for {n} behind the vIOMMU: it does not DMA-log, "
-                      "so it passed on a dirty HWPT")]
+                      f"QEMU {_RELAXED}: no blocker for {n} behind the vIOMMU: it does not "
+                      "DMA-log, so it passed on a dirty HWPT")]
     if d.device_dirty_page_tracking != "off":
         found.append(Revision(hd.bdf, "dma_logging", False, "viommu-no-devlog",
-                              f"QEMU 11.0: no vIOMMU blocker for {n} behind the vIOMMU: "
+                              f"QEMU {_RELAXED}: no vIOMMU blocker for {n} behind the vIOMMU: "
                               "vfio_device_dirty_pages_disabled (no log_ops)"))
     return [init, *found], []

@@ -37,7 +37,14 @@ from typing import Literal
 
 from qmpdirty.decisions.vfio.planner import Span, covered_bytes, kernel_combine
 from qmpdirty.facts.host import HostDevice
-from qmpdirty.facts.qemu import DMA_LOGGING, PCI64_RANGE, READONLY_BYPASS, QemuVersion, since
+from qmpdirty.facts.qemu import (
+    DMA_LOGGING,
+    PCI64_RANGE,
+    READONLY_BYPASS,
+    QemuVersion,
+    release_text,
+    since,
+)
 from qmpdirty.facts.topology import FlatSection
 
 Bucket = Literal["32", "64", "pci64"]
@@ -115,7 +122,8 @@ def skip_reason(section: FlatSection, version: QemuVersion, page_size: int) -> s
     if section.start & (1 << 63):
         return "at or above 2^63 (vfio_listener_skipped_section: spurious 64-bit BAR sizing)"
     if section.kind == "rom" and since(version, READONLY_BYPASS):
-        return "read-only section bypassed for dirty tracking (QEMU >= 11.0 listener)"
+        return ("read-only section bypassed for dirty tracking "
+                f"(QEMU >= {release_text(READONLY_BYPASS)} listener)")
     if section.start & mask != section.offset & mask:
         return ("address and region offset not congruent modulo the host page "
                 "(vfio_listener_valid_section: 'received unaligned region')")

@@ -5,7 +5,8 @@ that dirties memory at a known rate), ``qemu`` launches QEMUs running it, ``cont
 drives them over QMP, ``broker`` runs a private mosquitto, ``daemon_process`` runs the
 real ``qmpdirty`` with a test config, ``recorder`` records what reaches the broker.
 Fake parts, faithful to QEMU's QMP: ``qmpwire`` (the wire format), ``fakeqmp`` (the
-one fake QMP server core), ``recorded`` (a QEMU 10.0.2 replaying recorded replies);
+one fake QMP server core), ``recorded`` (a QEMU 10.0.2 replaying recorded replies),
+``recorded_topology`` (a recorded topology gather answering a sans-I/O query);
 the VFIO stand-in (``vfio_standin`` on ``vfio_scenario`` and ``qapi_schema``, run from
 synchronous code by ``vfio_lab``) puts simulated VFIO devices in front of a real QEMU,
 and ``fakehost`` builds the host trees (sysfs, debugfs) that go with them; and

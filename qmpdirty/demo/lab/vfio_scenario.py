@@ -27,8 +27,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from qmpdirty.demo.errors import DemoError
+from qmpdirty.facts.qemu import (
+    ENABLE_MIGRATION,
+    IOMMUFD,
+    IOMMUFD_DIRTY,
+    VFIO_USER_PCI,
+    QemuVersion,
+    release_before,
+    release_text,
+    since,
+)
 
-Version = tuple[int, int, int]
 _RANGE = re.compile(r"^  ([0-9a-f]{16})-([0-9a-f]{16}) ")
 _ROOT = re.compile(r"^ Root memory region: (\S+)")
 
@@ -138,7 +147,7 @@ class FabViommu:
 class Scenario:
     """A VM as QEMU ``version`` would show it, and the blockers it would raise."""
 
-    version: Version
+    version: QemuVersion
     devices: tuple[FabDevice, ...] = ()
     iommufds: tuple[str, ...] = ()
     viommu: FabViommu | None = None
@@ -149,15 +158,20 @@ class Scenario:
         paths = [d.path for d in self.devices]
         assert len(set(paths)) == len(paths), f"duplicate devices: {paths}"
         if self.iommufds:
-            assert self.version >= (9, 0, 0), "-object iommufd needs QEMU 9.0"
+            assert self.has(IOMMUFD), f"-object iommufd needs QEMU {release_text(IOMMUFD)}"
         for d in self.devices:
             assert d.iommufd is None or d.iommufd in self.iommufds, f"{d.path}: no {d.iommufd}"
-            assert d.qom_type != "vfio-user-pci" or self.version >= (10, 1, 0), \
-                "vfio-user-pci needs QEMU 10.1"
-            assert d.device_dirty_page_tracking == "on" or self.version >= (9, 1, 0), \
-                "x-device-dirty-page-tracking needs QEMU 9.1"
-            assert d.enable_migration == "auto" or self.version >= (8, 1, 0), \
-                "enable-migration needs QEMU 8.1 (8.0 has x-enable-migration)"
+            assert d.qom_type != "vfio-user-pci" or self.has(VFIO_USER_PCI), \
+                f"vfio-user-pci needs QEMU {release_text(VFIO_USER_PCI)}"
+            assert d.device_dirty_page_tracking == "on" or self.has(IOMMUFD_DIRTY), \
+                f"x-device-dirty-page-tracking needs QEMU {release_text(IOMMUFD_DIRTY)}"
+            assert d.enable_migration == "auto" or self.has(ENABLE_MIGRATION), \
+                (f"enable-migration needs QEMU {release_text(ENABLE_MIGRATION)} "
+                 f"({release_text(release_before(ENABLE_MIGRATION))} has x-enable-migration)")
+
+    def has(self, first: QemuVersion) -> bool:
+        """Whether the scenario's QEMU has what ``first`` (a ``facts.qemu`` release) added."""
+        return since(self.version, first)
 
     def find(self, path: str) -> FabDevice | FabViommu | str | None:
         """The fabricated object at ``path`` (an iommufd object as its id)."""
@@ -176,17 +190,18 @@ class Scenario:
 @dataclass(frozen=True)
 class Prop:
     """One QOM property: ``qom_type`` as qom-list shows it, ``value_type`` what the
-    getter visits (None: no getter), ``since``/``until`` the versions that have it."""
+    getter visits (None: no getter), ``first``/``last`` the first and last releases that
+    have it (None: every release)."""
 
     name: str
     qom_type: str
     value_type: str | None
-    since: Version = (0, 0, 0)
-    until: Version | None = None  # last version that has it
+    first: QemuVersion | None = None
+    last: QemuVersion | None = None
 
-    def present_in(self, version: Version) -> bool:
-        last = self.until if self.until is not None else (99, 0, 0)
-        return self.since[:2] <= version[:2] <= last[:2]
+    def present_in(self, version: QemuVersion) -> bool:
+        return ((self.first is None or since(version, self.first))
+                and (self.last is None or since(self.last, version)))
 
 
 _DEVICE_PROPS = (
@@ -205,20 +220,20 @@ _PCI_PROPS = (
 _VFIO_PCI_PROPS = (
     Prop("host", "str", "str"), Prop("sysfsdev", "str", "str"),
     Prop("x-pre-copy-dirty-page-tracking", "OnOffAuto", "OnOffAuto", (5, 2, 0)),
-    Prop("x-enable-migration", "bool", "bool", (5, 2, 0), (8, 0, 0)),
-    Prop("enable-migration", "OnOffAuto", "OnOffAuto", (8, 1, 0)),
+    Prop("x-enable-migration", "bool", "bool", (5, 2, 0), release_before(ENABLE_MIGRATION)),
+    Prop("enable-migration", "OnOffAuto", "OnOffAuto", ENABLE_MIGRATION),
     Prop("vf-token", "str", "str", (8, 1, 0)),
-    Prop("iommufd", "link<iommufd>", "str", (9, 0, 0)),
-    Prop("fd", "string", None, (9, 0, 0)),
-    Prop("x-device-dirty-page-tracking", "OnOffAuto", "OnOffAuto", (9, 1, 0)),
-    Prop("migration-events", "bool", "bool", (9, 1, 0)),
+    Prop("iommufd", "link<iommufd>", "str", IOMMUFD),
+    Prop("fd", "string", None, IOMMUFD),
+    Prop("x-device-dirty-page-tracking", "OnOffAuto", "OnOffAuto", IOMMUFD_DIRTY),
+    Prop("migration-events", "bool", "bool", IOMMUFD_DIRTY),
     Prop("skip-vsc-check", "bool", "bool", (9, 1, 0)),
     Prop("x-migration-multifd-transfer", "OnOffAuto", "OnOffAuto", (10, 0, 0)),
     Prop("x-migration-load-config-after-iter", "OnOffAuto", "OnOffAuto", (10, 1, 0)),
     Prop("x-migration-max-queued-buffers-size", "size", "size", (10, 1, 0)),
 )
-_VFIO_USER_PROPS = (Prop("socket", "SocketAddress", None, (10, 1, 0)),
-                    Prop("x-msg-timeout", "uint32", "uint32", (10, 1, 0)))
+_VFIO_USER_PROPS = (Prop("socket", "SocketAddress", None, VFIO_USER_PCI),
+                    Prop("x-msg-timeout", "uint32", "uint32", VFIO_USER_PCI))
 _VIOMMU_PROPS = (Prop("aw-bits", "uint8", "uint8"), Prop("caching-mode", "bool", "bool"),
                  Prop("dma-translation", "bool", "bool"))
 
@@ -241,7 +256,7 @@ def _device_values(d: FabDevice) -> dict[str, object]:
     }
 
 
-def properties(obj: FabDevice | FabViommu | str, version: Version
+def properties(obj: FabDevice | FabViommu | str, version: QemuVersion
                ) -> list[tuple[Prop, object]]:
     """The properties ``obj`` has in ``version``, with their values (None: unreadable)."""
     if isinstance(obj, str):  # an iommufd object (backends/iommufd.c: only ``fd``, no getter)
@@ -278,7 +293,7 @@ def children(scenario: Scenario, container: str) -> list[dict[str, str]]:
     return found
 
 
-def machine_type(version: Version) -> str:
+def machine_type(version: QemuVersion) -> str:
     """``qom-get /machine type`` of the default q35 of ``version``."""
     return f"pc-q35-{version[0]}.{version[1]}-machine"
 

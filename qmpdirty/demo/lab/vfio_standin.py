@@ -23,7 +23,8 @@ One stand-in serves several sockets (``serve``), one scenario each, all over the
 QEMU (replies are built per request, so the scenarios do not interfere). Each socket is
 a ``QmpServer`` of the lab's one fake QMP core (``qmpdirty.demo.lab.fakeqmp``: greeting,
 negotiation, framing, ``id``, in QEMU's shapes), whose responder is this stand-in bound
-to the endpoint; like QEMU, each connection answers its commands in order.
+to the endpoint; like QEMU, each connection answers its commands in order. ``topology``
+answers the sans-I/O ``TopologyQuery`` in-process, with no socket at all.
 ``StandInThread`` runs one on its own event loop for synchronous callers, the demo and
 the system tests (``vfio_lab``).
 """
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ from qmpdirty.demo.lab.vfio_hotplug import (
     without_plug,
 )
 from qmpdirty.demo.lab.vfio_scenario import Scenario
+from qmpdirty.facts.qemu import QOM_LIST_GET
+from qmpdirty.facts.topology import VmTopology
+from qmpdirty.qmp.topology.exchange import Failed, Reply, Returned, drive_awaiting
+from qmpdirty.qmp.topology.query import TopologyQuery
 
 MTREE = "info mtree -f -o"
 
@@ -164,6 +169,18 @@ class VfioStandIn:
             self.schema.check_error(exc.cls, exc.desc)
             raise
 
+    async def topology(self, endpoint: Endpoint, query: TopologyQuery | None = None
+                       ) -> VmTopology:
+        """The daemon's topology query answered by the stand-in itself: no socket between
+        them (only its own link to QEMU), the replies as the stand-in makes them."""
+        async def reply(command: str, arguments: Mapping[str, object] | None) -> Reply:
+            try:
+                return Returned(await self.answer(
+                    endpoint, Command(command, dict(arguments or {}), {})))
+            except ErrorReply as exc:
+                return Failed(exc.cls, exc.desc)
+        return await drive_awaiting(query or TopologyQuery(), reply)
+
     # --- augmented commands --------------------------------------------------------------
 
     def _version(self, endpoint: Endpoint) -> dict[str, Any]:
@@ -218,7 +235,7 @@ class VfioStandIn:
     async def _qom_list_get(self, endpoint: Endpoint, args: dict[str, Any]) -> object:
         """QEMU 10.1 ``qmp_qom_list_get`` (qom/qom-qmp-cmds.c): every property of each
         path with its value, ``value`` absent when the getter fails."""
-        if endpoint.scenario.version[:2] < (10, 1):
+        if not endpoint.scenario.has(QOM_LIST_GET):
             raise ErrorReply("CommandNotFound", "The command qom-list-get has not been found")
         self.schema.check_arguments("qom-list-get", args)
         results = [{"properties": await self._values_of(endpoint, str(p))}
@@ -276,7 +293,7 @@ class VfioStandIn:
         """``qom-list-get`` is listed exactly when the presented version has it."""
         names = [c for c in _as_list(await self.upstream("query-commands", args))
                  if c["name"] != "qom-list-get"]
-        if endpoint.scenario.version[:2] >= (10, 1):
+        if endpoint.scenario.has(QOM_LIST_GET):
             names.append({"name": "qom-list-get"})
         self.schema.check_return("query-commands", names)
         return names

@@ -4,7 +4,8 @@ Stage: translate. A ``Query`` says which QMP commands to send next (``next_reque
 takes their replies back in the same order (``receive``) and ends with a value
 (``result``); in the manner of h11 it never does I/O itself. Its driver does:
 ``qmp/gather.run`` sends each batch at once over a ``QmpSession``, ``drive`` here
-answers from a function in-process (tests, fuzzers, stand-ins: no socket, no loop).
+answers from a function in-process (tests, fuzzers: no socket, no loop), and
+``drive_awaiting`` from one that awaits (the VFIO stand-in; still no socket).
 Must not do I/O, import asyncio/socket/logging/time/os, or hold a session.
 
 A reply is a value either way: ``Returned`` (QMP's ``return``) or ``Failed`` (its
@@ -16,7 +17,7 @@ is one batch of requests, and evaluates to their replies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -61,6 +62,7 @@ Reply = Returned | Failed
 Steps = Generator[list[Request], Sequence[Reply], T]
 #: ``drive``'s answerer: the reply's value, or a ``Failed`` (or ``Returned``) as is.
 Answer = Callable[[str, Mapping[str, object] | None], object]
+AwaitedAnswer = Callable[[str, Mapping[str, object] | None], Awaitable[object]]
 
 
 class Query(Generic[T]):
@@ -91,7 +93,7 @@ class Query(Generic[T]):
         self._advance(lambda: self._steps.send(replies))
 
     def result(self) -> T:
-        """The answer; RuntimeError before the last round was received."""
+        """The answer; ``InternalError`` before the last round was received."""
         if self._result is None:
             raise InternalError("the query is not finished (or failed)")
         return self._result[0]
@@ -143,6 +145,17 @@ def drive(query: Query[T], answer: Answer) -> T:
     """Run ``query`` to its end in-process: ``answer(command, arguments)`` gives each
     reply (a plain value is a ``Returned``). For tests, fuzzers and stand-ins."""
     while batch := query.next_requests():
-        replies = [answer(r.command, r.arguments) for r in batch]
-        query.receive([r if isinstance(r, Returned | Failed) else Returned(r) for r in replies])
+        query.receive([_reply(answer(r.command, r.arguments)) for r in batch])
     return query.result()
+
+
+async def drive_awaiting(query: Query[T], answer: AwaitedAnswer) -> T:
+    """``drive`` for an answerer that must await (the VFIO stand-in asks its QEMU for
+    what it does not fabricate): one request at a time, no loop or socket of its own."""
+    while batch := query.next_requests():
+        query.receive([_reply(await answer(r.command, r.arguments)) for r in batch])
+    return query.result()
+
+
+def _reply(answer: object) -> Reply:
+    return answer if isinstance(answer, Returned | Failed) else Returned(answer)
