@@ -57,7 +57,7 @@ from qmpdirty.demo.lab.vfio_hotplug import (
 from qmpdirty.demo.lab.vfio_scenario import Scenario
 from qmpdirty.facts.qemu import QOM_LIST_GET
 from qmpdirty.facts.topology import VmTopology
-from qmpdirty.qmp.topology.exchange import Failed, Reply, Returned, drive_awaiting
+from qmpdirty.qmp.topology.exchange import Failed, Reply, Returned
 from qmpdirty.qmp.topology.query import TopologyQuery
 
 MTREE = "info mtree -f -o"
@@ -179,7 +179,10 @@ class VfioStandIn:
                     endpoint, Command(command, dict(arguments or {}), {})))
             except ErrorReply as exc:
                 return Failed(exc.cls, exc.desc)
-        return await drive_awaiting(query or TopologyQuery(), reply)
+        query = query or TopologyQuery()
+        while batch := query.next_requests():  # exchange.drive's loop, awaiting each answer
+            query.receive([await reply(r.command, r.arguments) for r in batch])
+        return query.result()
 
     # --- augmented commands --------------------------------------------------------------
 

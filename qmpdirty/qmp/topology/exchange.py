@@ -4,8 +4,9 @@ Stage: translate. A ``Query`` says which QMP commands to send next (``next_reque
 takes their replies back in the same order (``receive``) and ends with a value
 (``result``); in the manner of h11 it never does I/O itself. Its driver does:
 ``qmp/gather.run`` sends each batch at once over a ``QmpSession``, ``drive`` here
-answers from a function in-process (tests, fuzzers: no socket, no loop), and
-``drive_awaiting`` from one that awaits (the VFIO stand-in; still no socket).
+answers from a function in-process (tests, fuzzers: no socket, no loop); the VFIO
+stand-in runs the same loop awaiting each answer (it asks its QEMU what it does not
+make up), still without a socket.
 Must not do I/O, import asyncio/socket/logging/time/os, or hold a session.
 
 A reply is a value either way: ``Returned`` (QMP's ``return``) or ``Failed`` (its
@@ -17,7 +18,7 @@ is one batch of requests, and evaluates to their replies.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -62,7 +63,6 @@ Reply = Returned | Failed
 Steps = Generator[list[Request], Sequence[Reply], T]
 #: ``drive``'s answerer: the reply's value, or a ``Failed`` (or ``Returned``) as is.
 Answer = Callable[[str, Mapping[str, object] | None], object]
-AwaitedAnswer = Callable[[str, Mapping[str, object] | None], Awaitable[object]]
 
 
 class Query(Generic[T]):
@@ -146,14 +146,6 @@ def drive(query: Query[T], answer: Answer) -> T:
     reply (a plain value is a ``Returned``). For tests, fuzzers and stand-ins."""
     while batch := query.next_requests():
         query.receive([_reply(answer(r.command, r.arguments)) for r in batch])
-    return query.result()
-
-
-async def drive_awaiting(query: Query[T], answer: AwaitedAnswer) -> T:
-    """``drive`` for an answerer that must await (the VFIO stand-in asks its QEMU for
-    what it does not fabricate): one request at a time, no loop or socket of its own."""
-    while batch := query.next_requests():
-        query.receive([_reply(await answer(r.command, r.arguments)) for r in batch])
     return query.result()
 
 
