@@ -19,9 +19,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from qmpdirty.config import Config
+from qmpdirty.config.hooks import HookKind
 from qmpdirty.daemon.hotplug import HostVfio
 from qmpdirty.daemon.losses import EventLosses
 from qmpdirty.daemon.starts import StartGate
@@ -34,10 +35,6 @@ from qmpdirty.telemetry.render import Outgoing, VmStamp
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 log = logging.getLogger(__name__)
-
-#: The hook events a VM fires (docs/hooks.md; the config's ``HookEvent`` without ``*``).
-HookKind = Literal["migration-status", "blockers-changed", "tracking-changed",
-                   "forecast-negative", "vm-online", "vm-offline"]
 
 
 class Publisher(Protocol):

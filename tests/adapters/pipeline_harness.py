@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 
 from qmpdirty.config import Config
 from qmpdirty.config.address import QmpAddress
+from qmpdirty.config.hooks import HookKind
 from qmpdirty.daemon import fleet
 from qmpdirty.daemon.app import policy_from
-from qmpdirty.daemon.vm import Context, HookKind
+from qmpdirty.daemon.vm import Context
 from qmpdirty.facts.vm import QmpEvent
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry.render import Outgoing
