@@ -35,6 +35,8 @@ QMP_PREFIX = "qmp:"
 QMP_EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 #: ``qmp:`` and a valid QMP event name (``qmp_hook_event`` makes one).
 QmpHookEvent = NewType("QmpHookEvent", str)
+#: A ``QmpHookEvent`` as a pattern (JSON Schema's, for the ``hook`` payload).
+QMP_HOOK_EVENT_PATTERN = f"^{QMP_PREFIX}{QMP_EVENT_NAME.pattern}$"
 #: What one run is for: a kind, or a QMP event (``QMPDIRTY_EVENT``, the ``hook`` payload).
 HookTrigger = HookKind | QmpHookEvent
 COMMAND_HINT = 'command = ["/usr/local/bin/on-migration", "--flag"] (a list; run without a shell)'
