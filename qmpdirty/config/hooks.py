@@ -20,9 +20,12 @@ from pydantic import Field, JsonValue, ValidationInfo, field_validator
 
 from qmpdirty.config.sections import _Section
 
-#: What the daemon fires hooks for (``sinks.hooks.HookRunner``).
-HookKind = Literal["migration-status", "blockers-changed", "tracking-changed",
-                   "forecast-negative", "vm-online", "vm-offline"]
+#: The kinds whose hooks read a payload exactly as it was published on MQTT.
+PublishedHookKind = Literal["migration-status", "blockers-changed", "tracking-changed",
+                            "forecast-negative"]
+#: What the daemon fires hooks for (``sinks.hooks.HookRunner``): ``vm-online`` hooks read
+#: the ``info`` payload, ``vm-offline`` hooks a ``sinks.hook_input.VmOfflineInput``.
+HookKind = Literal[PublishedHookKind, "vm-online", "vm-offline"]
 #: What ``[[hook]] event`` may name: one kind, or ``*`` for every kind.
 HookEvent = Literal[HookKind, "*"]
 #: ``[[hook]] event = "qmp:NAME"``: a hook on the QMP event ``NAME``, as QEMU sent it.
@@ -32,6 +35,8 @@ QMP_PREFIX = "qmp:"
 QMP_EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 #: ``qmp:`` and a valid QMP event name (``qmp_hook_event`` makes one).
 QmpHookEvent = NewType("QmpHookEvent", str)
+#: A ``QmpHookEvent`` as a pattern (JSON Schema's, for the ``hook`` payload).
+QMP_HOOK_EVENT_PATTERN = f"^{QMP_PREFIX}{QMP_EVENT_NAME.pattern}$"
 #: What one run is for: a kind, or a QMP event (``QMPDIRTY_EVENT``, the ``hook`` payload).
 HookTrigger = HookKind | QmpHookEvent
 COMMAND_HINT = 'command = ["/usr/local/bin/on-migration", "--flag"] (a list; run without a shell)'

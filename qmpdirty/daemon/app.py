@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from qmpdirty import __version__
+from qmpdirty.config.hooks import HookTrigger
 from qmpdirty.config.load import Config, load_config
 from qmpdirty.daemon.collector import freeze_survivors
 from qmpdirty.daemon.fleet import Fleet, serve
@@ -83,14 +84,14 @@ class Daemon:
         self._stats_due = asyncio.Event()
         self.sink.on_drop(lambda _n: self._stats_due.set())
 
-    def _hook_failed(self, event: str, vm: str, command: tuple[str, ...],
+    def _hook_failed(self, event: HookTrigger, vm: str, command: tuple[str, ...],
                      outcome: HookOutcome) -> None:
         """A hook failed: log it and publish it on ``vm/<vm>/hook``."""
         log.warning("hook %s for VM %s (%s): %s", event, vm, command[0], outcome.error)
         state = self.ctx.vms.get(vm)
         if state is not None:
             out = VmPublisher(self.ctx, state)
-            out.publish(render.hook_result(out.stamp(), event, command, outcome))
+            out.publish(render.hook_result(out.stamp(), outcome))
 
     def request_stop(self) -> None:
         self._stop.set()

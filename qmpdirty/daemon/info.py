@@ -20,14 +20,15 @@ from qmpdirty.decisions.role import reports_dirty_rate
 from qmpdirty.errors import QmpTimeoutError
 from qmpdirty.qmp import queries
 from qmpdirty.telemetry import render
-from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.schema import InfoPayload
 from qmpdirty.telemetry.topics import TopicKind
 
 log = logging.getLogger(__name__)
 
 
-async def refresh_info(view: VmView, *, always: bool = False) -> Outgoing | None:
-    """Read the ``info`` facts, then ``follow_role``; its ``info`` message, if any."""
+async def refresh_info(view: VmView, *, always: bool = False) -> InfoPayload | None:
+    """Read the ``info`` facts, then ``follow_role``; the ``info`` payload it published,
+    if any."""
     view.info = await queries.gather_info(view.session, view.version, view.identity,
                                           view.events_on)
     return follow_role(view, always=always)
@@ -41,23 +42,24 @@ async def refresh_info_if_answering(view: VmView) -> None:
         log.debug("VM %s: info refresh timed out", view.name)
 
 
-def follow_role(view: VmView, *, always: bool = False) -> Outgoing | None:
+def follow_role(view: VmView, *, always: bool = False) -> InfoPayload | None:
     """Publish ``info`` if its facts or the role changed (or ``always``: a new session),
     clear a ``dirty_rate`` the guest's role no longer has, and settle the role. Returns
-    the ``info`` message when one was published."""
+    the ``info`` payload when one was published (``vm-online`` hooks read it)."""
     if view.info is None:
         return None
     role, moved = view.settle_role()
     if moved:
         log.info("VM %s: role %s (%s)", view.name, role.role, role.reason)
-    msg = None
+    payload = None
     shown = InfoShown(view.info, role)
     if republish_info(view.info_shown, shown, always=always):
-        msg = render.info(view.out.stamp(), view.info, role, view.qmp_label,
-                          view.identity.pid)
-        view.out.publish(msg)
+        stamp = view.out.stamp()
+        payload = render.info_payload(stamp, view.info, role, view.qmp_label,
+                                      view.identity.pid)
+        view.out.publish(render.vm_message(stamp, TopicKind.INFO, payload))
         view.info_shown = shown
     if not reports_dirty_rate(role) and view.vm.dirty_rate_retained is not False:
         view.out.clear(TopicKind.DIRTY_RATE)
         view.vm.dirty_rate_retained = False
-    return msg
+    return payload

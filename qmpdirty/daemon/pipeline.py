@@ -93,7 +93,7 @@ class VmPipeline:
         """The session ended without a failure: ``offline`` (a failed one is ``error``,
         which the fleet publishes)."""
         self.view.out.state("offline")
-        self.view.out.fire("vm-offline")
+        self.view.out.fire_offline()
         log.info("VM %s offline", self.view.name)
 
     async def _start(self) -> None:
@@ -101,9 +101,10 @@ class VmPipeline:
         view.events_on = await self._ensure_events()
         view.blockers_pending = view.cfg.vfio.enabled
         await refresh_params(view)
-        info_msg = await refresh_info(view, always=True)
+        info = await refresh_info(view, always=True)
         view.out.state("online")
-        view.out.fire("vm-online", info_msg)
+        if info is not None:  # always: the facts were just read
+            view.out.fire_online(info)
         self._announce()
         log.info("VM %s online (%s, QEMU %s)", view.name, view.qmp_label,
                  view.info.basics.version_text if view.info else "?")

@@ -9,7 +9,7 @@ A topic name stays with the VM that first claimed it (``Context.claim``, with
 ``SessionOwner.key``) until that VM is forgotten, whatever order VMs whose names
 sanitise alike reconnect in.
 Everything a VM sends goes through its ``VmPublisher`` to a ``Publisher`` (the MQTT
-sink; a recorder in tests), and every hook through ``VmPublisher.fire``: must not
+sink; a recorder in tests), and every hook through its ``fire`` methods: must not
 publish or fire hooks any other way.
 """
 
@@ -19,8 +19,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
+from qmpdirty.config.hooks import PublishedHookKind
 from qmpdirty.config.load import Config
 from qmpdirty.daemon.hotplug import HostVfio
 from qmpdirty.daemon.losses import EventLosses
@@ -31,13 +32,10 @@ from qmpdirty.facts.vm import QmpEvent, VmIdentity
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.render import Outgoing, VmStamp
+from qmpdirty.telemetry.schema import InfoPayload
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 log = logging.getLogger(__name__)
-
-#: The hook events a VM fires (docs/hooks.md; the config's ``HookEvent`` without ``*``).
-HookKind = Literal["migration-status", "blockers-changed", "tracking-changed",
-                   "forecast-negative", "vm-online", "vm-offline"]
 
 
 class Publisher(Protocol):
@@ -48,15 +46,22 @@ class Publisher(Protocol):
 
 
 class Hooks(Protocol):
-    """The hook runner: queues the hooks configured for ``kind``."""
+    """The hook runner (``sinks.hooks.HookRunner``); every method only queues runs, and
+    never blocks nor raises."""
 
-    def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
-        """Queue the hooks for ``kind`` with ``body`` (a JSON document) on their stdin;
-        never blocks, never raises."""
+    def fire_body(self, kind: PublishedHookKind, vm: str, body: bytes) -> None:
+        """Queue the hooks for ``kind`` with ``body`` (the payload as published) on
+        their stdin."""
+
+    def fire_online(self, vm: str, info: InfoPayload) -> None:
+        """Queue the ``vm-online`` hooks with the VM's ``info`` payload on their stdin."""
+
+    def fire_offline(self, vm: str) -> None:
+        """Queue the ``vm-offline`` hooks (their stdin: when, why and the last ``info``)."""
 
     def fire_qmp(self, vm: str, event: QmpEvent) -> None:
         """Queue the ``qmp:NAME`` hooks ``event`` is due for, with the message as QEMU
-        sent it on their stdin; never blocks, never raises."""
+        sent it on their stdin."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,12 +212,23 @@ class VmPublisher:
     def publish(self, msg: Outgoing) -> None:
         self._ctx.sink.publish(msg)
 
-    def fire(self, kind: HookKind, msg: Outgoing | None = None) -> None:
+    def fire(self, kind: PublishedHookKind, msg: Outgoing) -> None:
         """Run the hooks for ``kind`` with ``msg``'s payload, as published, on stdin
-        (``{}`` without one); never waits."""
+        (``{}`` for one that is not JSON); never waits."""
         if self._ctx.hooks is not None:
-            body = msg.payload if msg is not None and msg.is_json else b"{}"
+            body = msg.payload if msg.is_json else b"{}"
             self._ctx.hooks.fire_body(kind, self.vm.name, body)
+
+    def fire_online(self, info: InfoPayload) -> None:
+        """Run the ``vm-online`` hooks with the ``info`` payload just published; never
+        waits."""
+        if self._ctx.hooks is not None:
+            self._ctx.hooks.fire_online(self.vm.name, info)
+
+    def fire_offline(self) -> None:
+        """Run the ``vm-offline`` hooks; never waits."""
+        if self._ctx.hooks is not None:
+            self._ctx.hooks.fire_offline(self.vm.name)
 
     def fire_qmp(self, event: QmpEvent) -> None:
         """Run the ``qmp:NAME`` hooks due for ``event`` (QEMU's message on stdin); never

@@ -1,25 +1,27 @@
 """Hooks: run the operator's executables on daemon events (shell, a sink beside MQTT).
 
-Stage: sink. The daemon calls ``HookRunner.fire(kind, vm, payload)`` where it
-publishes telemetry (``fire_kind`` when its kind is already a ``HookKind``), and
-``fire_qmp(vm, event)`` for every QMP event (the ``qmp:NAME`` hooks it is due for,
-``decisions.migration.hooks_due``, read the message as QEMU sent it); it only
-queues (``sinks.hook_queue``: bounded, the oldest run is dropped on overflow, counted
-and logged) and returns. ``HookRunner.run()`` is the pool of ``sinks.hook_workers``:
-``[hooks] max_concurrent`` workers, owned by the daemon's TaskGroup, each running one
-``[[hook]]`` command at a time (``sinks.hook_process``: a run ends with the hook's own
-exit).
+Stage: sink. The daemon calls ``HookRunner.fire_body(kind, vm, body)`` where it
+publishes a payload that hooks read as published (a ``PublishedHookKind``),
+``fire_online(vm, info)`` and ``fire_offline(vm)`` as a VM's session starts and
+ends, and ``fire_qmp(vm, event)`` for every QMP event (the ``qmp:NAME`` hooks it is
+due for, ``decisions.migration.hooks_due``, read the message as QEMU sent it); each
+only queues (``sinks.hook_queue``: bounded, the oldest run is dropped on overflow,
+counted and logged) and returns. ``HookRunner.run()`` is the pool of
+``sinks.hook_workers``: ``[hooks] max_concurrent`` workers, owned by the daemon's
+TaskGroup, each running one ``[[hook]]`` command at a time (``sinks.hook_process``: a
+run ends with the hook's own exit).
 
-``vm-offline`` hooks read a ``VmOfflineInput`` (``sinks.hook_input``) built here. At
-stop (``stopping``, then ``finish``) they run first, on workers of their own as well,
-so a backlog of other hooks cannot keep them from running within the deadline.
+``vm-offline`` hooks read a ``VmOfflineInput`` (``sinks.hook_input``) built here, with
+the ``info`` payload the VM's ``vm-online`` hooks got. At stop (``stopping``, then
+``finish``) they run first, on workers of their own as well, so a backlog of other
+hooks cannot keep them from running within the deadline.
 
 This module (with the modules it hands runs to) must not:
 * run a shell or search PATH for the executable (commands are absolute argv lists);
 * pass the daemon's environment (a hook sees ``QMPDIRTY_EVENT``, ``QMPDIRTY_VM``,
   ``QMPDIRTY_HOST`` and ``PATH`` only, ``sinks.hook_workers``) or put a VM name
   anywhere but an environment value and the JSON on stdin;
-* block or raise in ``fire``, or let a slow hook delay telemetry;
+* block or raise in a ``fire_*`` method, or let a slow hook delay telemetry;
 * let a hook (or its children: each runs in its own session) outlive its timeout.
 Every failure (exit status, timeout, missing executable) goes to ``on_result`` as a
 ``HookOutcome``.
@@ -28,20 +30,28 @@ See docs/hooks.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeGuard, get_args
+from collections.abc import Callable, Iterator, Sequence
+from typing import get_args
 
-from qmpdirty.config.hooks import HookConfig, HookKind, HookTrigger, qmp_hook_event
+from qmpdirty.config.hooks import (
+    HookConfig,
+    HookKind,
+    HookTrigger,
+    PublishedHookKind,
+    qmp_hook_event,
+)
 from qmpdirty.config.load import Config
 from qmpdirty.decisions.migration.hooks_due import qmp_hooks_due
 from qmpdirty.facts.vm import QmpEvent
-from qmpdirty.sinks.hook_input import offline_input
+from qmpdirty.sinks.hook_input import OfflineReason, offline_input
 from qmpdirty.sinks.hook_process import STDERR_TAIL_BYTES, HookOutcome, outcome, printable
 from qmpdirty.sinks.hook_queue import HookJob, HookQueue
 from qmpdirty.sinks.hook_workers import DEFAULT_PATH, HookWorkers, OnResult, hook_environment
+from qmpdirty.telemetry.schema import InfoPayload
 from qmpdirty.telemetry.topics import sanitise
 
 __all__ = [
@@ -53,7 +63,6 @@ __all__ = [
     "HookRunner",
     "OnResult",
     "hook_environment",
-    "is_hook_kind",
     "matching",
     "outcome",
     "printable",
@@ -67,11 +76,6 @@ HOOK_EVENTS: tuple[HookKind, ...] = get_args(HookKind)
 MAX_REMEMBERED = 10_000
 
 
-def is_hook_kind(kind: str) -> TypeGuard[HookKind]:
-    """``kind`` is one of ``HOOK_EVENTS`` (for callers that hold a plain string)."""
-    return kind in HOOK_EVENTS
-
-
 def matching(hooks: Sequence[HookConfig], kind: HookKind) -> list[HookConfig]:
     """The configured hooks that run on ``kind`` (their own kind or ``*``), in order."""
     return [h for h in hooks if h.event in (kind, "*")]
@@ -79,6 +83,21 @@ def matching(hooks: Sequence[HookConfig], kind: HookKind) -> list[HookConfig]:
 
 def _is_offline(job: HookJob) -> bool:
     return job.kind == "vm-offline"
+
+
+def _json_line(document: object) -> bytes:
+    """``document`` as one line of JSON (the stdin of a hook)."""
+    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
+@contextlib.contextmanager
+def _never_raises(what: str, vm: str) -> Iterator[None]:
+    """Log what goes wrong while queueing: a hook problem must never reach the
+    telemetry path that fired it."""
+    try:
+        yield
+    except Exception:
+        log.exception("hooks for %s on VM %s were not queued", what, vm)
 
 
 class HookRunner:
@@ -94,7 +113,7 @@ class HookRunner:
         self._queue = HookQueue(self._cfg.queue_size)
         self._workers = HookWorkers(self._queue, self._cfg.max_concurrent, self._host, on_result)
         self._offline_hooks = bool(matching(self._hooks, "vm-offline"))
-        self._last_info: dict[str, Mapping[str, Any]] = {}
+        self._last_info: dict[str, InfoPayload] = {}
         self._stopping = False
         self.dropped_total = 0
 
@@ -112,52 +131,44 @@ class HookRunner:
         """The runs waiting, in the order they will start."""
         return self._queue.waiting()
 
-    def fire(self, kind: str, vm: str, payload: Mapping[str, object]) -> None:
-        """``fire_kind`` for a kind held as a string: one that is not a ``HookKind`` is
-        logged and ignored."""
-        if not is_hook_kind(kind):
-            log.error("hook event %r is not one of %s; ignored", kind, ", ".join(HOOK_EVENTS))
-            return
-        self.fire_kind(kind, vm, payload)
+    def fire_body(self, kind: PublishedHookKind, vm: str, body: bytes) -> None:
+        """Queue every hook for ``kind`` with ``body``, the payload exactly as it was
+        published, on stdin (one line); never blocks, never raises."""
+        with _never_raises(kind, vm):
+            self._queue_runs(kind, vm, body.rstrip(b"\n") + b"\n")
 
-    def fire_kind(self, kind: HookKind, vm: str, payload: Mapping[str, object]) -> None:
-        """Queue every hook for ``kind``; synchronous, never blocks, never raises.
+    def fire_online(self, vm: str, info: InfoPayload) -> None:
+        """Queue the ``vm-online`` hooks with the VM's ``info`` payload on stdin, and keep
+        it for the VM's ``vm-offline`` hooks; never blocks, never raises."""
+        with _never_raises("vm-online", vm):
+            if self._offline_hooks:
+                self._remember(vm, info)
+            if matching(self._hooks, "vm-online"):
+                self._queue_runs("vm-online", vm,
+                                 _json_line(info.model_dump(mode="json", by_alias=True)))
 
-        ``payload`` is written as JSON on the hooks' stdin; for ``vm-offline`` it is
-        the VM's last ``info`` (``{}``: the one its ``vm-online`` hooks got), wrapped
-        in a ``VmOfflineInput``. Call it from the event loop's thread.
-        """
-        try:
-            self._fire(kind, vm, payload)
-        except Exception:  # a hook problem must never reach the telemetry path
-            log.exception("hooks for %s on VM %s were not queued", kind, vm)
-
-    def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
-        """``fire_kind`` with the stdin document already serialised: the daemon hands over
-        a payload exactly as it was published. Only ``vm-online`` (its info is kept for
-        the VM's ``vm-offline`` hooks) and ``vm-offline`` (whose stdin is built here) are
-        read as JSON."""
-        try:
-            if kind in ("vm-online", "vm-offline"):
-                document = json.loads(body) if body.strip() else {}
-                self._fire(kind, vm, document if isinstance(document, dict) else {})
-            else:
-                self._queue_runs(kind, vm, body.rstrip(b"\n") + b"\n")
-        except Exception:  # a hook problem must never reach the telemetry path
-            log.exception("hooks for %s on VM %s were not queued", kind, vm)
+    def fire_offline(self, vm: str, info: InfoPayload | None = None) -> None:
+        """Queue the ``vm-offline`` hooks with a ``VmOfflineInput`` on stdin: when and why
+        the session ended, and ``info`` (by default the one the VM's ``vm-online`` hooks
+        got, kept for one session); never blocks, never raises."""
+        with _never_raises("vm-offline", vm):
+            last = self._last_info.pop(vm, None)
+            if matching(self._hooks, "vm-offline"):
+                reason: OfflineReason = "daemon-stopping" if self._stopping else "session-ended"
+                document = offline_input(ts=self._clock(), host=self._host, vm=vm,
+                                         reason=reason,
+                                         info=info if info is not None else last)
+                self._queue_runs("vm-offline", vm, _json_line(document))
 
     def fire_qmp(self, vm: str, event: QmpEvent) -> None:
         """Queue the ``qmp:NAME`` hooks ``event`` is due for, with the message as QEMU
         sent it (``event.raw``) on their stdin; never blocks, never raises."""
         if not self._qmp_hooks:
             return
-        try:
+        with _never_raises(f"QMP event {event.name}", vm):
             due = qmp_hooks_due(self._qmp_hooks, event)
             if due:
-                body = json.dumps(event.raw, separators=(",", ":")).encode() + b"\n"
-                self._queue_hooks(qmp_hook_event(event.name), due, vm, body)
-        except Exception:  # a hook problem must never reach the telemetry path
-            log.exception("hooks for QMP event %s on VM %s were not queued", event.name, vm)
+                self._queue_hooks(qmp_hook_event(event.name), due, vm, _json_line(event.raw))
 
     def stopping(self) -> None:
         """The daemon is stopping: ``vm-offline`` runs (queued, and fired from now on)
@@ -165,16 +176,6 @@ class HookRunner:
         if not self._stopping:
             self._stopping = True
             self._queue.promote(_is_offline)
-
-    def _fire(self, kind: HookKind, vm: str, payload: Mapping[str, object]) -> None:
-        if kind == "vm-online" and self._offline_hooks:
-            self._remember(vm, payload)
-        if not matching(self._hooks, kind):
-            return
-        if kind == "vm-offline":
-            payload = self._offline_payload(vm, payload)
-        body = json.dumps(payload, default=str, separators=(",", ":")).encode() + b"\n"
-        self._queue_runs(kind, vm, body)
 
     def _queue_runs(self, kind: HookKind, vm: str, body: bytes) -> None:
         self._queue_hooks(kind, matching(self._hooks, kind), vm, body)
@@ -185,17 +186,12 @@ class HookRunner:
             timeout_s = hook.timeout_s if hook.timeout_s is not None else self._cfg.timeout_s
             self._enqueue(HookJob(kind, vm, tuple(hook.command), timeout_s, body))
 
-    def _remember(self, vm: str, info: Mapping[str, object]) -> None:
+    def _remember(self, vm: str, info: InfoPayload) -> None:
         """Keep ``vm``'s ``vm-online`` payload for its ``vm-offline`` hooks (bounded)."""
         self._last_info.pop(vm, None)
         if len(self._last_info) >= MAX_REMEMBERED:
             del self._last_info[next(iter(self._last_info))]
         self._last_info[vm] = info
-
-    def _offline_payload(self, vm: str, info: Mapping[str, object]) -> dict[str, Any]:
-        last = self._last_info.pop(vm, None)
-        return offline_input(ts=self._clock(), host=self._host, vm=vm, info=info or last,
-                             reason="daemon-stopping" if self._stopping else "session-ended")
 
     def _enqueue(self, job: HookJob) -> None:
         """Put ``job``; when full, the oldest queued run makes room (counted, logged)."""

@@ -10,10 +10,11 @@ and, for VM topics, ``vm``. Units are in key names.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qmpdirty.config.hooks import QMP_HOOK_EVENT_PATTERN, HookKind, QmpHookEvent
 from qmpdirty.decisions.role import VmRole
 from qmpdirty.telemetry.forecast_schema import ForecastPayload as ForecastPayload  # noqa: PLC0414
 from qmpdirty.telemetry.forecast_schema import ForecastSummary as ForecastSummary  # noqa: PLC0414
@@ -210,7 +211,8 @@ class HookResultPayload(VmPayload):
     """``vm/<vm>/hook`` (not retained): a hook that failed (non-zero exit, timeout, no
     executable). Successful runs are only logged."""
 
-    event: str
+    event: HookKind | Annotated[QmpHookEvent, Field(pattern=QMP_HOOK_EVENT_PATTERN)] = Field(
+        description="the event the hook ran for: its kind, or qmp:NAME for a QMP event")
     command: list[str]
     exit_code: int | None = Field(description="negative: killed by that signal; null: "
                                   "never started")

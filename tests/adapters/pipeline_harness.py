@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from qmpdirty.config.address import QmpAddress
+from qmpdirty.config.hooks import HookKind, PublishedHookKind
 from qmpdirty.config.load import Config
 from qmpdirty.daemon import fleet
 from qmpdirty.daemon.app import policy_from
-from qmpdirty.daemon.vm import Context, HookKind
+from qmpdirty.daemon.vm import Context
 from qmpdirty.facts.vm import QmpEvent
 from qmpdirty.qmp.session import QmpSession
 from qmpdirty.telemetry.render import Outgoing
+from qmpdirty.telemetry.schema import InfoPayload
 from qmpdirty.telemetry.topics import Topics
 from tests.adapters.scripted_qmp import QmpError, ScriptedQmp, Silence
 
@@ -79,14 +81,21 @@ class RecordingPublisher:
 
 @dataclass
 class RecordingHooks:
-    """Every hook the daemon fired: (kind, vm, stdin payload)."""
+    """Every hook the daemon fired: (kind, vm, the payload handed over as JSON data;
+    ``{}`` for ``vm-offline``, whose stdin the runner builds)."""
 
     fired: list[tuple[HookKind, str, dict[str, object]]] = field(default_factory=list)
     #: every QMP event handed to the runner for its ``qmp:NAME`` hooks: (vm, event)
     qmp: list[tuple[str, QmpEvent]] = field(default_factory=list)
 
-    def fire_body(self, kind: HookKind, vm: str, body: bytes) -> None:
+    def fire_body(self, kind: PublishedHookKind, vm: str, body: bytes) -> None:
         self.fired.append((kind, vm, json.loads(body)))
+
+    def fire_online(self, vm: str, info: InfoPayload) -> None:
+        self.fired.append(("vm-online", vm, info.model_dump(mode="json", by_alias=True)))
+
+    def fire_offline(self, vm: str) -> None:
+        self.fired.append(("vm-offline", vm, {}))
 
     def fire_qmp(self, vm: str, event: QmpEvent) -> None:
         self.qmp.append((vm, event))

@@ -20,11 +20,14 @@ import pytest
 
 from qmpdirty.config.load import Config
 from qmpdirty.sinks.hooks import HookOutcome, HookRunner
+from tests.support.fleet_payloads import info_model
 
 Result = tuple[str, str, tuple[str, ...], HookOutcome]
 Start = Callable[..., Awaitable[tuple[HookRunner, list[Result]]]]
 
 
+#: What ``vm-online`` hooks are handed (their stdin is not what these tests are about).
+INFO = info_model("testhost", "a")
 #: Both loops (tests/adapters/conftest.py): the daemon runs on uvloop.
 EVENT_LOOPS = ("asyncio", "uvloop")
 
@@ -97,8 +100,8 @@ async def test_stdin_environment_and_arguments(
     hook = recorder_hook(tmp_path)
     runner, results = await start([{"event": "migration-status", "command": [str(hook), str(out)]}])
     payload = {"status": "active", "pass": 2, "nested": {"x": [1, 2]}}
-    runner.fire("migration-status", "web1", payload)
-    runner.fire("vm-online", "web1", {})  # no hook for it
+    runner.fire_body("migration-status", "web1", json.dumps(payload).encode())
+    runner.fire_online("web1", info_model("testhost", "web1"))  # no hook for it
     [doc] = await until(lambda: records(out))
     assert json.loads(doc["stdin"]) == payload
     assert doc["argv"] == [str(out)]
@@ -118,8 +121,8 @@ async def test_wildcard_and_several_hooks_per_event(start: Start, tmp_path: Path
         {"event": "*", "command": [str(hook), str(out), "star"]},
         {"event": "vm-offline", "command": [str(hook), str(out), "offline"]},
     ])
-    runner.fire("vm-offline", "a", {})
-    runner.fire("blockers-changed", "a", {"migratable": False})
+    runner.fire_offline("a")
+    runner.fire_body("blockers-changed", "a", b'{"migratable": false}')
     docs = await until(lambda: len(records(out)) == 3 and records(out))
     seen = sorted((d["env"]["QMPDIRTY_EVENT"], d["argv"][1]) for d in docs)
     assert seen == [("blockers-changed", "star"), ("vm-offline", "offline"),
@@ -132,7 +135,7 @@ async def test_timeout_kills_the_hook_and_its_children(start: Start, tmp_path: P
     runner, results = await start([{"event": "vm-online", "command": [str(hook)],
                                      "timeout_s": 0.5}])
     started = time.monotonic()
-    runner.fire("vm-online", "a", {})
+    runner.fire_online("a", INFO)
     [(kind, vm, command, outcome)] = await until(lambda: results)
     assert time.monotonic() - started < 3
     assert (kind, vm, command) == ("vm-online", "a", (str(hook),))
@@ -153,7 +156,7 @@ async def test_missing_and_unusable_executables(start: Start, tmp_path: Path) ->
         {"event": "vm-online", "command": [str(not_exec)]},
         {"event": "vm-online", "command": [str(failing)]},
     ], max_concurrent=1)
-    runner.fire("vm-online", "a", {})
+    runner.fire_online("a", INFO)
     await until(lambda: len(results) == 3)
     errors = {r[2][0]: r[3] for r in results}
     assert errors[str(tmp_path / "missing")].error == \
@@ -174,7 +177,8 @@ async def test_a_hook_that_ignores_stdin_is_fine(start: Start, tmp_path: Path) -
     runner, results = await start([{"event": "vm-online", "command": [str(hook)]},
                                    {"event": "vm-online", "command": [str(after)]}],
                                   max_concurrent=1)
-    runner.fire("vm-online", "a", {"blob": "x" * 2_000_000})
+    runner.fire_online("a", info_model("testhost", "a").model_copy(
+        update={"role_reason": "x" * 2_000_000}))
     await until(done.exists)
     await asyncio.sleep(0.1)
     assert results == []
@@ -189,7 +193,7 @@ async def test_concurrency_limit(start: Start, tmp_path: Path) -> None:
                                   max_concurrent=2)
     started = time.monotonic()
     for n in range(6):
-        runner.fire("vm-online", f"vm{n}", {})
+        runner.fire_online(f"vm{n}", info_model("testhost", f"vm{n}"))
     await until(lambda: len(list(log.iterdir())) == 6, timeout_s=15)
     elapsed = time.monotonic() - started
     spans = [tuple(map(float, p.read_text().split())) for p in log.iterdir()]
@@ -211,7 +215,7 @@ async def test_fire_returns_at_once_while_hooks_run(start: Start, tmp_path: Path
     await asyncio.sleep(0)
     began = time.perf_counter()
     for n in range(50):
-        runner.fire("tracking-changed", f"vm{n}", {"n": n})
+        runner.fire_body("tracking-changed", f"vm{n}", b'{"n": %d}' % n)
     assert time.perf_counter() - began < 0.05
     assert runner.queued <= 5
     assert runner.dropped_total >= 44
@@ -230,7 +234,7 @@ async def test_hostile_vm_name_never_runs_anything(start: Start, tmp_path: Path)
     shell_hook = script(tmp_path / "uses-var.sh", f'printf %s "$QMPDIRTY_VM" > {out}/name\n')
     runner, results = await start([{"event": "*", "command": [str(hook), str(out)]},
                                    {"event": "*", "command": [str(shell_hook)]}])
-    runner.fire("vm-offline", name, {"vm": name})
+    runner.fire_offline(name)
     [doc] = await until(lambda: records(out))
     await until((out / "name").exists)
     assert doc["env"]["QMPDIRTY_VM"] == name
@@ -247,7 +251,7 @@ async def test_stopping_the_runner_kills_running_hooks(tmp_path: Path) -> None:
     cfg = Config(hook=[{"event": "*", "command": [str(hook)]}], host={"name": "h"})
     runner = HookRunner(cfg, lambda *_: None)
     task = asyncio.create_task(runner.run())
-    runner.fire("vm-online", "a", {})
+    runner.fire_online("a", INFO)
     pid = int(await until(lambda: pidfile.exists() and pidfile.read_text().strip()))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -270,8 +274,8 @@ async def test_an_unexpected_failure_is_reported_and_the_worker_goes_on(
         return await real(job)
 
     monkeypatch.setattr(runner._workers, "_execute", flaky)
-    runner.fire("vm-online", "a", {})
-    runner.fire("vm-online", "b", {})
+    runner.fire_online("a", INFO)
+    runner.fire_online("b", info_model("testhost", "b"))
     await until(lambda: calls == 2)
     await asyncio.sleep(0.2)
     [(_, vm, _, outcome)] = results
@@ -296,7 +300,7 @@ async def test_a_detached_child_does_not_hold_the_hook(start: Start, tmp_path: P
                                    {"event": "vm-online", "command": [str(after)]}],
                                   max_concurrent=1)
     started = time.monotonic()
-    runner.fire("vm-online", "a", {})
+    runner.fire_online("a", INFO)
     await until(done.exists)
     child = int(pidfile.read_text())
     try:
@@ -318,7 +322,7 @@ async def test_a_failing_hook_with_a_detached_child_reports_its_own_exit(
     runner, results = await start([{"event": "vm-online", "command": [str(hook)],
                                     "timeout_s": 5}])
     started = time.monotonic()
-    runner.fire("vm-online", "a", {})
+    runner.fire_online("a", INFO)
     [(_, _, _, result)] = await until(lambda: results)
     os.kill(int(pidfile.read_text()), 9)
     assert time.monotonic() - started < 2.5
@@ -339,7 +343,7 @@ async def test_a_child_left_in_the_hooks_group_dies_at_the_timeout(
                                    {"event": "vm-online", "command": [str(after)]}],
                                   max_concurrent=1)
     started = time.monotonic()
-    runner.fire("vm-online", "a", {})
+    runner.fire_online("a", INFO)
     await until(done.exists)
     assert time.monotonic() - started < 2.5  # not held until the timeout
     child = int(pidfile.read_text())
@@ -352,7 +356,7 @@ async def test_a_child_left_in_the_hooks_group_dies_at_the_timeout(
 async def test_control_characters_in_stderr_are_replaced(start: Start, tmp_path: Path) -> None:
     hook = script(tmp_path / "nul.sh", "printf 'bad\\000th\\033[31ming\\r\\n' >&2\nexit 1\n")
     runner, results = await start([{"event": "vm-online", "command": [str(hook)]}])
-    runner.fire("vm-online", "a", {})
+    runner.fire_online("a", INFO)
     [(_, _, _, result)] = await until(lambda: results)
     assert result.error == "exit status 1: bad\ufffdth\ufffd[31ming\ufffd"
 
@@ -370,11 +374,11 @@ async def test_vm_offline_runs_first_at_stop_on_workers_of_its_own(
         {"event": "vm-offline", "command": [str(recorder_hook(tmp_path)), str(out)]},
     ], max_concurrent=1, timeout_s=10)
     for n in range(4):
-        runner.fire("blockers-changed", f"vm{n}", {})
+        runner.fire_body("blockers-changed", f"vm{n}", b"{}")
     await asyncio.sleep(0.3)  # the only worker is busy with a slow hook
-    runner.fire("vm-offline", "a", {})  # fired before the stop: promoted by finish
+    runner.fire_offline("a")  # fired before the stop: promoted by finish
     runner.stopping()
-    runner.fire("vm-offline", "b", {})
+    runner.fire_offline("b")
     started = time.monotonic()
     finished = await runner.finish(3)
     assert finished is False  # the slow backlog is still there: reported, not run
@@ -391,7 +395,7 @@ async def test_stopping_the_runner_kills_what_finished_hooks_left(tmp_path: Path
     cfg = Config(hook=[{"event": "*", "command": [str(hook)]}], host={"name": "h"})
     runner = HookRunner(cfg, lambda *_: None)
     task = asyncio.create_task(runner.run())
-    runner.fire("vm-online", "a", {})
+    runner.fire_online("a", INFO)
     child = int(await until(lambda: pidfile.exists() and pidfile.read_text().strip()))
     await until(lambda: runner.queued == 0 and runner.started_total == 1)
     await asyncio.sleep(0.3)  # the hook has exited; its child runs on (timeout 10 s)

@@ -1,5 +1,5 @@
 """Retained payloads of one VM as a daemon would publish them, for ``qmpdirty top``'s
-tests (built with the payload models, so valid by construction)."""
+and the hooks' tests (built with the payload models, so valid by construction)."""
 
 from __future__ import annotations
 
@@ -28,13 +28,18 @@ def dump(model: BaseModel) -> bytes:
     return model.model_dump_json(by_alias=True).encode()
 
 
-def info(host: str, vm: str, run_state: str = "running") -> bytes:
+def info_model(host: str, vm: str, run_state: str = "running") -> InfoPayload:
+    """The ``info`` payload (also what a ``vm-online`` hook is handed)."""
     role = role_of(run_state, None)
-    return dump(InfoPayload(
+    return InfoPayload(
         ts=time.time(), host=host, vm=vm, seq=1, qemu_version="10.0.2", uuid=None,
         machine="pc-q35-10.0", accel="kvm", ram_bytes=2**30, vcpus=2, run_state=run_state,
         role=role.role, role_reason=role.reason, qmp="unix:/run/q.sock", pid=4242,
-        migration_events=True))
+        migration_events=True)
+
+
+def info(host: str, vm: str, run_state: str = "running") -> bytes:
+    return dump(info_model(host, vm, run_state))
 
 
 def blockers(host: str, vm: str, migratable: bool = True) -> bytes:

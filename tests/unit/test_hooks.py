@@ -22,7 +22,6 @@ from qmpdirty.sinks.hooks import (
     HookOutcome,
     HookRunner,
     hook_environment,
-    is_hook_kind,
     matching,
     outcome,
     printable,
@@ -44,6 +43,11 @@ def runner(hooks: list[dict[str, Any]], **settings: Any) -> HookRunner:
 
 def drain(r: HookRunner) -> list[HookJob]:
     return r.waiting()
+
+
+def body(payload: object) -> bytes:
+    """``payload`` as the daemon publishes it (compact JSON)."""
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -127,8 +131,8 @@ def test_fire_queues_one_job_per_matching_hook() -> None:
     r = runner([{"event": "*", "command": ["/a", "x"]},
                 {"event": "migration-status", "command": ["/b"], "timeout_s": 2}],
                timeout_s=7)
-    r.fire("migration-status", "vm1", {"status": "active"})
-    r.fire("vm-online", "vm1", {})
+    r.fire_body("migration-status", "vm1", body({"status": "active"}))
+    r.fire_online("vm1", info_payload("vm1"))
     jobs = drain(r)
     assert [(j.kind, j.command, j.timeout_s) for j in jobs] == [
         ("migration-status", ("/a", "x"), 7.0), ("migration-status", ("/b",), 2.0),
@@ -139,7 +143,7 @@ def test_fire_queues_one_job_per_matching_hook() -> None:
 
 def test_no_hooks_no_work() -> None:
     r = runner([])
-    r.fire("migration-status", "vm1", {"status": "active"})
+    r.fire_body("migration-status", "vm1", body({"status": "active"}))
     assert r.queued == 0 and r.dropped_total == 0
 
 
@@ -147,7 +151,7 @@ def test_overflow_drops_the_oldest_counts_and_logs(caplog: pytest.LogCaptureFixt
     r = runner([{"event": "*", "command": ["/a"]}], queue_size=3)
     with caplog.at_level(logging.WARNING, "qmpdirty.sinks.hooks"):
         for n in range(5):
-            r.fire("tracking-changed", f"vm{n}", {"n": n})
+            r.fire_body("tracking-changed", f"vm{n}", body({"n": n}))
     assert r.queued == 3
     assert r.dropped_total == 2
     assert [j.vm for j in drain(r)] == ["vm2", "vm3", "vm4"]
@@ -156,21 +160,23 @@ def test_overflow_drops_the_oldest_counts_and_logs(caplog: pytest.LogCaptureFixt
 
 def test_fire_never_raises(caplog: pytest.LogCaptureFixture) -> None:
     r = runner([{"event": "*", "command": ["/a"]}])
-    loop: dict[str, object] = {}
-    loop["self"] = loop
-    r.fire("vm-online", "vm1", loop)  # not serialisable
-    r.fire("no-such-event", "vm1", {})
-    r.fire("vm-online", "vm1", {"when": object()})  # stringified, not fatal
+    broken = info_payload("vm1").model_copy(update={"ts": object()})  # not serialisable
+    r.fire_online("vm1", broken)
+    r.fire_online("vm1", info_payload("vm1"))
     assert r.queued == 1
     assert any("not queued" in m for m in caplog.messages)
-    assert any("no-such-event" in m for m in caplog.messages)
+    stopped = HookRunner(Config(hook=[{"event": "vm-offline", "command": ["/a"]}]),
+                         lambda *_: None, clock=lambda: 1 / 0)
+    stopped.fire_offline("vm1")
+    assert stopped.queued == 0
+    assert any("vm-offline on VM vm1 were not queued" in m for m in caplog.messages)
 
 
 def test_a_hostile_name_stays_data() -> None:
     name = "$(touch /tmp/x); rm -rf /"
     r = runner([{"event": "*", "command": ["/a"]}])
-    r.fire("blockers-changed", name, {"vm": name})
-    r.fire("vm-offline", name, {})
+    r.fire_body("blockers-changed", name, body({"vm": name}))
+    r.fire_offline(name)
     [job, offline] = drain(r)
     assert job.vm == name and job.command == ("/a",)
     assert json.loads(job.stdin) == {"vm": name}
@@ -201,64 +207,64 @@ def test_outcome_is_the_hook_payload() -> None:
     assert fields <= set(schema.HookResultPayload.model_fields)
 
 
-def test_only_hook_kinds_are_fired(caplog: pytest.LogCaptureFixture) -> None:
-    assert [k for k in ("vm-online", "*", "nope", "vm-offline") if is_hook_kind(k)] == [
-        "vm-online", "vm-offline"]
+def test_a_published_body_is_one_line_on_stdin() -> None:
     r = runner([{"event": "*", "command": ["/bin/a"]}])
-    with caplog.at_level(logging.ERROR, "qmpdirty.sinks.hooks"):
-        r.fire("*", "vm1", {})
-    assert r.queued == 0 and "is not one of" in caplog.text
-    r.fire_kind("vm-online", "vm1", {"a": 1})
-    assert [j.stdin for j in drain(r)] == [b'{"a":1}\n']
+    r.fire_body("migration-status", "vm1", b'{"a":1}')
+    r.fire_body("migration-status", "vm1", b'{"a":1}\n')
+    assert [j.stdin for j in drain(r)] == [b'{"a":1}\n', b'{"a":1}\n']
 
 
 # --- vm-offline: its stdin, and its place in the queue at stop ------------------------------
 
 
-def info_payload(vm: str) -> dict[str, Any]:
+def info_payload(vm: str, qmp: str = "unix:/x") -> schema.InfoPayload:
     return schema.InfoPayload(
         ts=1.5, host="h1", vm=vm, seq=3, qemu_version="10.0.2", uuid=None, machine="q35",
         accel="tcg", ram_bytes=1 << 28, vcpus=1, run_state="running", role="running",
-        role_reason="the guest runs", qmp="unix:/x",
-        pid=42, migration_events=True,
-    ).model_dump(mode="json", by_alias=True)
+        role_reason="the guest runs", qmp=qmp, pid=42, migration_events=True,
+    )
+
+
+def test_vm_online_stdin_is_the_info_payload() -> None:
+    """The ``info`` payload as published, on one line of JSON with non-ASCII escaped
+    (as it was when the runner was handed the published bytes and re-serialised them)."""
+    r = runner([{"event": "vm-online", "command": ["/a"]}])
+    info = info_payload("web1", qmp="unix:/run/qemu/café.sock")
+    r.fire_online("web1", info)
+    [job] = drain(r)
+    published = json.loads(info.model_dump_json(by_alias=True))
+    assert job.stdin == json.dumps(published, separators=(",", ":")).encode() + b"\n"
+    assert b"caf\\u00e9" in job.stdin
 
 
 def test_vm_offline_stdin_says_when_why_and_the_last_info() -> None:
     """B10: the vm-offline hook got ``{}``; now a ``VmOfflineInput``."""
     cfg = Config(hook=[{"event": "vm-offline", "command": ["/a"]}], host={"name": "h1"})
     r = HookRunner(cfg, lambda *_: None, clock=lambda: 100.25)
-    r.fire("vm-online", "web1", info_payload("web1"))  # no hook for it: only remembered
-    r.fire("vm-offline", "web1", {})
-    r.fire("vm-offline", "web1", {})  # a second time: the info was for one session
+    r.fire_online("web1", info_payload("web1"))  # no hook for it: only remembered
+    r.fire_offline("web1")
+    r.fire_offline("web1")  # a second time: the info was for one session
     r.stopping()
-    r.fire("vm-offline", "db", info_payload("db"))  # a payload given wins
+    r.fire_offline("db", info_payload("db"))  # a payload given wins
     first, again, stopped = (json.loads(j.stdin) for j in drain(r))
     assert first == {"schema": 1, "ts": 100.25, "host": "h1", "vm": "web1",
                      "event": "vm-offline", "reason": "session-ended",
-                     "info": info_payload("web1")}
+                     "info": info_payload("web1").model_dump(mode="json", by_alias=True)}
     assert again["info"] is None and again["reason"] == "session-ended"
     assert stopped["reason"] == "daemon-stopping" and stopped["info"]["vm"] == "db"
     assert stopped["info"]["pid"] == 42
-
-
-def test_vm_offline_stdin_with_an_invalid_info_leaves_it_out() -> None:
-    r = runner([{"event": "vm-offline", "command": ["/a"]}])
-    r.fire("vm-offline", "a", {"not": "an info payload"})
-    [job] = drain(r)
-    assert json.loads(job.stdin)["info"] is None
 
 
 def test_at_stop_vm_offline_runs_go_first() -> None:
     """Queued before ``stopping`` they are promoted; fired after it they go first."""
     r = runner([{"event": "*", "command": ["/a"]}])
     for n in range(3):
-        r.fire("blockers-changed", f"vm{n}", {})
-    r.fire("vm-offline", "vm0", {})
-    r.fire("tracking-changed", "vm1", {})
+        r.fire_body("blockers-changed", f"vm{n}", b"{}")
+    r.fire_offline("vm0")
+    r.fire_body("tracking-changed", "vm1", b"{}")
     r.stopping()
-    r.fire("migration-status", "vm2", {})
-    r.fire("vm-offline", "vm1", {})
+    r.fire_body("migration-status", "vm2", b"{}")
+    r.fire_offline("vm1")
     assert [(j.kind, j.vm) for j in drain(r)] == [
         ("vm-offline", "vm0"), ("vm-offline", "vm1"), ("blockers-changed", "vm0"),
         ("blockers-changed", "vm1"), ("blockers-changed", "vm2"), ("tracking-changed", "vm1"),
@@ -269,10 +275,10 @@ def test_a_full_queue_at_stop_drops_other_runs_before_vm_offline() -> None:
     r = runner([{"event": "*", "command": ["/a"]}], queue_size=3)
     r.stopping()
     for n in range(3):
-        r.fire("vm-offline", f"off{n}", {})
-    r.fire("blockers-changed", "x", {})  # the queue is all vm-offline: the oldest goes
+        r.fire_offline(f"off{n}")
+    r.fire_body("blockers-changed", "x", b"{}")  # the queue is all vm-offline: the oldest goes
     assert [j.vm for j in drain(r)] == ["off1", "off2", "x"]
-    r.fire("vm-offline", "off3", {})  # the other run makes room first
+    r.fire_offline("off3")  # the other run makes room first
     assert [j.vm for j in drain(r)] == ["off1", "off2", "off3"]
     assert r.dropped_total == 2
 

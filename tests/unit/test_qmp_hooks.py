@@ -18,6 +18,7 @@ from qmpdirty.errors import ConfigError
 from qmpdirty.facts.vm import QmpEvent
 from qmpdirty.qmp.translate import event_from
 from qmpdirty.sinks.hooks import HookRunner, hook_environment, matching
+from tests.support.fleet_payloads import info_model
 
 
 @pytest.fixture(autouse=True)
@@ -229,8 +230,8 @@ def test_an_event_without_data_is_passed_on_without_one() -> None:
 
 def test_derived_events_do_not_run_qmp_hooks_and_without_any_nothing_is_queued() -> None:
     r = runner([{"event": "qmp:STOP", "command": ["/s"]}])
-    r.fire("vm-online", "vm1", {})
-    r.fire("vm-offline", "vm1", {})
+    r.fire_online("vm1", info_model("h1", "vm1"))
+    r.fire_offline("vm1")
     assert r.queued == 0
     r = runner([{"event": "*", "command": ["/star"]}])
     r.fire_qmp("vm1", event_from(PANIC))
@@ -250,7 +251,7 @@ def test_qmp_hook_runs_wait_in_the_queue_behind_vm_offline_at_stop() -> None:
                 {"event": "vm-offline", "command": ["/o"]}])
     r.fire_qmp("vm1", event_from({"event": "STOP", "timestamp": PANIC["timestamp"]}))
     r.stopping()
-    r.fire("vm-offline", "vm1", {})
+    r.fire_offline("vm1")
     assert [j.kind for j in r.waiting()] == ["vm-offline", "qmp:STOP"]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from qmpdirty.config.hooks import qmp_hook_event
 from qmpdirty.decisions.migration.claim import BlockerState, claim
 from qmpdirty.decisions.migration.errors import ErrorCause, cause_of, error_cause
 from qmpdirty.decisions.migration.estimate import DirtyEstimate
@@ -104,9 +105,13 @@ JSON_CASES: list[tuple[str, Callable[[], Outgoing], str, TopicKind, type[schema.
      f"{VM}/migration/pass", TopicKind.PASS, schema.PassPayload),
     ("summary", lambda: render.summary(STAMP, MIGRATION, "completed", TS, None, uuid=UUID),
      f"{VM}/migration/summary", TopicKind.SUMMARY, schema.SummaryPayload),
-    ("hook", lambda: render.hook_result(STAMP, "vm-online", ("/bin/x",), outcome(
+    ("hook", lambda: render.hook_result(STAMP, outcome(
         "vm-online", ("/bin/x",), exit_code=3, timed_out=False, error="exit status 3",
         duration_s=0.1)),
+     f"{VM}/hook", TopicKind.HOOK, schema.HookResultPayload),
+    ("hook qmp", lambda: render.hook_result(STAMP, outcome(
+        qmp_hook_event("GUEST_PANICKED"), ("/bin/x",), exit_code=None, timed_out=False,
+        error="executable not found: /bin/x", duration_s=0.0)),
      f"{VM}/hook", TopicKind.HOOK, schema.HookResultPayload),
     ("error", lambda: render.vm_error(STAMP, "message larger than 10 MiB", "unix:/q"),
      f"{VM}/error", TopicKind.ERROR, schema.VmErrorPayload),
@@ -157,6 +162,26 @@ def test_json_schemas_use_the_wire_names() -> None:
 
 
 # --- per payload ---------------------------------------------------------------------------
+
+
+def hook_data() -> dict[str, Any]:
+    return body(render.hook_result(STAMP, outcome(
+        "vm-online", ("/bin/x",), exit_code=1, timed_out=False, error="exit status 1",
+        duration_s=0.5)))
+
+
+@pytest.mark.parametrize("event", ["vm-online", "qmp:GUEST_PANICKED"])
+def test_hook_event_is_a_kind_or_a_qmp_event(event: str) -> None:
+    data = hook_data()
+    assert schema.HookResultPayload.model_validate({**data, "event": event}).event == event
+
+
+@pytest.mark.parametrize("event", ["*", "migration", "qmp:", "qmp:guest_panicked",
+                                   "QMP:STOP", "GUEST_PANICKED"])
+def test_hook_event_refuses_what_no_hook_runs_for(event: str) -> None:
+    data = hook_data()
+    with pytest.raises(ValidationError):
+        schema.HookResultPayload.model_validate({**data, "event": event})
 
 
 def test_info_payload() -> None:

@@ -36,6 +36,7 @@ from qmpdirty.telemetry.render.vm import (
     event,
     hook_result,
     info,
+    info_payload,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "hook_result",
     "host_status",
     "info",
+    "info_payload",
     "migration",
     "pass_record",
     "summary",

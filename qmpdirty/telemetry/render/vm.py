@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from qmpdirty.config.hooks import HookTrigger
 from qmpdirty.decisions.migration.estimate import DirtyEstimate
 from qmpdirty.decisions.role import RoleVerdict
 from qmpdirty.facts.vm import DirtyRateMeasurement, QmpEvent, VmInfo
@@ -23,6 +24,10 @@ from qmpdirty.telemetry.topics import TopicKind
 class HookRun(Protocol):
     """How one hook run ended, as ``hook`` shows it (``sinks.hooks.HookOutcome``)."""
 
+    @property
+    def event(self) -> HookTrigger: ...
+    @property
+    def command(self) -> Sequence[str]: ...
     @property
     def exit_code(self) -> int | None: ...
     @property
@@ -85,11 +90,11 @@ def event(stamp: VmStamp, ev: QmpEvent, expiry_s: int | None) -> Outgoing:
     return vm_message(stamp, TopicKind.EVENT, model, event=ev.name, expiry_s=expiry_s)
 
 
-def hook_result(stamp: VmStamp, event: str, command: Sequence[str],
-                outcome: HookRun) -> Outgoing:
+def hook_result(stamp: VmStamp, outcome: HookRun) -> Outgoing:
     """``vm/<vm>/hook``: one failed hook run."""
     model = schema.HookResultPayload(
-        **stamp.common(), event=event, command=list(command), exit_code=outcome.exit_code,
+        **stamp.common(), event=outcome.event, command=list(outcome.command),
+        exit_code=outcome.exit_code,
         timed_out=outcome.timed_out, error=outcome.error, duration_s=outcome.duration_s,
     )
     return vm_message(stamp, TopicKind.HOOK, model)
