@@ -158,6 +158,8 @@ async def test_migration_events_publish_migration_passes_and_summary() -> None:
         await event("MIGRATION_PASS", {"pass": 1}, "active-1", "migration/pass")
         await event("MIGRATION", {"status": "active"}, "active-2", "migration")
         await event("MIGRATION", {"status": "completed"}, "completed", "migration/summary")
+        # the forecast task follows the role on its own: wait for it before hanging up
+        await r.out.wait_for(lambda: len(r.out.on(f"{VM}/forecast")) == 3, "the last forecast")
         await r.hang_up()
     migrations = r.out.json(f"{VM}/migration")
     assert [m["status"] for m in migrations] == ["setup", "setup", "active", "completed"]
