@@ -1,2 +1,3 @@
-"""Talking to QEMU over QMP: addresses, the command allow-list, sessions, queries,
-reply models (``wire``) and their translation into facts (``translate``)."""
+"""Talking to QEMU over QMP: the command allow-list, sessions, the listener, queries,
+reply models (``wire``) and their translation into facts and observations (``translate``).
+QMP addresses are configuration (``config.address``)."""
