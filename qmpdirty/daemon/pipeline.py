@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from qmpdirty.daemon.announce import announce
 from qmpdirty.daemon.dirty_rate import measure_dirty_rate
 from qmpdirty.daemon.events import EventStream
 from qmpdirty.daemon.forecasts import Forecasts, refresh_params
@@ -40,7 +41,6 @@ from qmpdirty.facts.qemu import (
 from qmpdirty.facts.vm import VmIdentity
 from qmpdirty.qmp import queries
 from qmpdirty.qmp.session import QmpSession
-from qmpdirty.telemetry.discovery import VmDevice, discovery_messages
 from qmpdirty.telemetry.topics import Topics, sanitise
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class VmPipeline:
         view.out.state("online")
         if info is not None:  # always: the facts were just read
             view.out.fire_online(info)
-        self._announce()
+        announce(view, self._topics)
         log.info("VM %s online (%s, QEMU %s)", view.name, view.qmp_label,
                  view.info.basics.version_text if view.info else "?")
         await self.migrations.poll()
@@ -146,20 +146,3 @@ class VmPipeline:
             log.warning("VM %s: cannot enable migration events: %s", self.view.name, exc.desc)
             return False
         return True
-
-    def _announce(self) -> None:
-        """Home Assistant discovery, once per VM per daemon run (retained), and again
-        when a new session finds another QEMU version or machine (its device shows them);
-        the dirty rate expires when the broker drops it (``dirty_rate_expiry``)."""
-        view, vm = self.view, self.view.vm
-        known = (view.info.basics.version_text, view.info.basics.machine) \
-            if view.info is not None else None
-        ha = view.cfg.homeassistant
-        if not ha.enabled or (vm.discovery_sent and known in (None, vm.discovery_device)):
-            return
-        version, machine = known or (None, None)
-        device = VmDevice(version, machine, view.dirty_rate_expiry())
-        for msg in discovery_messages(self._topics, vm.name, ha.discovery_prefix, device):
-            view.out.publish(msg)
-        vm.discovery_sent = True
-        vm.discovery_device = known or vm.discovery_device
