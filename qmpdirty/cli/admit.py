@@ -217,7 +217,7 @@ def admit_command(
 def _admit(cfg: Config, vm: str, *, host: str | None, timeout_s: float, allow_unknown: bool,
            run: Runner) -> AdmitReport:
     """Read the retained state and judge it."""
-    base = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
+    base = Topics.create(cfg.mqtt.topic_prefix, cfg.host.name)
     wanted = host if host == ANY_HOST else sanitise(host) if host else base.host
     topics = Topics(base.prefix, wanted)
     try:

@@ -22,7 +22,7 @@ def check_config(path: Path) -> int:
     cfg = load_or_print(path)
     if cfg is None:
         return EXIT_USAGE
-    topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
+    topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.name)
     print(f"{path}: OK — MQTT {cfg.mqtt.url}, topics {topics.prefix}/{topics.host}/…, "
           f"{len(cfg.vm)} static VMs, {len(cfg.discovery.globs)} discovery globs, "
           f"server socket {cfg.server.socket or 'off'}")
@@ -37,8 +37,8 @@ def sanitised_names(cfg: Config, topics: Topics) -> list[str]:
     if topics.prefix != cfg.mqtt.topic_prefix:
         changed.append(f"mqtt.topic_prefix {cfg.mqtt.topic_prefix!r} is published as "
                        f"{topics.prefix!r}")
-    if topics.host != cfg.host.resolved_name:
-        changed.append(f"host name {cfg.host.resolved_name!r} is published as "
+    if topics.host != cfg.host.name:
+        changed.append(f"host name {cfg.host.name!r} is published as "
                        f"{topics.host!r}")
     if changed:
         changed.append("topic levels keep only [A-Za-z0-9_.-]; subscribe to "

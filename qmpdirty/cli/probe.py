@@ -113,7 +113,7 @@ async def probe(cfg: Config, address: QmpAddress, now: float) -> ProbeReport:
         view = await gather_and_evaluate(session, cfg, basics=info.basics)
     finally:
         await session.close()
-    topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
+    topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.name)
     return build_report(topics, sanitise(identity.name or address.stem), now, info=info,
                         qmp=str(address), view=view, migration_status=snapshot.status,
                         pid=identity.pid)

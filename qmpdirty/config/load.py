@@ -14,11 +14,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -90,7 +91,7 @@ class Config(BaseSettings):
     )
 
     mqtt: MqttConfig = MqttConfig()
-    host: HostConfig = HostConfig()
+    host: HostConfig = Field(default_factory=HostConfig, validate_default=True)
     vm: list[VmConfig] = Field(default_factory=list)
     discovery: DiscoveryConfig = DiscoveryConfig()
     server: ServerConfig = ServerConfig()
@@ -106,6 +107,15 @@ class Config(BaseSettings):
     hook: list[HookConfig] = Field(default_factory=list)
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+
+    @field_validator("host")
+    @classmethod
+    def _named(cls, host: HostConfig) -> HostConfig:
+        """An empty ``[host] name`` is this host's short name (``socket.gethostname``,
+        up to the first dot), read here so that the sections themselves do no I/O."""
+        if host.name:
+            return host
+        return host.model_copy(update={"name": socket.gethostname().split(".")[0]})
 
     @classmethod
     def settings_customise_sources(

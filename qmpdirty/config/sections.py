@@ -1,13 +1,12 @@
 """The configuration's sections, as pydantic models (stage: config; no I/O).
 
-Split out of ``config.py``, which loads, merges and reports problems; each model here
-validates one TOML table. Unknown keys are rejected (``extra="forbid"``).
+``config.load`` loads, merges and reports problems (and fills in what needs reading, such
+as the host's name); each model here validates one TOML table. Unknown keys are rejected (``extra="forbid"``).
 """
 
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -77,16 +76,13 @@ class MqttConfig(_Section):
 class HostConfig(_Section):
     """``[host]``: this host's name in topics and where its kernel facts are read."""
 
+    #: empty: the short host name, which ``config.load.Config`` fills in (it reads it)
     name: str = ""
     sysfs_root: Path = Path("/sys")
     proc_root: Path = Path("/proc")
     debugfs_root: Path = Path("/sys/kernel/debug")
     boot_root: Path = Path("/boot")  # holds config-<release>, the running kernel's config
 
-    @property
-    def resolved_name(self) -> str:
-        """The configured name, else the short host name."""
-        return self.name or socket.gethostname().split(".")[0]
 
 
 class VmConfig(_Section):

@@ -68,7 +68,7 @@ class Daemon:
     def __init__(self, cfg: Config, config_path: Path | None) -> None:
         self.cfg = cfg
         self.config_path = config_path
-        topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.resolved_name)
+        topics = Topics.create(cfg.mqtt.topic_prefix, cfg.host.name)
         client_id = cfg.mqtt.client_id or default_client_id(topics.host, config_path)
         self.sink = MqttSink(cfg.mqtt, topics, client_id)
         # [prometheus] listen: /metrics is fed every message the broker is fed

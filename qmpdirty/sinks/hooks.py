@@ -109,7 +109,7 @@ class HookRunner:
         self._hooks = tuple(h for h in cfg.hook if h.qmp_event is None)
         self._qmp_hooks = tuple(h for h in cfg.hook if h.qmp_event is not None)
         self._clock = clock
-        self._host = sanitise(cfg.host.resolved_name)
+        self._host = sanitise(cfg.host.name)
         self._queue = HookQueue(self._cfg.queue_size)
         self._workers = HookWorkers(self._queue, self._cfg.max_concurrent, self._host, on_result)
         self._offline_hooks = bool(matching(self._hooks, "vm-offline"))

@@ -90,7 +90,7 @@ window_s = 0.5
     assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.tls) == ("broker.example", 8883, True)
     assert cfg.mqtt.password_file == secret
     assert read_secret(secret) == SECRET
-    assert cfg.host.resolved_name == "kvm01"
+    assert cfg.host.name == "kvm01"
     assert [v.address.stem for v in cfg.vm] == ["web", "::1_4444"]
     assert cfg.vm[0].name == "web" and cfg.vm[1].name is None
     assert cfg.server.mode_bits == 0o660
@@ -405,3 +405,12 @@ def test_forget_after_s_defaults_to_ten_minutes_env_overrides_and_must_be_finite
         keys = [key for key, _m, _h in problems_of(
             write(tmp_path, f"[daemon]\nforget_after_s = {bad}\n"))]
         assert keys == ["daemon.forget_after_s"], bad
+
+
+def test_an_unnamed_host_is_published_under_its_short_host_name() -> None:
+    import socket
+
+    short = socket.gethostname().split(".")[0]
+    assert Config().host.name == short
+    assert Config.model_validate({"host": {"sysfs_root": "/tmp"}}).host.name == short
+    assert Config.model_validate({"host": {"name": "kvm07"}}).host.name == "kvm07"
