@@ -1,16 +1,18 @@
-"""What the sinks consume: one message for the broker, and the stamp of a VM payload
-(pure core).
+"""What the sinks consume: one message for the broker, the port it is handed to, and
+the stamp of a VM payload (pure core).
 
 Stage: telemetry; the port type between rendering and the sinks (``sinks/mqtt``,
-``sinks/outbox``, ``telemetry/metrics``) and what ``discovery`` returns. Values only:
-this module must not render payloads, pick topics or do I/O. The shell owns ``seq`` and
-the clock and hands them in as a ``VmStamp``.
+``sinks/outbox``, ``sinks/prometheus``, ``telemetry/metrics``), the ``Publisher`` port
+itself (defined here, the lowest layer every sender and sink imports) and what
+``discovery`` returns. Values and types only: this module must not render payloads,
+pick topics or do I/O. The shell owns ``seq`` and the clock and hands them in as a
+``VmStamp``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 from qmpdirty.telemetry.payload import Payload
 from qmpdirty.telemetry.topics import TopicKind, Topics
@@ -38,6 +40,14 @@ class Outgoing:
     vm: str = ""
     kind: TopicKind | None = field(default=None, compare=False, kw_only=True)
     model: Payload | None = field(default=None, compare=False, repr=False, kw_only=True)
+
+
+class Publisher(Protocol):
+    """The port every message goes to: the MQTT sink, ``/metrics``, the ``Tee`` of
+    both, a recorder in tests."""
+
+    def publish(self, msg: Outgoing) -> None:
+        """Queue ``msg``; never blocks, never raises."""
 
 
 class StampFields(TypedDict):
