@@ -1,7 +1,8 @@
 """The configuration's sections, as pydantic models (stage: config; no I/O).
 
 ``config.load`` loads, merges and reports problems (and fills in what needs reading, such
-as the host's name); each model here validates one TOML table. Unknown keys are rejected (``extra="forbid"``).
+as the host's name); each model here validates one TOML table. Unknown keys are rejected
+(``extra="forbid"``).
 """
 
 from __future__ import annotations

@@ -6,5 +6,6 @@ one supervisor task per QMP address and the server-mode acceptor, and its
 QMP session as a ``TaskGroup`` of one-module tasks (``events``, ``migrations``,
 ``forecasts``, ``liveness``, ``dirty_rate``, ``vfio``) that share a ``view.VmView``;
 ``vm`` holds what outlives a session (``VmRecord``: the VM's ``seq`` counter and
-migration tracker) and the ports everything is sent to (``Publisher``, ``Hooks``).
+migration tracker) and the hook port (``Hooks``); messages go to the
+``telemetry.message.Publisher`` port.
 """

@@ -40,7 +40,6 @@ from qmpdirty.sinks.outbox import Outbox
 from qmpdirty.sinks.prometheus import PrometheusExporter, Tee
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.discovery import host_messages
-from qmpdirty.telemetry.message import Outgoing
 from qmpdirty.telemetry.topics import Topics, sanitise
 
 log = logging.getLogger(__name__)
@@ -223,13 +222,14 @@ def reread_vm_list(cfg: Config, config_path: Path | None) -> Config:
 
 
 class StatsSink(Protocol):
-    """What the ``daemon`` topic reads of the sink (``MqttSink``), and where it goes."""
+    """What the ``daemon`` topic reads of the MQTT sink (``MqttSink``): its counters,
+    not a ``Publisher`` (the topic goes out through ``Context.sink``, which is the
+    ``Tee`` with ``/metrics`` when that is on, so it is not the sink it reads)."""
 
     @property
     def outbox(self) -> Outbox: ...
     @property
     def connects(self) -> int: ...
-    def publish(self, msg: Outgoing) -> None: ...
 
 
 #: The ``daemon`` topic is checked this often (and so published at most this often) ...

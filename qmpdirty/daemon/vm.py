@@ -8,8 +8,9 @@ VM's ``VmRecord``, keyed by its topic name, until the VM is forgotten
 A topic name stays with the VM that first claimed it (``Context.claim``, with
 ``SessionOwner.key``) until that VM is forgotten, whatever order VMs whose names
 sanitise alike reconnect in.
-Everything a VM sends goes through its ``VmPublisher`` to a ``Publisher`` (the MQTT
-sink; a recorder in tests), and every hook through its ``fire`` methods: must not
+Everything a VM sends goes through its ``VmPublisher`` to a ``Publisher``
+(``telemetry.message``: the MQTT sink, or its ``Tee`` with ``/metrics``; a recorder in
+tests), and every hook through its ``fire`` methods: must not
 publish or fire hooks any other way.
 """
 
@@ -31,18 +32,12 @@ from qmpdirty.decisions.migration.tracker import TrackerState
 from qmpdirty.facts.vm import QmpEvent, VmIdentity
 from qmpdirty.qmp.commands import CommandPolicy
 from qmpdirty.telemetry import render
+from qmpdirty.telemetry.message import Publisher
 from qmpdirty.telemetry.render import Outgoing, VmStamp
 from qmpdirty.telemetry.schema import InfoPayload
 from qmpdirty.telemetry.topics import TopicKind, Topics
 
 log = logging.getLogger(__name__)
-
-
-class Publisher(Protocol):
-    """Where messages go: the MQTT sink in the daemon, a recorder in tests."""
-
-    def publish(self, msg: Outgoing) -> None:
-        """Queue ``msg``; never blocks, never raises."""
 
 
 class Hooks(Protocol):

@@ -9,7 +9,7 @@ This module must not do I/O, nor invent facts: an ``info`` it was not given is n
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,7 +38,6 @@ class VmOfflineInput(BaseModel):
 
 
 def offline_input(*, ts: float, host: str, vm: str, reason: OfflineReason,
-                  info: InfoPayload | None) -> dict[str, Any]:
-    """The ``vm-offline`` stdin object as JSON-ready data."""
-    model = VmOfflineInput(ts=ts, host=host, vm=vm, reason=reason, info=info)
-    return model.model_dump(mode="json", by_alias=True)
+                  info: InfoPayload | None) -> VmOfflineInput:
+    """The ``vm-offline`` stdin object, typed until ``sinks.hooks`` writes it out."""
+    return VmOfflineInput(ts=ts, host=host, vm=vm, reason=reason, info=info)

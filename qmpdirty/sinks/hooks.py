@@ -47,7 +47,7 @@ from qmpdirty.config.hooks import (
 from qmpdirty.config.load import Config
 from qmpdirty.decisions.migration.hooks_due import qmp_hooks_due
 from qmpdirty.facts.vm import QmpEvent
-from qmpdirty.sinks.hook_input import OfflineReason, offline_input
+from qmpdirty.sinks.hook_input import OfflineReason, VmOfflineInput, offline_input
 from qmpdirty.sinks.hook_process import STDERR_TAIL_BYTES, HookOutcome, outcome, printable
 from qmpdirty.sinks.hook_queue import HookJob, HookQueue
 from qmpdirty.sinks.hook_workers import DEFAULT_PATH, HookWorkers, OnResult, hook_environment
@@ -88,6 +88,12 @@ def _is_offline(job: HookJob) -> bool:
 def _json_line(document: object) -> bytes:
     """``document`` as one line of JSON (the stdin of a hook)."""
     return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
+def _model_line(model: InfoPayload | VmOfflineInput) -> bytes:
+    """A payload model as one line of JSON, written by ``_json_line`` (ASCII with
+    ``\\uXXXX`` escapes: the bytes hooks have always read), not by pydantic."""
+    return _json_line(model.model_dump(mode="json", by_alias=True))
 
 
 @contextlib.contextmanager
@@ -144,8 +150,7 @@ class HookRunner:
             if self._offline_hooks:
                 self._remember(vm, info)
             if matching(self._hooks, "vm-online"):
-                self._queue_runs("vm-online", vm,
-                                 _json_line(info.model_dump(mode="json", by_alias=True)))
+                self._queue_runs("vm-online", vm, _model_line(info))
 
     def fire_offline(self, vm: str, info: InfoPayload | None = None) -> None:
         """Queue the ``vm-offline`` hooks with a ``VmOfflineInput`` on stdin: when and why
@@ -158,7 +163,7 @@ class HookRunner:
                 document = offline_input(ts=self._clock(), host=self._host, vm=vm,
                                          reason=reason,
                                          info=info if info is not None else last)
-                self._queue_runs("vm-offline", vm, _json_line(document))
+                self._queue_runs("vm-offline", vm, _model_line(document))
 
     def fire_qmp(self, vm: str, event: QmpEvent) -> None:
         """Queue the ``qmp:NAME`` hooks ``event`` is due for, with the message as QEMU

@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from qmpdirty.errors import ConfigError
-from qmpdirty.telemetry.message import Outgoing
+from qmpdirty.telemetry.message import Outgoing, Publisher
 from qmpdirty.telemetry.metrics import FAMILIES, MetricsState, Sample
 from qmpdirty.telemetry.topics import Topics
 
@@ -31,14 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Sink(Protocol):
-    def publish(self, msg: Outgoing) -> None: ...
-
-
 class Tee:
     """A ``Publisher`` that hands each message to every sink, in order."""
 
-    def __init__(self, *sinks: Sink) -> None:
+    def __init__(self, *sinks: Publisher) -> None:
         self._sinks = sinks
 
     def publish(self, msg: Outgoing) -> None:

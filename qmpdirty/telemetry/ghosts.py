@@ -63,8 +63,9 @@ def forget_messages(topics: Topics, vm: str, ha_prefix: str | None = None,
     base = f"{topics.prefix}/{topics.host}/vm/{vm}/"
     known = {topics.vm_topic(vm, kind) for kind in VM_RETAINED_KINDS}
     template = cleared(topics, vm, TopicKind.VM_STATUS)
-    # a copy of a ``cleared`` message keeps whatever else the sink reads from one
-    out += [dataclasses.replace(template, topic=topic)
+    # a copy of a ``cleared`` message keeps whatever else the sink reads from one, but
+    # not its kind: the topic is another one
+    out += [dataclasses.replace(template, topic=topic, kind=None)
             for topic in sorted(set(found) - known) if topic.startswith(base)]
     out += [cleared(topics, vm, kind) for kind in VM_RETAINED_KINDS]
     return out

@@ -5,16 +5,18 @@ keeps, per VM, its status and the last payload of each retained topic it maps; `
 turns that into samples of the families in ``FAMILIES`` (README § Prometheus). A VM
 follows what MQTT says: ``offline`` sets ``qmpdirty_vm_up`` to 0 and keeps the rest (as the
 broker keeps the retained topics); an empty message on a topic drops what it mapped to; an
-empty ``status`` (the VM forgotten) drops every series of the VM. It must not import
+empty ``status`` (the VM forgotten) drops every series of the VM. A rendered message is
+taken by its ``TopicKind`` and payload model, parsing nothing; only a message no renderer
+made (bytes built by hand) is placed by its topic and parsed. It must not import
 ``prometheus_client`` (``sinks.prometheus`` does), nor do I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.message import Outgoing
@@ -85,16 +87,17 @@ FAMILIES: dict[str, tuple[MetricType, str, tuple[str, ...]]] = {
     "qmpdirty_build_info": ("gauge", "the daemon's version (always 1)", ("version",)),
 }
 
-_M = TypeVar("_M", bound=BaseModel)
 _STATUSES = ("online", "offline", "unresponsive", "error")
-_MODELS: dict[str, type[BaseModel]] = {
-    TopicKind.INFO.suffix: schema.InfoPayload,
-    TopicKind.BLOCKERS.suffix: schema.BlockersPayload,
-    TopicKind.DIRTY_RATE.suffix: schema.DirtyRatePayload,
-    TopicKind.FORECAST.suffix: schema.ForecastPayload,
-    TopicKind.MIGRATION.suffix: schema.MigrationPayload,
-    TopicKind.TRACKING.suffix: schema.TrackingPayload,
+#: The retained VM kinds that feed a metric, and the model each one's payload is.
+_MODELS: dict[TopicKind, type[schema.Payload]] = {
+    TopicKind.INFO: schema.InfoPayload,
+    TopicKind.BLOCKERS: schema.BlockersPayload,
+    TopicKind.DIRTY_RATE: schema.DirtyRatePayload,
+    TopicKind.FORECAST: schema.ForecastPayload,
+    TopicKind.MIGRATION: schema.MigrationPayload,
+    TopicKind.TRACKING: schema.TrackingPayload,
 }
+_VM_KINDS = {k.suffix: k for k in TopicKind if k.scope == "vm"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +111,10 @@ class Sample:
 
 @dataclass
 class VmView:
-    """What the metrics of one VM are made of: its status and last payloads by suffix."""
+    """What the metrics of one VM are made of: its status and last payloads by kind."""
 
     status: str | None = None
-    payloads: dict[str, BaseModel] = field(default_factory=dict)
+    payloads: dict[TopicKind, schema.Payload] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,30 +126,34 @@ class MetricsState:
     daemon: schema.DaemonPayload | None = None
 
     def ingest(self, msg: Outgoing) -> None:
-        """Take one message as the broker would; other topics and bad payloads are
-        ignored (the MQTT contract's tests own the payloads)."""
+        """Take one message as the broker would; other topics and payloads that are not
+        their kind's model are ignored (the MQTT contract's tests own the payloads)."""
+        kind, model = (msg.kind, msg.model) if msg.kind is not None else self._read(msg)
+        match kind, model:
+            case TopicKind.DAEMON, schema.DaemonPayload():
+                self.daemon = model
+            case TopicKind.VM_STATUS, _ if msg.vm and not msg.payload:
+                self.vms.pop(msg.vm, None)  # forgotten
+            case TopicKind.VM_STATUS, _ if msg.vm:
+                self.vms.setdefault(msg.vm, VmView()).status = msg.payload.decode()
+            case TopicKind(), _ if msg.vm and kind in _MODELS:
+                view = self.vms.setdefault(msg.vm, VmView())
+                if isinstance(model, _MODELS[kind]):
+                    view.payloads[kind] = model
+                else:  # cleared, or not a payload of its kind
+                    view.payloads.pop(kind, None)
+
+    def _read(self, msg: Outgoing) -> tuple[TopicKind | None, schema.Payload | None]:
+        """A message no renderer made: its kind from the topic (this host's only), its
+        model parsed from the bytes (None: empty or unreadable)."""
         if msg.topic == self.topics.host_topic(TopicKind.DAEMON):
-            self.daemon = _parse(schema.DaemonPayload, msg.payload) or self.daemon
-            return
+            return TopicKind.DAEMON, _parse(schema.DaemonPayload, msg.payload)
         base = f"{self.topics.prefix}/{self.topics.host}/vm/{msg.vm}/"
         if not msg.vm or not msg.topic.startswith(base):
-            return
-        suffix = msg.topic.removeprefix(base)
-        if suffix == TopicKind.VM_STATUS.suffix:
-            if not msg.payload:
-                self.vms.pop(msg.vm, None)  # forgotten
-            else:
-                self.vms.setdefault(msg.vm, VmView()).status = msg.payload.decode()
-            return
-        model = _MODELS.get(suffix)
-        if model is None:
-            return
-        view = self.vms.setdefault(msg.vm, VmView())
-        parsed = _parse(model, msg.payload) if msg.payload else None
-        if parsed is None:
-            view.payloads.pop(suffix, None)
-        else:
-            view.payloads[suffix] = parsed
+            return None, None
+        kind = _VM_KINDS.get(msg.topic.removeprefix(base))
+        model = _MODELS.get(kind) if kind is not None else None
+        return kind, _parse(model, msg.payload) if model and msg.payload else None
 
     def samples(self) -> list[Sample]:
         """Every sample now, the daemon's first, then VM by VM in name order."""
@@ -158,7 +165,7 @@ class MetricsState:
         return out
 
 
-def _parse(model: type[_M], payload: bytes) -> _M | None:
+def _parse(model: type[schema.Payload], payload: bytes) -> schema.Payload | None:
     try:
         return model.model_validate_json(payload)
     except ValidationError:
@@ -196,23 +203,23 @@ def vm_samples(host: str, vm: str, view: VmView) -> list[Sample]:
         out.extend(Sample("qmpdirty_vm_status", {**h, "status": s}, float(view.status == s))
                    for s in _STATUSES)
     p = view.payloads
-    if isinstance(info := p.get("info"), schema.InfoPayload):
+    if isinstance(info := p.get(TopicKind.INFO), schema.InfoPayload):
         out += _info(h, info)
-    if isinstance(b := p.get("blockers"), schema.BlockersPayload):
+    if isinstance(b := p.get(TopicKind.BLOCKERS), schema.BlockersPayload):
         out += [Sample("qmpdirty_vm_migratable", h, float(b.migratable)),
                 Sample("qmpdirty_vm_blockers", h, len(b.observed)),
                 Sample("qmpdirty_vm_predicted_blockers", h, len(b.predicted))]
-    if isinstance(r := p.get("dirty_rate"), schema.DirtyRatePayload):
+    if isinstance(r := p.get(TopicKind.DIRTY_RATE), schema.DirtyRatePayload):
         out.append(Sample("qmpdirty_vm_dirty_rate_bytes_per_second",
                           {**h, "source": r.source, "mode": r.mode}, r.bytes_per_s))
-    if isinstance(f := p.get("forecast"), schema.ForecastPayload):
+    if isinstance(f := p.get(TopicKind.FORECAST), schema.ForecastPayload):
         out.append(Sample("qmpdirty_vm_forecast_info", {**h, "verdict": f.verdict}, 1))
         out += _optional(h, [("qmpdirty_vm_forecast_eta_seconds", f.eta_s, 1),
                              ("qmpdirty_vm_forecast_downtime_seconds", f.downtime_ms, 1e-3),
                              ("qmpdirty_vm_forecast_passes", f.passes, 1)])
-    if isinstance(m := p.get("migration"), schema.MigrationPayload):
+    if isinstance(m := p.get(TopicKind.MIGRATION), schema.MigrationPayload):
         out += _migration(h, m)
-    if isinstance(t := p.get("tracking"), schema.TrackingPayload):
+    if isinstance(t := p.get(TopicKind.TRACKING), schema.TrackingPayload):
         out += _tracking(h, t)
     return out
 

@@ -2,7 +2,8 @@
 
 ``ScriptedVm`` answers what the pipeline asks with QEMU 10.0.2's recorded replies
 (tests/data/qemu-10.0.2), which a test may change on the way; ``RecordingPublisher``
-and ``RecordingHooks`` are test doubles of ``daemon.vm.Publisher`` and ``daemon.vm.Hooks``.
+and ``RecordingHooks`` are test doubles of ``telemetry.message.Publisher`` and
+``daemon.vm.Hooks``.
 ``running`` runs ``fleet.run_session`` - identify, start, the pipeline's TaskGroup, the
 session's end - against them with short intervals.
 """

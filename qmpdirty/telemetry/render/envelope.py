@@ -18,7 +18,8 @@ def json_message(
 ) -> Outgoing:
     """``model`` as JSON (wire names: ``schema``, ``pass``) on ``topic`` (about ``vm``)."""
     body = model.model_dump_json(by_alias=True).encode()
-    return Outgoing(topic, body, kind.qos, kind.retain, True, expiry_s, vm)
+    return Outgoing(topic, body, kind.qos, kind.retain, True, expiry_s, vm, kind=kind,
+                    model=model)
 
 
 def vm_message(

@@ -23,7 +23,8 @@ def host_status(topics: Topics, online: bool) -> Outgoing:
     """``<prefix>/<host>/status``: ``online``/``offline`` (also the last will)."""
     kind = TopicKind.HOST_STATUS
     body = b"online" if online else b"offline"
-    return Outgoing(topics.host_topic(kind), body, kind.qos, kind.retain, is_json=False)
+    return Outgoing(topics.host_topic(kind), body, kind.qos, kind.retain, is_json=False,
+                    kind=kind)
 
 
 def vm_status(topics: Topics, vm: str, online: bool) -> Outgoing:
@@ -37,7 +38,7 @@ def vm_state(topics: Topics, vm: str, state: VmStatus) -> Outgoing:
     the protocol; the reason is on ``vm/<vm>/error``)."""
     kind = TopicKind.VM_STATUS
     return Outgoing(topics.vm_topic(vm, kind), state.encode(), kind.qos, kind.retain,
-                    is_json=False, vm=vm)
+                    is_json=False, vm=vm, kind=kind)
 
 
 def vm_error(stamp: VmStamp, reason: str, qmp: str) -> Outgoing:
@@ -48,7 +49,8 @@ def vm_error(stamp: VmStamp, reason: str, qmp: str) -> Outgoing:
 
 def cleared(topics: Topics, vm: str, kind: TopicKind) -> Outgoing:
     """An empty retained message: removes a retained topic from the broker."""
-    return Outgoing(topics.vm_topic(vm, kind), b"", kind.qos, True, is_json=False, vm=vm)
+    return Outgoing(topics.vm_topic(vm, kind), b"", kind.qos, True, is_json=False, vm=vm,
+                    kind=kind)
 
 
 def daemon_state(
