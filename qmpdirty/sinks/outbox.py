@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qmpdirty.telemetry import schema
 from qmpdirty.telemetry.message import Outgoing
@@ -102,7 +102,8 @@ class Outbox:
                                   dropped_by_vm=dict(sorted(self.dropped_by_vm.items())))
 
     def put(self, msg: Outgoing) -> int:
-        """Queue ``msg``; return how many records overflow dropped (0 or 1)."""
+        """Queue ``msg``, bytes only (not its model); how many records overflow dropped."""
+        msg = replace(msg, model=None) if msg.model is not None else msg
         self._order += 1
         lane = self._lane(msg.vm)
         if msg.retain:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from qmpdirty.sinks.outbox import Outbox
 from qmpdirty.telemetry import render
 from qmpdirty.telemetry.ghosts import forget_messages
 from qmpdirty.telemetry.metrics import MetricsState
@@ -51,3 +52,15 @@ def test_a_found_topic_cleared_by_a_copy_does_not_forget_the_vm() -> None:
     for msg in [*P.ALL, copy]:
         s.ingest(msg)
     assert P.VM in s.vms
+
+
+def test_the_outbox_keeps_the_bytes_not_the_model() -> None:
+    """A full outbox (and the retained state kept for every reconnect) holds bytes
+    only: a thousand VMs' models would double what it keeps."""
+    box = Outbox(capacity=10)
+    for msg in P.ALL:
+        box.put(msg)
+    taken = [t.msg for t in iter(box.take, None)]
+    assert taken and all(m.model is None for m in taken)
+    assert all(m.model is None for m in box.retained.values())
+    assert {m.payload for m in taken} <= {m.payload for m in P.ALL}
