@@ -1,11 +1,11 @@
 """``qmpdirty ranges``: the DMA-logging IOVA ranges of one VM, explained (shell).
 
 Stage: shell. Reads ``info mtree -f -o`` from a file or from a live QEMU (read-only
-session: queries plus that one HMP line; the vfio-pci owners through the topology's
-``ListingQuery``), then hands everything to the pure core (``qmp/topology/mtree``,
-``decisions/vfio``, via ``ranges_report``) and prints the report. It must not send
-anything that changes the VM, and it does not pick the event loop (``cli.run_loop`` is
-passed in).
+session, through the sans-I/O ``qmp/topology/memory_view`` query: the flat view, the
+version and the vfio-pci owners, parsed there), then hands everything to the pure core
+(``qmp/topology/mtree``, ``decisions/vfio``, via ``ranges_report``) and prints the
+report. It must not send anything that changes the VM nor interpret a reply, and it does
+not pick the event loop (``cli.run_loop`` is passed in).
 
 What it prints, for a range budget K (``--max-ranges``, default the kernel's
 LOG_MAX_RANGES, one page of ranges):
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import mmap
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from qmpdirty.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, READ_ONLY, Runner
@@ -33,12 +33,10 @@ from qmpdirty.config.sections import QmpConfig
 from qmpdirty.decisions.vfio.ranges import log_max_ranges
 from qmpdirty.errors import QmpDirtyError, UsageError
 from qmpdirty.facts.qemu import ASSUMED_FOR_FILES, QemuVersion
-from qmpdirty.facts.topology import VFIO_PCI_TYPES
-from qmpdirty.qmp import gather, queries
+from qmpdirty.qmp import gather
 from qmpdirty.qmp.session import QmpSession
+from qmpdirty.qmp.topology.memory_view import MemoryViewQuery
 from qmpdirty.qmp.topology.mtree import flat_view_for
-from qmpdirty.qmp.topology.query import FLAT_VIEW, PERIPHERALS, ListingQuery
-from qmpdirty.qmp.topology.replies import QomChild, owner_name, text_from
 
 
 def parse_version(text: str) -> QemuVersion:
@@ -50,30 +48,22 @@ def parse_version(text: str) -> QemuVersion:
     return (major, minor, micro[0] if micro else 0)
 
 
-def vfio_pci_owners(children: Iterable[QomChild]) -> tuple[str, ...]:
-    """The vfio-pci devices among ``children``, named as ``info mtree -o`` names owners."""
-    return tuple(owner_name(c) for c in children if c.qom_type in VFIO_PCI_TYPES)
-
-
 async def read_vm(address: QmpAddress, owners: tuple[str, ...],
                   version: QemuVersion | None) -> RangeInputs:
-    """``query-version``, ``info mtree -f -o`` and (unless given) the vfio-pci owners."""
+    """``info mtree -f -o`` and, unless given, the version and the vfio-pci owners."""
     qmp = QmpConfig()
     session = await QmpSession.open(
         address, policy=READ_ONLY, command_timeout_s=qmp.command_timeout_s,
         connect_timeout_s=qmp.connect_timeout_s, event_queue_size=10, label=str(address),
     )
     try:
-        reported = await queries.qemu_version(session)
-        text = text_from(await session.execute(FLAT_VIEW.command, FLAT_VIEW.arguments))
-        listed = {} if owners else await gather.run(session, ListingQuery(PERIPHERALS))
+        read = await gather.run(session, MemoryViewQuery(version=version, vfio_owners=owners))
     finally:
         await session.close()
     return RangeInputs(
-        str(address), text,
-        version or reported, "--qemu-version" if version else "query-version",
-        owners or vfio_pci_owners(c for name in PERIPHERALS for c in listed.get(name, ())),
-        "--vfio-owner" if owners else "qom-list",
+        str(address), read.mtree_text, read.sections,
+        read.version, "--qemu-version" if version else "query-version",
+        read.vfio_owners, "--vfio-owner" if owners else "qom-list",
     )
 
 
@@ -84,7 +74,7 @@ def read_file(path: Path, owners: tuple[str, ...], version: QemuVersion | None) 
     except OSError as exc:
         raise UsageError(f"--mtree {path}: {exc.strerror or exc}") from exc
     return RangeInputs(
-        str(path), text, version or ASSUMED_FOR_FILES,
+        str(path), text, flat_view_for(text, "memory"), version or ASSUMED_FOR_FILES,
         "--qemu-version" if version else "assumed (pass --qemu-version)",
         owners, "--vfio-owner" if owners else "none given",
     )
@@ -103,7 +93,7 @@ def ranges_command(
         address = _address(qmp) if qmp else None
         inputs = (run(read_vm(address, owners, version)) if address is not None
                   else read_file(mtree or Path(), owners, version))
-        sections = flat_view_for(inputs.mtree_text, "memory")
+        sections = inputs.sections
         if sections is None:
             raise UsageError(f"{inputs.source}: no flat view lists address space \"memory\"; "
                              "is this the output of `info mtree -f -o`?")

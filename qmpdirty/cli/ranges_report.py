@@ -35,6 +35,8 @@ class RangeInputs:
 
     source: str
     mtree_text: str
+    #: the view of address space ``memory`` in ``mtree_text``; None: no view lists it
+    sections: tuple[FlatSection, ...] | None
     version: QemuVersion
     version_source: str
     owners: tuple[str, ...]

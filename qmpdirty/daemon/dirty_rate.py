@@ -4,10 +4,11 @@ Only while the VM's role calls for it (``decisions.role.measures_dirty_rate``: t
 guest runs and no migration does; the task waits on ``VmView.measurable``), when
 ``decisions.migration.dirtyrate`` says a measurement is due, starts one, waits its
 window, reads it with ``query-dirty-rate`` and publishes ``dirty_rate`` (with its error
-bound) unless QEMU reported the previous result again or the role moved meanwhile; the
-forecaster takes it and the view signals the forecast task (``claims_changed``), which
-republishes ``forecast`` if its claim moved. Must not choose modes or intervals itself,
-nor publish the forecast.
+bound) unless QEMU reported the previous result again or the role moved meanwhile
+(``decisions.migration.republish.measured_rate_action``); the forecaster takes it and
+the view signals the forecast task (``claims_changed``), which republishes ``forecast``
+if its claim moved. Must not choose modes or intervals itself, decide whether a result
+is new, nor publish the forecast.
 """
 
 from __future__ import annotations
@@ -25,23 +26,23 @@ from qmpdirty.decisions.migration.dirtyrate import (
     plan_measurement,
     seconds_until_due,
 )
-from qmpdirty.decisions.role import measures_dirty_rate
+from qmpdirty.decisions.migration.republish import (
+    MeasurementSeen,
+    measured_rate_action,
+    measurement_seen,
+)
 from qmpdirty.errors import QmpCommandError, QmpTimeoutError
 from qmpdirty.qmp import queries
 from qmpdirty.telemetry import render
 
 log = logging.getLogger(__name__)
 
-#: What identifies one measurement: QEMU's start time and the rate it found.
-Seen = tuple[float | None, float]
-
-
 async def measure_dirty_rate(view: VmView) -> None:
     """The task: measure whenever due, until cancelled."""
     dcfg = view.cfg.dirty_rate
     schedule = plan_measurement(dcfg, dcfg.mode, None)  # only its interval is used
     last_start: float | None = None
-    last_seen: Seen | None = None
+    last_seen: MeasurementSeen | None = None
     spread = random.uniform(0.5, 1.5)  # the first repeat spreads VMs over the interval
     while True:
         if not view.measurable.is_set():
@@ -69,8 +70,8 @@ async def measure_dirty_rate(view: VmView) -> None:
             log.debug("VM %s: dirty-rate measurement timed out", view.name)
 
 
-async def _measure(view: VmView, plan: DirtyRatePlan, last_seen: Seen | None
-                   ) -> Seen | None:
+async def _measure(view: VmView, plan: DirtyRatePlan, last_seen: MeasurementSeen | None
+                   ) -> MeasurementSeen | None:
     """One ``calc-dirty-rate``; publish it unless it is the previous result again."""
     try:
         await queries.start_dirty_rate(view.session, plan, view.version)
@@ -82,17 +83,18 @@ async def _measure(view: VmView, plan: DirtyRatePlan, last_seen: Seen | None
     deadline = view.clock() + plan.window_s + view.cfg.qmp.command_timeout_s
     while view.clock() < deadline:
         found = await queries.read_dirty_rate(view.session, view.version)
-        if found is not None and not measures_dirty_rate(view.role):
+        action = "poll" if found is None else measured_rate_action(found, view.role, last_seen)
+        if found is not None and action == "withhold":
             log.info("VM %s: dirty rate not published: %s", view.name, view.role.reason)
-            return (found.started_at_s, found.bytes_per_s)
-        if found is not None and (found.started_at_s, found.bytes_per_s) != last_seen:
+            return measurement_seen(found)
+        if found is not None and action == "publish":
             figure, bound, basis, found = await dirty_windows.complete(view, plan, found)
             view.out.publish(render.dirty_rate_measured(
                 view.out.stamp(), figure, view.dirty_rate_expiry(), error_bound_rel=bound,
                 basis=basis))
             view.vm.dirty_rate_retained = True
             view.measured(figure, bound)
-            return (found.started_at_s, found.bytes_per_s)
+            return measurement_seen(found)
         await asyncio.sleep(0.1)
     log.warning("VM %s: dirty-rate measurement did not finish in time", view.name)
     return last_seen

@@ -2,8 +2,8 @@
 
 Stage: facts. Two kinds: what ``host/sysfs.py`` read from sysfs, debugfs, proc and
 /boot, each file as ``Text`` or ``Unread`` with the reason (``RawDevice`` and the
-views); and what ``decisions/vfio/host_caps.py`` made of it (``HostDevice``,
-``HostFacts``). Plain immutable values, no I/O.
+views); and what ``decisions/vfio/host_caps.py`` made of it (``IommuView``,
+``HostDevice``, ``HostFacts``). Plain immutable values, no I/O.
 """
 
 from __future__ import annotations
@@ -55,8 +55,23 @@ class DebugfsView:
 
 
 @dataclass(frozen=True, slots=True)
+class IommuFiles:
+    """What sysfs shows of the device's IOMMU unit, as read: ``unit`` is the basename of
+    its ``iommu`` link, ``entries`` those of ``class/iommu/<unit>``, then the register
+    files of each kind the interpretation knows (a unit has one kind's; the others read
+    as absent). Only ``unit`` when the link gave no name."""
+
+    unit: Read
+    entries: frozenset[str] = frozenset()
+    intel_ecap: Read | None = None  # intel-iommu/ecap
+    intel_cap: Read | None = None  # intel-iommu/cap
+    amd_features: Read | None = None  # amd-iommu/features
+
+
+@dataclass(frozen=True, slots=True)
 class IommuView:
-    """The device's IOMMU unit: ``unit`` is the basename of its sysfs ``iommu`` link."""
+    """The device's IOMMU unit, its kind told (``host_caps.iommu_view``): ``unit`` is the
+    basename of its sysfs ``iommu`` link, ``registers`` that kind's register file."""
 
     unit: Read
     kind: IommuKind = "other"
@@ -73,7 +88,7 @@ class RawDevice:
     present: bool  # listed under sysfs bus/pci/devices (bus/mdev/devices)
     driver: Read  # Text: basename of the ``driver`` link
     debugfs: DebugfsView
-    iommu: IommuView | None  # None for an mdev
+    iommu: IommuFiles | None  # None for an mdev
 
 
 # --- interpreted ---------------------------------------------------------------------

@@ -1,11 +1,8 @@
-"""Host facts for the VFIO engine: bound drivers, debugfs VFIO migration features,
-IOMMU dirty-tracking capability (reference §5).
+"""Host files for the VFIO engine: bound drivers, debugfs VFIO migration features,
+IOMMU registers, the kernel's scalable-mode settings (reference §5); a QEMU's residency.
 
-Stage: shell package. ``sysfs.read_host`` reads files under the configured roots and
-hands raw text to ``interpret`` (pure), which builds ``facts.topology.HostFacts``.
+Stage: shell package. ``sysfs`` reads files under the configured roots and returns what
+it read, uninterpreted; ``decisions.vfio.host_caps`` (pure) makes ``facts.host.HostFacts``
+of it, wired in ``daemon/vfio_verdict.py``. ``residency`` reads a QEMU's memory maps.
 Nothing here writes to the host or opens a device.
 """
-
-from qmpdirty.host.sysfs import read_host
-
-__all__ = ["read_host"]

@@ -4,11 +4,12 @@ Stage: shell (host I/O). Reads files under the roots of ``[host]`` (``sysfs_root
 ``debugfs_root``, ``proc_root``, ``boot_root``) and nothing else. It only reads: it
 never writes, never opens a device node, never mounts debugfs. It must not raise for a
 missing, unreadable or garbled file: every file is read as ``Text`` or as ``Unread``
-with the reason (``facts.host``). It must not decide what a file means either: that is
-the pure ``decisions.vfio.host_caps``, which this module calls where a meaning decides
-what to read next (which IOMMU's registers; the kernel config only when the command
-line is silent on scalable mode), and at the end (``read_host``: ``interpret_host``
-turns the reads into ``HostFacts``, an unknown fact carrying the ``Unread`` reason).
+with the reason (``facts.host``). It must not decide what a file means either: it
+returns what it read (``RawDevice``, ``IommuFiles``, the command line, the kernel
+config), and the pure ``decisions.vfio.host_caps`` interprets it; where a meaning
+decides what to read next, this module reads every candidate (each register file an
+IOMMU kind may have) or the caller reads in two steps with that decision between them
+(scalable mode: ``daemon/vfio_verdict.host_facts``).
 """
 
 from __future__ import annotations
@@ -17,18 +18,11 @@ import errno
 import os
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-from qmpdirty.config.sections import DeviceCapsConfig, HostConfig
-from qmpdirty.decisions.vfio.host_caps import (
-    interpret_host,
-    iommu_kind,
-    scalable_mode_from_cmdline,
-    scalable_mode_from_kconfig,
-)
-from qmpdirty.facts.fact import Fact
-from qmpdirty.facts.host import DebugfsView, HostFacts, IommuView, RawDevice, Read, Text, Unread
+from qmpdirty.config.sections import HostConfig
+from qmpdirty.facts.host import DebugfsView, IommuFiles, RawDevice, Read, Text, Unread
 
 #: sysfs/debugfs attributes are one page; a kernel config is a few hundred KiB.
 ATTRIBUTE_LIMIT = 64 * 1024
@@ -38,16 +32,11 @@ _BDF = re.compile(r"(?:([0-9a-f]{1,4}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7]
 _UUID = re.compile(r"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}")
 
 
-def read_host(cfg_host: HostConfig, caps: Sequence[DeviceCapsConfig],
-              bdfs: Iterable[str]) -> HostFacts:
-    """Host facts for each address in ``bdfs`` (a PCI address, or an mdev UUID), keyed
-    as asked. Never raises for what the host files hold or lack."""
+def read_devices(cfg_host: HostConfig, bdfs: Iterable[str]) -> dict[str, RawDevice | None]:
+    """What the host shows of each address in ``bdfs`` (a PCI address, or an mdev UUID),
+    keyed as asked; None: not an address. Never raises for what the files hold or lack."""
     debugfs = read_debugfs_root(cfg_host.debugfs_root)
-    raws = {asked: read_device(cfg_host, debugfs, asked) for asked in dict.fromkeys(bdfs)}
-    intel = any(r is not None and r.iommu is not None and r.iommu.kind == "intel"
-                for r in raws.values())
-    sm = read_scalable_mode(cfg_host) if intel else Fact[bool].unknown("no Intel VT-d unit")
-    return interpret_host(raws, sm, caps)
+    return {asked: read_device(cfg_host, debugfs, asked) for asked in dict.fromkeys(bdfs)}
 
 
 def canonical_address(asked: str) -> tuple[str, bool] | None:
@@ -179,19 +168,17 @@ def read_debugfs_device(root: Path, shared: DebugfsView | None, address: str) ->
 # --- sysfs ---------------------------------------------------------------------------------
 
 
-def read_iommu(sysfs: Path, device_rel: str) -> IommuView:
-    """The unit behind ``<device>/iommu`` and its registers under ``class/iommu/<unit>``."""
+def read_iommu(sysfs: Path, device_rel: str) -> IommuFiles:
+    """The unit behind ``<device>/iommu``, the entries of ``class/iommu/<unit>`` and the
+    register files there of every kind (a few small files; the absent ones say so)."""
     unit = read_link_name(sysfs, "sysfs", f"{device_rel}/iommu")
     if isinstance(unit, Unread):
-        return IommuView(unit)
+        return IommuFiles(unit)
     base = f"class/iommu/{unit.text}"
-    kind = iommu_kind(unit.text, _entries(sysfs / base))
-    if kind == "intel":
-        return IommuView(unit, kind, read_text(sysfs, "sysfs", f"{base}/intel-iommu/ecap"),
-                         read_text(sysfs, "sysfs", f"{base}/intel-iommu/cap"))
-    if kind == "amd":
-        return IommuView(unit, kind, read_text(sysfs, "sysfs", f"{base}/amd-iommu/features"))
-    return IommuView(unit, kind)
+    return IommuFiles(unit, _entries(sysfs / base),
+                      intel_ecap=read_text(sysfs, "sysfs", f"{base}/intel-iommu/ecap"),
+                      intel_cap=read_text(sysfs, "sysfs", f"{base}/intel-iommu/cap"),
+                      amd_features=read_text(sysfs, "sysfs", f"{base}/amd-iommu/features"))
 
 
 def read_device(cfg: HostConfig, debugfs: DebugfsView | None, asked: str) -> RawDevice | None:
@@ -212,12 +199,9 @@ def read_device(cfg: HostConfig, debugfs: DebugfsView | None, asked: str) -> Raw
 # --- proc and /boot: Intel scalable mode ------------------------------------------------------
 
 
-def read_scalable_mode(cfg: HostConfig) -> Fact[bool]:
-    """``intel_iommu=sm_on|sm_off`` in ``<proc>/cmdline``, else the kernel config default
-    (read only then)."""
-    decided = scalable_mode_from_cmdline(read_text(cfg.proc_root, "proc", "cmdline"))
-    return decided if decided is not None else scalable_mode_from_kconfig(
-        read_kernel_config(cfg))
+def read_cmdline(cfg: HostConfig) -> Read:
+    """``<proc>/cmdline`` (where ``intel_iommu=sm_on|sm_off`` would be)."""
+    return read_text(cfg.proc_root, "proc", "cmdline")
 
 
 def read_kernel_config(cfg: HostConfig) -> Read:

@@ -1,4 +1,5 @@
-"""The host probe (host/sysfs.py) end to end over fake sysfs/debugfs/proc/boot trees.
+"""The host probe (host/sysfs.py reads, host_caps interprets, wired as
+``daemon.vfio_verdict.host_facts``) end to end over fake sysfs/debugfs/proc/boot trees.
 
 Trees come from ``qmpdirty/demo/lab/fakehost.py`` and are laid out like the kernel's, with
 relative symlinks. Unreadable files use chmod 000 where that works and a file/directory
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qmpdirty.config.sections import DeviceCapsConfig
+from qmpdirty.daemon.vfio_verdict import host_facts
 from qmpdirty.demo.lab.fakehost import (
     ALL_FEATURES,
     ECAP_LEGACY,
@@ -40,7 +42,6 @@ from qmpdirty.demo.lab.fakehost import (
 )
 from qmpdirty.facts.fact import Fact
 from qmpdirty.facts.host import HostFacts
-from qmpdirty.host import read_host
 from qmpdirty.host.sysfs import canonical_address
 
 VF = "0000:3b:00.1"
@@ -50,7 +51,7 @@ UNREADABLE = ("Permission denied", "is a directory", "Not a directory")
 
 
 def probe(tree: FakeTree, *bdfs: str, caps: list[DeviceCapsConfig] | None = None) -> HostFacts:
-    return read_host(tree.host_config, caps or [], bdfs)
+    return host_facts(tree.host_config, caps or [], bdfs)
 
 
 def one(tmp_path: Path, device: FakeDevice, host: FakeHost | None = None) -> FakeTree:
@@ -313,7 +314,7 @@ def test_canonical_address(asked: str, expected: tuple[str, bool] | None) -> Non
     assert canonical_address(asked) == expected
 
 
-# --- fuzz: whatever the files hold, read_host answers -------------------------------------
+# --- fuzz: whatever the files hold, host_facts answers ------------------------------------
 
 FUZZ_HOST = FakeHost(
     iommus=(IntelUnit("dmar0"), AmdUnit("ivhd0")),
@@ -341,7 +342,7 @@ def test_random_bytes_in_every_file_never_raise(tmp_path: Path) -> None:
     @given(st.lists(CONTENTS, min_size=len(files), max_size=len(files)))
     def never_raises(data: list[bytes]) -> None:
         overwrite(files, data)
-        facts = read_host(tree.host_config, caps, asked)
+        facts = host_facts(tree.host_config, caps, asked)
         assert list(facts.devices) == asked
         for device in facts.devices.values():
             for fact in (device.driver, device.migration, device.p2p, device.pre_copy,

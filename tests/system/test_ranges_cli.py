@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from qmpdirty.cli.ranges import parse_version, vfio_pci_owners
+from qmpdirty.cli.ranges import parse_version
 from qmpdirty.demo.lab.daemon_process import QMPDIRTY, sock
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.errors import QmpReplyError
 from qmpdirty.qmp.topology.exchange import drive
+from qmpdirty.qmp.topology.memory_view import vfio_pci_owners
 from qmpdirty.qmp.topology.query import PERIPHERALS, ListingQuery
 
 pytestmark = pytest.mark.system

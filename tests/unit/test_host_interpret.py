@@ -31,7 +31,7 @@ from qmpdirty.decisions.vfio.host_caps import (
     scalable_mode_from_kconfig,
 )
 from qmpdirty.facts.fact import Fact
-from qmpdirty.facts.host import DebugfsView, IommuView, RawDevice, Read, Text, Unread
+from qmpdirty.facts.host import DebugfsView, IommuFiles, RawDevice, Read, Text, Unread
 
 SMTS, SLADS, SMPWC = 1 << 43, 1 << 45, 1 << 48
 BDF = "0000:3b:00.1"
@@ -225,7 +225,7 @@ def test_iommu_kind(unit: str, entries: set[str], kind: str) -> None:
 
 
 def raw_device(address: str = BDF, *, driver: Read | None = None,
-               debugfs: DebugfsView | None = None, iommu: IommuView | None = None,
+               debugfs: DebugfsView | None = None, iommu: IommuFiles | None = None,
                mdev: bool = False, present: bool = True) -> RawDevice:
     return RawDevice(
         address=address, mdev=mdev, present=present,
@@ -235,15 +235,18 @@ def raw_device(address: str = BDF, *, driver: Read | None = None,
     )
 
 
-def intel_view(unit: str, ecap: int, cap: str = "d2008c402f0462") -> IommuView:
+def intel_view(unit: str, ecap: int, cap: str = "d2008c402f0462") -> IommuFiles:
     base = f"sysfs class/iommu/{unit}/intel-iommu"
-    return IommuView(Text(f"sysfs bus/pci/devices/{BDF}/iommu", unit), "intel",
-                     Text(f"{base}/ecap", f"{ecap:x}"), Text(f"{base}/cap", cap))
+    return IommuFiles(Text(f"sysfs bus/pci/devices/{BDF}/iommu", unit),
+                      frozenset({"intel-iommu", "devices"}),
+                      Text(f"{base}/ecap", f"{ecap:x}"), Text(f"{base}/cap", cap),
+                      Unread(f"sysfs class/iommu/{unit}/amd-iommu/features", "no such file",
+                             absent=True))
 
 
 def test_arm_smmu_and_other_units_are_unknown_with_the_reason() -> None:
-    arm = IommuView(Text("sysfs l", "smmu3.0x09050000"), "arm-smmu-v3")
-    other = IommuView(Text("sysfs l", "viommu0"), "other")
+    arm = IommuFiles(Text("sysfs l", "smmu3.0x09050000"))
+    other = IommuFiles(Text("sysfs l", "viommu0"), frozenset({"devices"}))
     smmu = interpret_device(raw_device(iommu=arm), ON, []).iommu_dirty_tracking
     assert smmu.value is None and "ARM SMMUv3 has no sysfs attribute for IDR0" in smmu.source
     virt = interpret_device(raw_device(iommu=other), ON, []).iommu_dirty_tracking
@@ -251,7 +254,7 @@ def test_arm_smmu_and_other_units_are_unknown_with_the_reason() -> None:
 
 
 def test_no_iommu_link_is_unknown() -> None:
-    view = IommuView(Unread(f"sysfs bus/pci/devices/{BDF}/iommu", "no such link", absent=True))
+    view = IommuFiles(Unread(f"sysfs bus/pci/devices/{BDF}/iommu", "no such link", absent=True))
     device = interpret_device(raw_device(iommu=view), ON, [])
     assert device.iommu_unit.value is None and device.iommu_dirty_tracking.value is None
     assert device.iommu_unit.source == (f"unknown: sysfs bus/pci/devices/{BDF}/iommu absent "

@@ -1,5 +1,6 @@
-"""When ``migration``, the in-migration ``dirty_rate`` and ``info`` go out again, and
-when ``migration-status`` fires: on a change of the values they are rendered from."""
+"""When ``migration``, ``dirty_rate`` (in-migration and measured) and ``info`` go out
+again, and when ``migration-status`` fires: on a change of the values they are rendered
+from."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from qmpdirty.decisions.migration.forecast import Advice, Forecast, ForecastInpu
 from qmpdirty.decisions.migration.forecaster import ForecastView
 from qmpdirty.decisions.migration.republish import (
     InfoShown,
+    MeasuredAction,
+    MeasurementSeen,
     MigrationRepublish,
     RateShown,
+    measured_rate_action,
     migration_shown,
     rate_to_publish,
     republish_info,
@@ -22,7 +26,7 @@ from qmpdirty.decisions.migration.republish import (
 )
 from qmpdirty.decisions.migration.uncertainty import Outlook
 from qmpdirty.decisions.role import RoleVerdict, role_of
-from qmpdirty.facts.vm import MigrationSnapshot, VmBasics, VmInfo
+from qmpdirty.facts.vm import DirtyRateMeasurement, MigrationSnapshot, VmBasics, VmInfo
 from qmpdirty.telemetry.render import forecast as fc
 
 SNAP = MigrationSnapshot(status="active", remaining_bytes=2**30,
@@ -130,6 +134,31 @@ def test_the_in_migration_rate_goes_out_while_the_guest_runs_and_when_it_moved(
         d: DirtyEstimate | None, role: RoleVerdict, before: RateShown | None,
         expected: RateShown | None) -> None:
     assert rate_to_publish(d, role, before) == expected
+
+
+# --- the measured dirty rate ----------------------------------------------------------
+
+FOUND = DirtyRateMeasurement(bytes_per_s=40.0, mode="page-sampling", window_s=1.0,
+                             sample_pages=512, started_at_s=100.0)
+
+
+@pytest.mark.parametrize(("found", "role", "before", "expected"), [
+    (FOUND, RUNNING, None, "publish"),  # the session's first
+    (FOUND, RUNNING, MeasurementSeen(100.0, 40.0), "poll"),  # QEMU's previous result again
+    (FOUND, RUNNING, MeasurementSeen(90.0, 40.0), "publish"),  # a new one, same figure
+    (FOUND, RUNNING, MeasurementSeen(100.0, 41.0), "publish"),
+    (replace(FOUND, started_at_s=None), RUNNING, MeasurementSeen(None, 40.0), "poll"),
+    (replace(FOUND, window_s=2.0, sample_pages=1024), RUNNING, MeasurementSeen(100.0, 40.0),
+     "poll"),  # only start and rate identify a result
+    (FOUND, OUT, None, "withhold"),  # a migration began meanwhile
+    (FOUND, OUT, MeasurementSeen(100.0, 40.0), "withhold"),
+    (FOUND, PAUSED, None, "withhold"),
+    (FOUND, role_of("paused", None), None, "withhold"),
+])
+def test_a_measurement_goes_out_while_the_role_measures_and_when_it_is_new(
+        found: DirtyRateMeasurement, role: RoleVerdict, before: MeasurementSeen | None,
+        expected: MeasuredAction) -> None:
+    assert measured_rate_action(found, role, before) == expected
 
 
 # --- info ------------------------------------------------------------------------------

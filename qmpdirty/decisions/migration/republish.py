@@ -1,10 +1,11 @@
-"""Whether a VM's ``migration``, in-migration ``dirty_rate`` and ``info`` go out again
-(pure core).
+"""Whether a VM's ``migration``, ``dirty_rate`` (in-migration and measured) and ``info``
+go out again (pure core).
 
 Stage: decisions. The migration task sees the tracker's ``MigrationChanged`` at every
-poll and event, and ``info`` is looked at whenever the run state or the migration may
-have moved; each retained payload goes out only when what it says changed ("No
-noise"), and ``migration-status`` fires when the status did (docs/hooks.md). The
+poll and event, the dirty-rate task polls ``query-dirty-rate`` after each measurement,
+and ``info`` is looked at whenever the run state or the migration may have moved; each
+retained payload goes out only when what it says changed ("No noise"), and
+``migration-status`` fires when the status did (docs/hooks.md). The
 comparison is on the values the payloads are rendered from, never on rendered bytes.
 No I/O: the shell keeps the last value shown and publishes.
 """
@@ -13,14 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from qmpdirty.decisions.migration.estimate import DirtyEstimate, DirtySource
 from qmpdirty.decisions.migration.forecast import Advice
 from qmpdirty.decisions.migration.forecaster import ForecastView
 from qmpdirty.decisions.migration.tracker import Migration
 from qmpdirty.decisions.migration.uncertainty import ModelVerdict
-from qmpdirty.decisions.role import RoleVerdict, reports_dirty_rate
-from qmpdirty.facts.vm import VmInfo
+from qmpdirty.decisions.role import RoleVerdict, measures_dirty_rate, reports_dirty_rate
+from qmpdirty.facts.vm import DirtyRateMeasurement, VmInfo
 
 # --- migration -------------------------------------------------------------------------
 
@@ -107,6 +109,37 @@ def rate_to_publish(d: DirtyEstimate | None, role: RoleVerdict, before: RateShow
         return None
     now = RateShown(d.bytes_per_s, d.source, d.mode)
     return None if now == before else now
+
+
+# --- the measured dirty rate ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementSeen:
+    """What identifies one ``calc-dirty-rate`` result: QEMU's start time and the rate it
+    found (``query-dirty-rate`` answers with the last finished one until the next ends)."""
+
+    started_at_s: float | None
+    bytes_per_s: float
+
+
+def measurement_seen(found: DirtyRateMeasurement) -> MeasurementSeen:
+    return MeasurementSeen(found.started_at_s, found.bytes_per_s)
+
+
+#: ``publish`` it; ``withhold`` it (the role stopped measuring meanwhile: a migration or
+#: a pause began), remembered as seen; ``poll`` again (QEMU's previous result again).
+MeasuredAction = Literal["publish", "withhold", "poll"]
+
+
+def measured_rate_action(found: DirtyRateMeasurement, role: RoleVerdict,
+                         before: MeasurementSeen | None) -> MeasuredAction:
+    """What the dirty-rate task does with a finished ``query-dirty-rate``: a result goes
+    out only while the role measures (``measures_dirty_rate``), and only when it is not
+    the one seen last (QEMU keeps reporting it until the new measurement ends)."""
+    if not measures_dirty_rate(role):
+        return "withhold"
+    return "poll" if measurement_seen(found) == before else "publish"
 
 
 # --- info ------------------------------------------------------------------------------

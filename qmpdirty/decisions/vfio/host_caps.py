@@ -8,7 +8,9 @@ Kernel rules cite Linux 7.1.8 (reference §5.1-§5.3). Precedence per migration 
 debugfs (basis ``host``), then ``[[device_caps]]`` (``bdf`` entry, then ``driver`` entry),
 then the driver table of §5.3 (``drivers.py``), both basis ``driver``; a lower source that
 disagrees is named in ``source`` as "overridden". QEMU's observed blockers may still
-revise any of them later (``inference``).
+revise any of them later (``inference``). Between the shell's reads it also says
+whether the next is needed: scalable mode only behind an Intel unit (``behind_intel``),
+the kernel config only when the command line is silent (``scalable_mode_from_cmdline``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from qmpdirty.facts.host import (
     DebugfsView,
     HostDevice,
     HostFacts,
+    IommuFiles,
     IommuKind,
+    IommuView,
     RawDevice,
     Read,
     Unread,
@@ -130,6 +134,29 @@ def iommu_kind(unit: str, entries: Iterable[str]) -> IommuKind:
     return "arm-smmu-v3" if unit.startswith("smmu3.") else "other"
 
 
+def iommu_view(files: IommuFiles) -> IommuView:
+    """The unit's kind, and the register files of that kind."""
+    if isinstance(files.unit, Unread):
+        return IommuView(files.unit)
+    kind = iommu_kind(files.unit.text, files.entries)
+    if kind == "intel":
+        return IommuView(files.unit, kind, files.intel_ecap, files.intel_cap)
+    if kind == "amd":
+        return IommuView(files.unit, kind, files.amd_features)
+    return IommuView(files.unit, kind)
+
+
+def behind_intel(raws: Iterable[RawDevice | None]) -> bool:
+    """Whether an asked device is behind an Intel VT-d unit: only then does scalable mode
+    matter (read ``proc`` cmdline, then the kernel config if that is silent)."""
+    return any(r is not None and r.iommu is not None and iommu_view(r.iommu).kind == "intel"
+               for r in raws)
+
+
+#: Scalable mode when no asked device is behind an Intel unit (nothing read).
+NO_INTEL_UNIT = Fact[bool].unknown("no Intel VT-d unit")
+
+
 def intel_dirty_tracking(ecap: Read, sm: Fact[bool]) -> Fact[bool]:
     """``ssads_supported()``: scalable mode on and ECAP SMTS, SLADS and SMPWC."""
     value = _register(ecap)
@@ -168,7 +195,7 @@ def iommu_facts(raw: RawDevice, sm: Fact[bool]) -> tuple[Fact[str], Fact[bool]]:
     if raw.mdev:
         return (Fact[str].unknown("mdev: no IOMMU unit of its own"),
                 Fact(False, "mdev: QEMU attaches it to the IOAS without a HWPT (reference §1.2)"))
-    view = raw.iommu
+    view = None if raw.iommu is None else iommu_view(raw.iommu)
     if view is None or isinstance(view.unit, Unread):
         why = view.unit.reason if view and isinstance(view.unit, Unread) else "not read"
         reason = f"{why} (IOMMU off, or the device is not behind one)"
@@ -187,8 +214,8 @@ def iommu_facts(raw: RawDevice, sm: Fact[bool]) -> tuple[Fact[str], Fact[bool]]:
 def address_width(raws: Iterable[RawDevice | None]) -> Fact[int]:
     """The smallest MGAW, ``((cap >> 16) & 0x3f) + 1``, over the Intel units of the asked
     devices (to compare with a vIOMMU's aw-bits)."""
-    caps = {r.iommu.cap.label: r.iommu.cap for r in raws
-            if r and r.iommu and r.iommu.kind == "intel" and r.iommu.cap is not None}
+    views = [iommu_view(r.iommu) for r in raws if r and r.iommu]
+    caps = {v.cap.label: v.cap for v in views if v.kind == "intel" and v.cap is not None}
     values = {label: _register(cap) for label, cap in caps.items()}
     widths = [Fact[int].unknown(v) if isinstance(v, str) else
               Fact((v >> 16 & 0x3F) + 1, f"{label} MGAW") for label, v in values.items()]

@@ -1,14 +1,15 @@
 """Fake host trees (tests, the demo): sysfs, debugfs, proc and /boot under a temporary directory.
 
 Describe a host with ``FakeHost`` (devices, IOMMU units, command line, kernel config,
-debugfs state), ``build`` it, and point ``read_host`` at it through ``tree.host_config``::
+debugfs state), ``build`` it, and point ``daemon.vfio_verdict.host_facts`` (the reads of
+``host/sysfs.py``, interpreted) at it through ``tree.host_config``::
 
     tree = build(tmp_path, FakeHost(
         iommus=(IntelUnit("dmar0", ecap=ECAP_DIRTY),),
         devices=(FakeDevice("0000:3b:00.1", "mlx5_vfio_pci", migration=ALL_FEATURES),),
         cmdline="ro intel_iommu=on,sm_on",
     ))
-    facts = read_host(tree.host_config, [], ["0000:3b:00.1"])
+    facts = host_facts(tree.host_config, [], ["0000:3b:00.1"])
 
 The layout follows the kernel's, with relative symlinks (the tree can be moved):
 

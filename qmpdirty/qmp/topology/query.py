@@ -135,16 +135,17 @@ class ListingQuery(Query[dict[str, tuple[QomChild, ...]]]):
 def _listings(containers: tuple[str, ...]) -> Steps[dict[str, tuple[QomChild, ...]]]:
     if not containers:
         return {}
-    batch = [_listing(c) for c in containers]
+    batch = [listing_request(c) for c in containers]
     answers = Answers(batch, (yield batch))
-    return {c: _children(answers, c) for c in containers}
+    return {c: children_in(answers, c) for c in containers}
 
 
-def _listing(container: str) -> Request:
+def listing_request(container: str) -> Request:
+    """``qom-list`` of one container (``children_in`` reads its reply)."""
     return Request("qom-list", {"path": container})
 
 
-def _children(answers: Answers, container: str) -> tuple[QomChild, ...]:
+def children_in(answers: Answers, container: str) -> tuple[QomChild, ...]:
     """The next reply as a container's children; a container QEMU never created is empty."""
     request, reply = answers.take()
     if isinstance(reply, Failed) and reply.error_class == "DeviceNotFound":
@@ -155,10 +156,10 @@ def _children(answers: Answers, container: str) -> tuple[QomChild, ...]:
 def _refresh(previous: Gathered, basics: VmBasics | None) -> Steps[Gathered | None]:
     """The previous gather with QEMU's current blocked-reasons (and ``basics`` when given);
     None when children changed."""
-    batch = [Request("query-migrate"), *(_listing(c) for c in MUTABLE_CONTAINERS)]
+    batch = [Request("query-migrate"), *(listing_request(c) for c in MUTABLE_CONTAINERS)]
     answers = Answers(batch, (yield batch))
     migrate = answers.value()
-    listed = {c: _children(answers, c) for c in MUTABLE_CONTAINERS}
+    listed = {c: children_in(answers, c) for c in MUTABLE_CONTAINERS}
     if any(listed[c] != previous.listed.get(c) for c in MUTABLE_CONTAINERS):
         return None
     return dataclasses.replace(previous, topology=dataclasses.replace(
@@ -173,13 +174,13 @@ def _gather(device_types: frozenset[str], version: QemuVersion | None,
         version = basics.version
     batch = [
         *([Request("query-version")] if version is None else []),
-        *(_listing(c) for c in plan.CONTAINERS),
+        *(listing_request(c) for c in plan.CONTAINERS),
         Request("query-migrate"), *(_BASICS if basics is None else []), _machine("iommu"),
     ]
     answers = Answers(batch, (yield batch))
     if version is None:
         version = version_from(answers.value())
-    listed = {c: _children(answers, c) for c in plan.CONTAINERS}
+    listed = {c: children_in(answers, c) for c in plan.CONTAINERS}
     blocked_reasons = blocked_reasons_from(answers.value())
     if basics is None:
         memory = answers.value()
