@@ -5,7 +5,7 @@ measurement, when the VM's role or blockers change (``VmView.claims_changed``) -
 heartbeat every ``[forecast] publish_interval_s`` (jittered) after the last publish,
 with QEMU's migration parameters, the guest's memory statistics (a virtio-balloon's
 ``guest-stats``, when the VM has one and the guest reports) and what the host backs of
-its RAM (``host.residency``, at most every ``RESIDENCY_REFRESH_S``: the first at the
+its RAM (``daemon.residency``, at most every ``RESIDENCY_REFRESH_S``: the first at the
 first heartbeat, so that VMs started together do not all read at once) read again first. The model
 is ``decisions``' (``forecaster``), and so is what may be claimed (``migration.claim``:
 only a running guest has a forecast; a blocked VM's verdict is ``blocked``). Fires
@@ -19,11 +19,11 @@ import contextlib
 import logging
 import random
 
+from qmpdirty.daemon.residency import refresh_residency
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import ForecastClaim, claim, material_change
 from qmpdirty.decisions.migration.hooks_due import forecast_turned_negative
 from qmpdirty.errors import QmpQueryError
-from qmpdirty.host.residency import read_residency
 from qmpdirty.qmp import queries
 from qmpdirty.telemetry.render import forecast as fc
 
@@ -60,18 +60,6 @@ async def refresh_guest_memory(view: VmView, balloon: str | None) -> None:
 #: How often what the host backs of a VM's RAM is read again (``refresh_residency``):
 #: it changes slowly, and each reading costs up to a few milliseconds of CPU per VM.
 RESIDENCY_REFRESH_S = 300.0
-
-
-def refresh_residency(view: VmView) -> None:
-    """What the host backs of the VM's RAM into the forecaster (``host.residency``).
-    Unknown (None) without a pid, the RAM, or the right to read the process's memory
-    map. Read on the loop, not in a thread: it takes well under a millisecond for a
-    QEMU's few hundred mappings and a few hundred samples, and a thousand VMs' threads
-    contending for the interpreter held events up to 24 ms at 1,000 VMs."""
-    info = view.info
-    ram = info.basics.ram_bytes if info else None
-    view.forecaster.residency = read_residency(view.cfg.host.proc_root, view.identity.pid,
-                                               ram, view.clock())
 
 
 class Forecasts:

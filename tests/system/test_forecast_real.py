@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from qmpdirty.daemon.residency import read_residency
 from qmpdirty.demo.lab.broker import Mosquitto
 from qmpdirty.demo.lab.control import (
     QmpControl,
@@ -32,7 +33,6 @@ from qmpdirty.demo.lab.guest import GuestImage
 from qmpdirty.demo.lab.migration_run import MigrationCase, run_case
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm, free_port
 from qmpdirty.demo.lab.recorder import Recorder
-from qmpdirty.host.residency import read_residency
 
 MIB = 2**20
 

@@ -1,4 +1,5 @@
-"""What the host backs of a guest's RAM, and where (``host.residency``).
+"""What the host backs of a guest's RAM, and where: read (``host.residency``), judged
+(``decisions.migration.residency``), both together (``daemon.residency``).
 
 The texts are in the kernel's ``/proc/<pid>/maps`` format, shaped as a QEMU 10 TCG
 process's were on this machine: guest RAM one private anonymous ``rw-p`` mapping of
@@ -9,19 +10,19 @@ of the address space, bit 63 present, 62 swapped, 56 exclusively mapped.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from qmpdirty.host.residency import (
+from qmpdirty.daemon.residency import read_residency
+from qmpdirty.decisions.migration.residency import (
     CHUNK,
-    PAGE,
     Mapping,
     guest_ram_mappings,
     mappings_from_maps,
-    read_residency,
     resident_map,
+    sample_addresses,
     stride_for,
 )
+from qmpdirty.host.residency import PAGE, read_pagemap
 
 MIB = 2**20
 PRESENT, SWAPPED, EXCLUSIVE = 1 << 63, 1 << 62, 1 << 56
@@ -92,15 +93,20 @@ def test_the_resident_map_skips_the_zero_page(tmp_path: Path) -> None:
     shared in a private mapping (the zero page a read mapped: not backed), swapped."""
     _pagemap(tmp_path / "pagemap", {0: BACKED, PER_CHUNK: PRESENT, 2 * PER_CHUNK: SWAPPED,
                                     3 * PER_CHUNK + 1: BACKED}, 4 * PER_CHUNK)
-    fd = os.open(tmp_path / "pagemap", os.O_RDONLY)
-    try:
-        private = Mapping(0, 8 * MIB, True)
-        assert resident_map(fd, private, CHUNK) == bytes([1, 0, 1, 0])
-        shared = Mapping(0, 8 * MIB, True, shared=True)  # memfd: no zero page in it
-        assert resident_map(fd, shared, CHUNK) == bytes([1, 1, 1, 0])
-        assert resident_map(fd, Mapping(0, 16 * MIB, True), CHUNK) == b""  # past the end
-    finally:
-        os.close(fd)
+    (tmp_path / "1").mkdir()
+    (tmp_path / "pagemap").rename(tmp_path / "1" / "pagemap")
+
+    def read(mapping: Mapping) -> bytes:
+        entries = read_pagemap(tmp_path, 1, [sample_addresses(mapping)])
+        assert entries is not None
+        return resident_map(mapping, entries[0])
+
+    private = Mapping(0, 8 * MIB, True)
+    assert read(private) == bytes([1, 0, 1, 0])
+    shared = Mapping(0, 8 * MIB, True, shared=True)  # memfd: no zero page in it
+    assert read(shared) == bytes([1, 1, 1, 0])
+    assert read(Mapping(0, 16 * MIB, True)) == bytes([1, 0, 1, 0])  # the file ends there
+    assert read_pagemap(tmp_path, 2, [[0]]) is None  # no such process
 
 
 def test_read_from_a_proc_tree(tmp_path: Path) -> None:
