@@ -1,4 +1,5 @@
-"""Fixtures shared by every test tier: the guest image, a private broker, lab VMs.
+"""Fixtures shared by every test tier: the guest image, a private broker, lab VMs, and
+an environment without the machine's ``QMPDIRTY_*`` variables.
 
 The real parts (qemu-system-x86_64 under TCG, mosquitto) are installed by
 ``scripts/bootstrap``; a missing one fails loudly with what to run, never skips.
@@ -18,12 +19,25 @@ from qmpdirty.demo.lab.guest import GuestImage, ensure_guest
 from qmpdirty.demo.lab.qemu import QemuSpec, QemuVm
 from qmpdirty.demo.lab.recorder import Recorder
 
+# tests/support's helpers assert too: rewritten, their failures show the values
+pytest.register_assert_rewrite("tests.support")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _require(binary: str) -> None:
     if shutil.which(binary) is None:
         pytest.fail(f"{binary} is missing: run `make test` (scripts/bootstrap installs it)")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No QMPDIRTY_* variable of the machine running the tests leaks in (the config reads
+    them); a module asks for it with ``pytestmark = pytest.mark.usefixtures("clean_env")``."""
+    for name in list(os.environ):
+        if name.upper().startswith("QMPDIRTY_"):
+            monkeypatch.delenv(name)
+    yield
 
 
 @pytest.fixture(scope="session")

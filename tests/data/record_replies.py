@@ -2,7 +2,7 @@
 """Record real QMP replies and events from the installed QEMU into ``tests/data/qemu-<ver>/``.
 
 Not part of the test suite: run it by hand when the QEMU the project targets changes,
-then re-run the unit tests (``tests/unit/test_translate.py`` reads the files)::
+then re-run the unit tests (``tests/unit/test_translate_*.py`` read the files)::
 
     .venv/bin/python tests/data/record_replies.py            # writes tests/data/qemu-<ver>/
     .venv/bin/python tests/data/record_replies.py --out DIR  # somewhere else

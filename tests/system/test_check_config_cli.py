@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qmpdirty.demo.lab.daemon_process import QMPDIRTY
-from tests.unit.test_config import BROKEN
+from tests.unit.test_config_file import BROKEN
 
 
 @pytest.mark.parametrize(("text", "key", "message", "hint"), [b[1:] for b in BROKEN],

@@ -13,7 +13,7 @@ from qmpdirty.telemetry import render
 from qmpdirty.telemetry.message import VmStamp
 from qmpdirty.telemetry.render import vfio
 from qmpdirty.telemetry.topics import Topics
-from tests.unit.test_render import INFO, RUNNING
+from tests.support.render_inputs import INFO, RUNNING
 
 TOPICS = Topics.create("qmpdirty", "kvm01")
 PLAIN = evaluate(topo("10.0", dev(0), blocked=(
