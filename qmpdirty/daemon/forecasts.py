@@ -19,6 +19,7 @@ import contextlib
 import logging
 import random
 
+from qmpdirty.daemon.parameters import refresh_params
 from qmpdirty.daemon.residency import refresh_residency
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import ForecastClaim, claim, material_change
@@ -28,14 +29,6 @@ from qmpdirty.qmp import queries
 from qmpdirty.telemetry.render import forecast as fc
 
 log = logging.getLogger(__name__)
-
-async def refresh_params(view: VmView) -> None:
-    """``query-migrate-parameters`` into the forecaster (kept as they were on failure)."""
-    try:
-        view.forecaster.params = await queries.migration_params(view.session)
-    except QmpQueryError as exc:
-        log.warning("VM %s: query-migrate-parameters: %s", view.name, exc)
-
 
 async def find_balloon(view: VmView) -> str | None:
     """The QOM path of the VM's virtio-balloon, None without one (or when asking failed)."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from qmpdirty.daemon.forecasts import refresh_params
 from qmpdirty.daemon.info import follow_role, refresh_info_if_answering
 from qmpdirty.daemon.migration_records import MigrationRecords
+from qmpdirty.daemon.parameters import refresh_params
 from qmpdirty.daemon.policy import PolicyActions
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig

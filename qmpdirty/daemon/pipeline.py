@@ -23,10 +23,11 @@ from collections.abc import Callable
 from qmpdirty.daemon.announce import announce
 from qmpdirty.daemon.dirty_rate import measure_dirty_rate
 from qmpdirty.daemon.events import EventStream
-from qmpdirty.daemon.forecasts import Forecasts, refresh_params
+from qmpdirty.daemon.forecasts import Forecasts
 from qmpdirty.daemon.info import refresh_info
 from qmpdirty.daemon.liveness import watch_liveness
 from qmpdirty.daemon.migrations import Migrations
+from qmpdirty.daemon.parameters import refresh_params
 from qmpdirty.daemon.vfio import VfioWatch
 from qmpdirty.daemon.view import VmView
 from qmpdirty.daemon.vm import Context, SessionOwner, VmPublisher, VmRecord
