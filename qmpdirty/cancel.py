@@ -1,4 +1,4 @@
-"""Cancellation that wins over Python 3.11's TaskGroup (shell helper).
+"""Cancellation that wins over Python 3.11's TaskGroup and ``wait_for`` (shell helper).
 
 A TaskGroup whose task is cancelled from outside cancels its children; a child that
 fails meanwhile (QEMU hung up, a TLS handshake failed as the daemon stopped) makes the
@@ -15,6 +15,7 @@ body to abort it only when the body receives it, and otherwise leaves the task's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 def raise_if_cancelled() -> None:
@@ -29,3 +30,16 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     is being cancelled (then ``CancelledError`` is raised here)."""
     raise_if_cancelled()
     return group.exceptions[0]
+
+
+async def wait_set(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait at most ``timeout_s`` for ``event``; whether it is set.
+
+    Not ``asyncio.wait_for``: on Python 3.11, when the event is set in the same turn of
+    the loop as the task is cancelled, ``wait_for`` returns and the cancellation is lost;
+    a task that loops on it then never ends, and neither does its TaskGroup (a VM whose
+    QEMU died stayed ``online``, a stop hung). ``asyncio.timeout`` lets it through."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    return event.is_set()

@@ -15,10 +15,10 @@ only a running guest has a forecast; a blocked VM's verdict is ``blocked``). Fir
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 
+from qmpdirty.cancel import wait_set
 from qmpdirty.daemon.parameters import refresh_params
 from qmpdirty.daemon.residency import refresh_residency
 from qmpdirty.daemon.view import VmView
@@ -92,9 +92,7 @@ class Forecasts:
         """Whether the role, blockers or measured rate changed (``claims_changed``)
         before the heartbeat fell due."""
         claims = self._view.claims_changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(claims.wait(), wait_s)
-        if claims.is_set():
+        if await wait_set(claims, wait_s):
             claims.clear()
             return True
         return False

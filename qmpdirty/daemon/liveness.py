@@ -9,12 +9,11 @@ anything but the VM's status.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 import time
 
+from qmpdirty.cancel import wait_set
 from qmpdirty.daemon.view import VmView
 from qmpdirty.errors import QmpTimeoutError
 from qmpdirty.qmp import queries
@@ -32,9 +31,7 @@ async def watch_liveness(view: VmView) -> None:
     stalled = session.stalled
     while True:
         tick = time.monotonic()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stalled.wait(), interval * random.uniform(0.9, 1.1))
-        if stalled.is_set():
+        if await wait_set(stalled, interval * random.uniform(0.9, 1.1)):
             stalled.clear()
             if session.answered_at < session.stalled_at:
                 _unresponsive(view)

@@ -8,11 +8,11 @@ at once, again on topology events, hot-plugs and a timer, and publishes when
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
 
+from qmpdirty.cancel import wait_set
 from qmpdirty.daemon.vfio_verdict import gather_and_evaluate
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.claim import BlockerState, blocker_state
@@ -63,8 +63,7 @@ class VfioWatch:
         steps = math.ceil(interval_s / poll_s) if poll_s else 1
         peripherals, reasons = self._reader.peripherals, self._reader.blocked_reasons
         for step in range(steps):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(view.topology_changed.wait(), interval_s / steps)
+            if await wait_set(view.topology_changed, interval_s / steps):
                 return True
             if step < steps - 1 and await self._changed(peripherals, reasons):
                 return False

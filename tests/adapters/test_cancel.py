@@ -1,4 +1,5 @@
-"""A cancellation always wins over errors a TaskGroup's children raise meanwhile.
+"""A cancellation always wins over errors a TaskGroup's children raise meanwhile, and
+over an event set in the same turn of the loop.
 
 Python 3.11's TaskGroup, cancelled from outside while a child fails, raises the
 child's error and spends the cancel request. Seen in CI: the MQTT sink's connect
@@ -15,7 +16,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from qmpdirty.cancel import first_error
+from qmpdirty.cancel import first_error, wait_set
 from qmpdirty.sinks.client import connect
 
 
@@ -92,3 +93,38 @@ async def test_a_failed_connect_is_the_failure_and_leaves_no_cancel_behind() -> 
         return current.cancelling()
 
     assert await asyncio.create_task(attempt()) == 0
+
+
+async def _loop_on(event: asyncio.Event) -> int:
+    """A task's loop over ``wait_set``, as the VM's forecast, liveness and VFIO tasks
+    run theirs."""
+    turns = 0
+    while turns < 100:
+        await wait_set(event, 10.0)
+        event.clear()
+        turns += 1
+    return turns
+
+
+async def test_a_cancel_in_the_same_turn_as_the_event_ends_the_waiting_loop() -> None:
+    """With ``asyncio.wait_for`` in place of ``wait_set``, Python 3.11 loses this
+    cancellation: the loop runs on and its TaskGroup never ends (a killed QEMU's VM
+    stayed online and the daemon's stop hung, in CI)."""
+    event = asyncio.Event()
+    task = asyncio.create_task(_loop_on(event))
+    await asyncio.sleep(0.01)
+    event.set()
+    task.cancel()
+    for _ in range(5):  # keep the event coming, as other tasks would
+        await asyncio.sleep(0.01)
+        event.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2.0)
+    assert task.cancelled()
+
+
+async def test_wait_set_says_whether_the_event_came_in_time() -> None:
+    event = asyncio.Event()
+    assert await wait_set(event, 0.01) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await wait_set(event, 5.0) is True
