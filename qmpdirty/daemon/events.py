@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from qmpdirty.daemon.info import refresh_info_if_answering
+from qmpdirty.daemon.info import refresh_info_after_migration, refresh_info_if_answering
 from qmpdirty.daemon.migrations import Migrations
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig
@@ -86,8 +86,8 @@ async def _react(view: VmView, migrations: Migrations, seen: EventObservation) -
     match seen:
         case MigrationStatusSeen(status=status):
             await migrations.seen(seen)
-            if mig.is_terminal(status):  # the run state moved on (postmigrate, running)
-                await refresh_info_if_answering(view)
+            if mig.is_terminal(status):  # the run state moves on (postmigrate, running)
+                await refresh_info_after_migration(view)
         case MigrationPassSeen() | DeviceStateSeen():
             await migrations.seen(seen)
         case RunStateChanged():

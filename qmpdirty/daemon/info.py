@@ -12,11 +12,12 @@ a paused guest or a destination), and the view wakes the tasks that act on the r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration.republish import InfoShown, republish_info
-from qmpdirty.decisions.role import reports_dirty_rate
+from qmpdirty.decisions.role import reports_dirty_rate, switchover_settling
 from qmpdirty.errors import QmpTimeoutError
 from qmpdirty.qmp import queries
 from qmpdirty.telemetry import render
@@ -40,6 +41,24 @@ async def refresh_info_if_answering(view: VmView) -> None:
         await refresh_info(view)
     except QmpTimeoutError:
         log.debug("VM %s: info refresh timed out", view.name)
+
+
+#: After a migration ended: how often, and how far apart, ``info`` is read again while the
+#: run state still says ``finish-migrate`` (``decisions.role.switchover_settling``).
+SETTLE_READS, SETTLE_S = 20, 0.1
+
+
+async def refresh_info_after_migration(view: VmView) -> None:
+    """``refresh_info_if_answering`` once a migration ended, read again (at most
+    ``SETTLE_READS`` times, ``SETTLE_S`` apart) while QEMU's run state has yet to follow:
+    the role published must not stay ``migrating-out``."""
+    for _ in range(SETTLE_READS):
+        await refresh_info_if_answering(view)
+        run_state = view.info.run_state if view.info is not None else None
+        current = view.vm.tracker.current
+        if not switchover_settling(run_state, current.role if current else None):
+            return
+        await asyncio.sleep(SETTLE_S)
 
 
 def follow_role(view: VmView, *, always: bool = False) -> InfoPayload | None:

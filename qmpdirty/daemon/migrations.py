@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from qmpdirty.daemon.info import follow_role, refresh_info_if_answering
+from qmpdirty.daemon.info import follow_role, refresh_info_after_migration
 from qmpdirty.daemon.migration_records import MigrationRecords
 from qmpdirty.daemon.parameters import refresh_params
 from qmpdirty.daemon.policy import PolicyActions
@@ -79,7 +79,7 @@ class Migrations:
             self.observe(mig.from_poll(v.vm.tracker, snap, v.events_on))
             await self._policy.apply()
             if was_active and not mig.is_active(v.vm.tracker):
-                await refresh_info_if_answering(v)  # ended without its event: the role moved
+                await refresh_info_after_migration(v)  # ended without its event
 
     async def snapshot_or_none(self) -> MigrationSnapshot | None:
         try:

@@ -90,6 +90,15 @@ def role_of(run_state: str | None, migrating: MigrationSide | None) -> RoleVerdi
     return RoleVerdict(role, why, run_state)
 
 
+def switchover_settling(run_state: str | None, migrating: MigrationSide | None) -> bool:
+    """Whether a source's run state has yet to follow its ended migration: QEMU emits a
+    migration's end (``completed``, ``failed``, ``cancelled``) from the migration thread
+    a moment before it leaves ``finish-migrate`` for ``postmigrate`` (or resumes the
+    guest; migration.c ``migration_iteration_finish``), so a read at the event can still
+    see ``finish-migrate``, and no further event says when it moved."""
+    return run_state == "finish-migrate" and migrating is None
+
+
 def role_from_poll(run_state: str | None, migration_status: str | None) -> RoleVerdict:
     """The role from one look (``probe``: no tracker): a ``query-migrate`` status that
     is running counts as a migration, on the side the run state says."""

@@ -183,3 +183,28 @@ async def test_the_forecast_heartbeat_starts_again_after_every_publish() -> None
 
 def _content(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k not in ("ts", "seq")}
+
+
+async def test_a_source_still_in_finish_migrate_at_the_end_is_read_until_postmigrate() -> None:
+    """QEMU sends ``completed`` a moment before its run state leaves finish-migrate (seen
+    on 10.0.2); ``info`` is read again until it has, so the role ends ``migrated-away``
+    rather than staying ``migrating-out`` with no event left to move it."""
+    vm = ScriptedVm()
+    no_polls = {"poll_interval_s": 60.0, "poll_interval_fast_s": 60.0}
+    async with running(config(migration=no_polls), vm) as r:
+        await online(r)
+        vm.migrate = recorded("query-migrate.active-1")
+        await r.server.emit("MIGRATION", {"status": "active"})
+        await r.out.wait_for(lambda: [i for i in r.out.json(f"{VM}/info")
+                                      if i["role"] == "migrating-out"], "migrating-out")
+        vm.migrate = recorded("query-migrate.completed")
+        vm.status_reply = status("finish-migrate")
+        asked = len(r.sent("query-status"))
+        asyncio.get_running_loop().call_later(
+            0.35, lambda: setattr(vm, "status_reply", recorded("query-status.postmigrate")))
+        await r.server.emit("MIGRATION", {"status": "completed"})
+        await r.out.wait_for(lambda: [i for i in r.out.json(f"{VM}/info")
+                                      if i["role"] == "migrated-away"], "migrated-away")
+        await r.hang_up()
+    assert len(r.sent("query-status")) - asked >= 3  # finish-migrate read, then again
+    assert r.out.json(f"{VM}/info")[-1]["run_state"] == "postmigrate"

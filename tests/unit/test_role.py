@@ -16,6 +16,7 @@ from qmpdirty.decisions.role import (
     reports_dirty_rate,
     role_from_poll,
     role_of,
+    switchover_settling,
 )
 from qmpdirty.decisions.vfio.blocker_texts import Blocker, BlockerKind
 from qmpdirty.decisions.vfio.blockers import reconcile
@@ -124,3 +125,15 @@ def test_blocker_state_names_qemus_blockers_then_predicted_ones_it_does_not_repo
         "The vvfat (rw) format used by node '#b' does not support live migration",
         "dev0: VFIO migration is not supported in kernel"))
     assert blocker_state(reconcile((), ())) == BlockerState(True, ())
+
+
+@pytest.mark.parametrize(("run_state", "migrating", "settling"), [
+    ("finish-migrate", None, True),  # the migration ended, the run state not yet moved
+    ("finish-migrate", "source", False),  # the switchover itself
+    ("postmigrate", None, False),
+    ("running", None, False),  # failed or cancelled: the guest runs again
+    (None, None, False),
+])
+def test_a_source_settles_after_its_migration_ended(
+        run_state: str | None, migrating: MigrationSide | None, settling: bool) -> None:
+    assert switchover_settling(run_state, migrating) is settling
