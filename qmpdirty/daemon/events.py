@@ -75,6 +75,13 @@ class EventStream:
         while True:
             await _react(self._view, self._migrations, await self._seen.get())
 
+    def unreacted(self) -> list[EventObservation]:
+        """What was queued and not yet acted on (the session ended): taken out."""
+        left: list[EventObservation] = []
+        while not self._seen.empty():
+            left.append(self._seen.get_nowait())
+        return left
+
     def _count_dropped(self) -> None:
         dropped = self._view.session.dropped_events
         if dropped != self._dropped:

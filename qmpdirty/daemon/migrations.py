@@ -21,11 +21,18 @@ from qmpdirty.daemon.policy import PolicyActions
 from qmpdirty.daemon.view import VmView
 from qmpdirty.decisions.migration import tracker as mig
 from qmpdirty.errors import QmpQueryError
-from qmpdirty.facts.events import DeviceStateSeen, MigrationPassSeen, MigrationStatusSeen
+from qmpdirty.facts.events import (
+    DeviceStateSeen,
+    EventObservation,
+    MigrationPassSeen,
+    MigrationStatusSeen,
+)
 from qmpdirty.facts.vm import MigrationSnapshot
 from qmpdirty.qmp import queries
 
 log = logging.getLogger(__name__)
+
+MigrationEvent = MigrationStatusSeen | MigrationPassSeen | DeviceStateSeen
 
 #: How long an idle VM waits between ``query-migrate`` polls when events are off.
 IDLE_POLL_WITHOUT_EVENTS_S = 5.0
@@ -38,23 +45,44 @@ class Migrations:
         self._view = view
         self._policy = PolicyActions(view)
         self._records = MigrationRecords(view, self._policy)
+        self._unobserved: MigrationEvent | None = None  # seen, its figures being polled
 
     # --- inputs --------------------------------------------------------------
 
-    async def seen(self, event: MigrationStatusSeen | MigrationPassSeen | DeviceStateSeen
-                   ) -> None:
+    async def seen(self, event: MigrationEvent) -> None:
         """A migration event: poll right away for its figures (a device's state needs
         none), then observe."""
+        self._unobserved = event
         match event:
             case MigrationStatusSeen(status=status):
                 if mig.rereads_params(status):
                     await refresh_params(self._view)
-                self.observe(mig.StatusSeen(status, await self.snapshot_or_none()))
+                snap = await self.snapshot_or_none()
+                self._unobserved = None
+                self.observe(mig.StatusSeen(status, snap))
             case MigrationPassSeen(pass_no=pass_no):
-                self.observe(mig.PassSeen(pass_no, await self.snapshot_or_none()))
+                snap = await self.snapshot_or_none()
+                self._unobserved = None
+                self.observe(mig.PassSeen(pass_no, snap))
             case DeviceStateSeen():
+                self._unobserved = None
                 self.observe(event)
         await self._policy.apply()
+
+    def catch_up(self, events: list[EventObservation]) -> None:
+        """The session ended: what QEMU said that was not observed yet (the event being
+        polled for, those still queued) is observed now, without figures, so that the
+        summary's statuses and passes are all QEMU announced (and published)."""
+        pending = [self._unobserved] if self._unobserved is not None else []
+        self._unobserved = None
+        for event in [*pending, *events]:
+            match event:
+                case MigrationStatusSeen(status=status):
+                    self.observe(mig.StatusSeen(status, None))
+                case MigrationPassSeen(pass_no=pass_no):
+                    self.observe(mig.PassSeen(pass_no, None))
+                case DeviceStateSeen():
+                    self.observe(event)
 
     async def poll_while_migrating(self) -> None:
         """The poller task: ``query-migrate`` while a migration runs (or, without

@@ -82,12 +82,13 @@ class VmPipeline:
         return self.view.vm
 
     async def run(self, started: Callable[[], None] | None = None) -> None:
-        """Publish events at once, start (``online`` and state; then ``started()``),
-        then work until the session ends (raises). On the way out, whatever the reason,
-        a migration in flight is ``lost``."""
+        """Publish events at once, start (``online``; then ``started()``), work until
+        the session ends (raises). On the way out, whatever the reason, migration events
+        not acted on yet are observed, and a migration in flight is ``lost``."""
         try:
             await self._run_tasks(started)
         finally:
+            self.migrations.catch_up(self.events.unreacted())
             self.migrations.session_lost()
 
     def offline(self) -> None:

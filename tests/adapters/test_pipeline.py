@@ -185,6 +185,33 @@ async def test_migration_events_publish_migration_passes_and_summary() -> None:
         ("unknown", None)]
 
 
+async def test_a_session_that_ends_while_events_wait_sums_up_all_qemu_said() -> None:
+    """QEMU announced ``setup`` and ``active`` (both published as events) and died while
+    the daemon still polled for ``setup``'s figures: the summary's statuses are both,
+    observed without figures, not what the reactions had got to."""
+    vm = ScriptedVm()
+    scripted = vm.handlers()
+    hold = asyncio.Event()
+
+    async def held_migrate(arguments: dict[str, Any]) -> object:
+        if hold.is_set():
+            await asyncio.sleep(30)  # QEMU is about to die: it never answers
+        return scripted["query-migrate"](arguments)
+
+    vm.handlers = lambda: {**scripted, "query-migrate": held_migrate}  # type: ignore[method-assign]
+    no_polls = {"poll_interval_s": 60.0, "poll_interval_fast_s": 60.0}
+    async with running(config(qmp={"command_timeout_s": 30.0}, migration=no_polls), vm) as r:
+        await online(r)
+        hold.set()
+        await r.server.emit("MIGRATION", {"status": "setup"})
+        await r.server.emit("MIGRATION", {"status": "active"})
+        await r.out.wait_for(lambda: r.out.on(f"{VM}/event/MIGRATION")[1:], "both events")
+        await asyncio.sleep(0.1)  # the reactions are waiting for setup's figures
+        await r.hang_up()
+    summary = r.out.json(f"{VM}/migration/summary")
+    assert [(s["outcome"], s["statuses"]) for s in summary] == [("lost", ["setup", "active"])]
+
+
 async def test_session_end_during_a_migration_reports_it_lost() -> None:
     vm = ScriptedVm()
     async with running(config(), vm) as r:
