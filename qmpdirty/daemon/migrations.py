@@ -53,20 +53,11 @@ class Migrations:
         """A migration event: poll right away for its figures (a device's state needs
         none), then observe."""
         self._unobserved = event
-        match event:
-            case MigrationStatusSeen(status=status):
-                if mig.rereads_params(status):
-                    await refresh_params(self._view)
-                snap = await self.snapshot_or_none()
-                self._unobserved = None
-                self.observe(mig.StatusSeen(status, snap))
-            case MigrationPassSeen(pass_no=pass_no):
-                snap = await self.snapshot_or_none()
-                self._unobserved = None
-                self.observe(mig.PassSeen(pass_no, snap))
-            case DeviceStateSeen():
-                self._unobserved = None
-                self.observe(event)
+        if isinstance(event, MigrationStatusSeen) and mig.rereads_params(event.status):
+            await refresh_params(self._view)
+        snap = None if isinstance(event, DeviceStateSeen) else await self.snapshot_or_none()
+        self._unobserved = None
+        self.observe(_observation(event, snap))
         await self._policy.apply()
 
     def catch_up(self, events: list[EventObservation]) -> None:
@@ -76,13 +67,8 @@ class Migrations:
         pending = [self._unobserved] if self._unobserved is not None else []
         self._unobserved = None
         for event in [*pending, *events]:
-            match event:
-                case MigrationStatusSeen(status=status):
-                    self.observe(mig.StatusSeen(status, None))
-                case MigrationPassSeen(pass_no=pass_no):
-                    self.observe(mig.PassSeen(pass_no, None))
-                case DeviceStateSeen():
-                    self.observe(event)
+            if isinstance(event, MigrationStatusSeen | MigrationPassSeen | DeviceStateSeen):
+                self.observe(_observation(event, None))
 
     async def poll_while_migrating(self) -> None:
         """The poller task: ``query-migrate`` while a migration runs (or, without
@@ -140,3 +126,14 @@ class Migrations:
         v.migration_running(active)
         if active and not was_active:
             follow_role(v)  # migrating-out, or receiving; its end waits for the run state
+
+
+def _observation(event: MigrationEvent, snap: MigrationSnapshot | None) -> mig.Observation:
+    """What the tracker observes of a migration event, with the figures polled for it."""
+    match event:
+        case MigrationStatusSeen(status=status):
+            return mig.StatusSeen(status, snap)
+        case MigrationPassSeen(pass_no=pass_no):
+            return mig.PassSeen(pass_no, snap)
+        case DeviceStateSeen():
+            return event
